@@ -1,0 +1,94 @@
+"""The ``llm-heuristics`` command line.
+
+Each subcommand lives in its own module under :mod:`engine.commands` and exposes
+``register(subparsers)``, which adds a parser whose ``func(args) -> int`` runs it.
+Modules are discovered, so adding a command never edits this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from engine import __version__
+from engine import commands as _commands_pkg
+from engine.errors import UserError
+
+log = logging.getLogger("llm_heuristics")
+
+
+def _configure_logging(verbosity: int) -> None:
+    env_level = os.environ.get("LOG_LEVEL", "").upper()
+    if verbosity > 0:
+        level = logging.DEBUG
+    elif verbosity < 0:
+        level = logging.WARNING
+    elif env_level in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        level = getattr(logging, env_level)
+    else:
+        level = logging.INFO
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
+
+
+def command_modules() -> list[str]:
+    """Names of the command modules, in a stable order."""
+    return sorted(
+        m.name for m in pkgutil.iter_modules(_commands_pkg.__path__) if not m.name.startswith("_")
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llm-heuristics",
+        description=(
+            "Turn MRI DICOM files into a reviewed heudiconv heuristic and a valid BIDS dataset. "
+            "Workflow: analyze -> group -> map -> generate -> validate -> convert."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"llm-heuristics {__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument(
+        "-v", "--verbose", action="store_const", const=1, dest="verbosity", help="debug logging"
+    )
+    verbosity.add_argument(
+        "-q",
+        "--quiet",
+        action="store_const",
+        const=-1,
+        dest="verbosity",
+        help="warnings and errors only",
+    )
+    parser.set_defaults(verbosity=0, func=None)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in command_modules():
+        module = importlib.import_module(f"engine.commands.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbosity)
+    if args.func is None:
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"llm-heuristics {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

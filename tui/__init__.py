@@ -1,0 +1,1 @@
+"""llm-heuristics terminal user interface (Textual). A thin client of the engine."""
