@@ -174,6 +174,9 @@ class Mapping:
     source: Source = "rules"
     intended_for: list[str] = field(default_factory=list)  # group ids a field map serves
     rationale: str = ""  # free text (LLM stream or user note)
+    echoes: int = 0  # echoes held in ONE series of this group (heudiconv adds _echo-N itself)
+    extra_suffixes: list[str] = field(default_factory=list)  # more files per series, e.g.
+    # ["magnitude2"] beside suffix magnitude1 for a two-echo GRE field-map magnitude series
 
     @property
     def is_skip(self) -> bool:
@@ -198,6 +201,8 @@ class SeriesAssignment:
     group_id: str
     bids_path: str = ""  # e.g. sub-01/ses-1/func/sub-01_ses-1_task-rest_run-1_bold
     skip_reason: str = ""
+    extra_paths: list[str] = field(default_factory=list)  # further files of the same series
+    # (e.g. the magnitude2 path beside a magnitude1 bids_path)
 
 
 # --- encoding helpers -------------------------------------------------------------------
