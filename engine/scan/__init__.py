@@ -1,0 +1,1 @@
+"""Header scan of DICOM trees: discover -> fast header read (cached) -> series table."""

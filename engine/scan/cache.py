@@ -1,0 +1,98 @@
+"""SQLite cache of per-file facts in OUT, keyed by path, size and mtime (ns).
+
+A re-scan reads only files whose (size, mtime_ns) changed or that are new; rows of files that
+disappeared are dropped.  Results are committed per chunk so an interrupted scan resumes.
+The cache is thrown away when the fact format (``FACTS_VERSION``) changes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+FACTS_VERSION = "2"
+CACHE_NAME = ".analyze_cache.sqlite"
+
+
+class FactsCache:
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = os.fspath(path)
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        self.db = sqlite3.connect(self.path)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT)")
+        row = self.db.execute("SELECT v FROM meta WHERE k='version'").fetchone()
+        if row is None or row[0] != FACTS_VERSION:
+            self.db.execute("DROP TABLE IF EXISTS files")
+            self.db.execute("DELETE FROM meta")
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (FACTS_VERSION,))
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
+            "mtime_ns INTEGER, status TEXT, facts TEXT, error TEXT)"
+        )
+        self.db.commit()
+
+    def known(self) -> dict[str, tuple[int, int]]:
+        return {p: (s, m) for p, s, m in self.db.execute("SELECT path, size, mtime_ns FROM files")}
+
+    def stale(
+        self, files: Iterable[tuple[str, int, int]]
+    ) -> tuple[list[tuple[str, int, int]], list[str]]:
+        """(files to read, cached paths no longer present)."""
+        known = self.known()
+        todo = []
+        present = set()
+        for path, size, mtime in files:
+            present.add(path)
+            if known.get(path) != (size, mtime):
+                todo.append((path, size, mtime))
+        gone = [p for p in known if p not in present]
+        return todo, gone
+
+    def forget(self, paths: list[str]) -> None:
+        self.db.executemany("DELETE FROM files WHERE path=?", [(p,) for p in paths])
+        self.db.commit()
+
+    def put_many(
+        self, rows: Iterable[tuple[str, int, int, str, dict[str, Any] | None, str]]
+    ) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)",
+            [
+                (p, s, m, st, json.dumps(f, separators=(",", ":")) if f is not None else None, e)
+                for p, s, m, st, f, e in rows
+            ],
+        )
+        self.db.commit()
+
+    def rows(
+        self, paths: Iterable[str] | None = None
+    ) -> Iterator[tuple[str, str, dict[str, Any] | None, str]]:
+        """(path, status, facts, error) for every cached file (restricted to ``paths``)."""
+        want = set(paths) if paths is not None else None
+        for p, st, f, e in self.db.execute("SELECT path, status, facts, error FROM files"):
+            if want is not None and p not in want:
+                continue
+            yield p, st, (json.loads(f) if f else None), e or ""
+
+    def get_result(self, signature: str) -> Any:
+        """The memoised scan result for an identical file set and options, or ``None``."""
+        row = self.db.execute("SELECT v FROM meta WHERE k='result_sig'").fetchone()
+        if row is None or row[0] != signature:
+            return None
+        res = self.db.execute("SELECT v FROM meta WHERE k='result'").fetchone()
+        return json.loads(res[0]) if res else None
+
+    def put_result(self, signature: str, result: Any) -> None:
+        self.db.executemany(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [("result_sig", signature), ("result", json.dumps(result))],
+        )
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.close()

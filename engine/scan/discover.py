@@ -1,0 +1,66 @@
+"""Walk an input tree: every regular file with its size and mtime, and every problem met.
+
+Symlinked folders are followed once (loops are detected by device/inode), unreadable folders
+and broken links are reported, never fatal.  ``exclude`` folders (the OUT folder when it sits
+inside the input) are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Discovered:
+    files: list[tuple[str, int, int]] = field(default_factory=list)  # path, size, mtime_ns
+    errors: list[tuple[str, str]] = field(default_factory=list)  # path, reason
+
+
+def discover(root: str, exclude: tuple[str, ...] = ()) -> Discovered:
+    out = Discovered()
+    root = os.path.abspath(root)
+    excl = {os.path.realpath(e) for e in exclude}
+    if os.path.isfile(root):
+        st = os.stat(root)
+        out.files.append((root, st.st_size, st.st_mtime_ns))
+        return out
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            st = os.stat(d)
+        except OSError as exc:
+            out.errors.append((d, f"cannot stat folder: {exc.strerror or exc}"))
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            out.errors.append((d, "symlink loop or repeated folder (skipped)"))
+            continue
+        seen.add(key)
+        if os.path.realpath(d) in excl:
+            continue
+        try:
+            entries = list(os.scandir(d))
+        except OSError as exc:
+            out.errors.append((d, f"unreadable folder: {exc.strerror or exc}"))
+            continue
+        subdirs = []
+        for e in entries:
+            try:
+                if e.is_dir(follow_symlinks=True):
+                    subdirs.append(e.path)
+                    continue
+                if e.is_file(follow_symlinks=True):
+                    s = e.stat(follow_symlinks=True)
+                    out.files.append((e.path, s.st_size, s.st_mtime_ns))
+                elif e.is_symlink():
+                    out.errors.append((e.path, "broken symlink"))
+                else:
+                    out.errors.append((e.path, "not a regular file"))
+            except OSError as exc:
+                out.errors.append((e.path, f"cannot stat: {exc.strerror or exc}"))
+        stack.extend(sorted(subdirs, reverse=True))
+    out.files.sort()
+    return out

@@ -1,0 +1,191 @@
+"""The scan: discover files, read changed headers in parallel (cached), aggregate series."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.model import SeriesInfo
+from engine.scan.aggregate import aggregate
+from engine.scan.cache import CACHE_NAME, FactsCache
+from engine.scan.discover import discover
+from engine.scan.header import NotDicom, read_facts
+
+CHUNK = 48  # files per worker task; the cache commits once per finished task
+
+
+@dataclass
+class ScanResult:
+    series: list[SeriesInfo] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    n_files: int = 0
+    n_dicom: int = 0
+    n_read: int = 0
+    seconds: float = 0.0
+
+
+Row = tuple[str, int, int, str, dict[str, Any] | None, str]
+
+
+def read_one(item: tuple[str, int, int]) -> Row:
+    path, size, mtime = item
+    try:
+        facts = read_facts(path)
+        return path, size, mtime, facts.get("kind", "image"), facts, ""
+    except NotDicom as exc:
+        return path, size, mtime, "error", None, f"not DICOM: {exc}"
+    except OSError as exc:
+        return path, size, mtime, "error", None, f"unreadable: {exc.strerror or exc}"
+    except Exception as exc:  # noqa: BLE001 - a scan never stops on one bad file
+        return path, size, mtime, "error", None, f"unexpected {type(exc).__name__}: {exc}"
+
+
+def read_chunk(items: list[tuple[str, int, int]]) -> list[Row]:
+    return [read_one(i) for i in items]
+
+
+def _chunks(items: list[Any], n: int) -> Iterable[list[Any]]:
+    for i in range(0, len(items), n):
+        yield items[i : i + n]
+
+
+def read_into_cache(
+    cache: FactsCache,
+    todo: list[tuple[str, int, int]],
+    n_cpus: int,
+    on_progress: Callable[[int], None] | None = None,
+) -> None:
+    """Read ``todo`` (in parallel when worthwhile) and commit each finished chunk."""
+    if not todo:
+        return
+    chunks = list(_chunks(todo, CHUNK))
+    if n_cpus <= 1 or len(todo) < 2 * CHUNK:
+        for c in chunks:
+            cache.put_many(read_chunk(c))
+            if on_progress:
+                on_progress(len(c))
+        return
+    ctx = mp.get_context("fork") if sys.platform.startswith("linux") else mp.get_context()
+    with ctx.Pool(processes=min(n_cpus, len(chunks))) as pool:
+        for rows in pool.imap_unordered(read_chunk, chunks):
+            cache.put_many(rows)
+            if on_progress:
+                on_progress(len(rows))
+
+
+def default_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def scan(
+    input_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    n_cpus: int | None = None,
+    subject_pattern: str | None = None,
+    session_pattern: str | None = None,
+    progress: bool = True,
+    files: list[str] | None = None,
+) -> ScanResult:
+    """Scan ``input_path`` (or just ``files``) into the cache in ``out_dir``; aggregate series."""
+    t0 = time.perf_counter()
+    out_dir = os.path.abspath(out_dir)
+    n_cpus = n_cpus or default_cpus()
+    if files is None:
+        found = discover(os.fspath(input_path), exclude=(out_dir,))
+    else:
+        found = discover_list(files)
+    cache = FactsCache(os.path.join(out_dir, CACHE_NAME))
+    sig = _signature(found.files, found.errors, subject_pattern, session_pattern)
+    memo = cache.get_result(sig)
+    if memo is not None:
+        cache.close()
+        res = ScanResult(n_files=len(found.files), n_dicom=memo["n_dicom"], n_read=0)
+        res.series = [SeriesInfo.from_row(r) for r in memo["series"]]
+        res.errors = [tuple(e) for e in memo["errors"]]
+        res.seconds = time.perf_counter() - t0
+        return res
+    try:
+        todo, gone = cache.stale(found.files)
+        if gone:
+            cache.forget(gone)
+        if progress and todo:
+            _with_progress(cache, todo, n_cpus)
+        else:
+            read_into_cache(cache, todo, n_cpus)
+        res = ScanResult(n_files=len(found.files), n_read=len(todo))
+        res.errors = list(found.errors)
+        present = {p for p, _, _ in found.files}
+        records = []
+        for path, status, facts, err in cache.rows():
+            if path not in present:
+                continue
+            if status == "error":
+                res.errors.append((path, err))
+            elif status == "image" and facts:
+                records.append((path, facts))
+        res.n_dicom = len(records)
+        res.series = aggregate(records, subject_pattern, session_pattern)
+        res.errors.sort()
+        cache.put_result(
+            sig,
+            {
+                "n_dicom": res.n_dicom,
+                "series": [s.to_row() for s in res.series],
+                "errors": res.errors,
+            },
+        )
+    finally:
+        cache.close()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _signature(files: list[tuple[str, int, int]], errors: list[tuple[str, str]], *opts: Any) -> str:
+    """A digest of the file set (path, size, mtime), discovery problems and options."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(opts).encode())
+    for p, s, m in files:
+        h.update(f"{p}\0{s}\0{m}\n".encode("utf-8", "surrogateescape"))
+    for p, r in errors:
+        h.update(f"E{p}\0{r}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def discover_list(files: list[str]):
+    from engine.scan.discover import Discovered
+
+    d = Discovered()
+    for p in files:
+        try:
+            st = os.stat(p)
+            d.files.append((os.path.abspath(p), st.st_size, st.st_mtime_ns))
+        except OSError as exc:
+            d.errors.append((p, f"cannot stat: {exc.strerror or exc}"))
+    return d
+
+
+def _with_progress(cache: FactsCache, todo: list[tuple[str, int, int]], n_cpus: int) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("reading headers", total=len(todo))
+        read_into_cache(cache, todo, n_cpus, lambda n: bar.advance(task, n))
