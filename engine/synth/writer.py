@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian
 
 from engine.synth.csa import build_csa
-from engine.synth.protocol import SeriesPlan
+from engine.synth.protocol import PHYSICS, SeriesPlan
 
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 RAW_DATA_STORAGE = "1.2.840.10008.5.1.4.1.1.66"
@@ -361,6 +361,9 @@ def _vendor_private(ds: Dataset, plan: SeriesPlan, bval, bvec, normal, slice_idx
         blk.add_new(0x08, "CS", "IMAGE NUM 4")
         blk.add_new(0x09, "LO", "20100114")
         blk.add_new(0x10, "OB", build_csa(csa))
+        # CSA series header: the Phoenix protocol, where a real scanner keeps every echo time
+        # of the protocol (dcm2niix takes a phasediff's EchoTime1/EchoTime2 from alTE[]).
+        blk.add_new(0x20, "OB", build_csa({"MrPhoenixProtocol": [_ascconv(plan)]}))
     elif plan.vendor == "ge":
         acq = ds.private_block(0x0019, "GEMS_ACQU_01", create=True)
         acq.add_new(0x9C, "LO", plan.pulse_sequence)
@@ -385,3 +388,12 @@ def _vendor_private(ds: Dataset, plan: SeriesPlan, bval, bvec, normal, slice_idx
             mr.add_new(0xB2, "FL", float(bvec[2]))
             ds.DiffusionBValue = float(bval)
             ds.DiffusionGradientOrientation = [float(v) for v in bvec]
+
+
+def _ascconv(plan: SeriesPlan) -> str:
+    """A minimal ``### ASCCONV ###`` block of the Siemens Phoenix protocol."""
+    tes = PHYSICS["gre_mag"].tes if plan.kind == "gre_phase" else plan.physics.tes
+    lines = ["### ASCCONV BEGIN ###", f'tProtocolName\t = \t""{plan.protocol}""']
+    lines += [f"alTE[{i}]\t = \t{round(te * 1000)}" for i, te in enumerate(tes)]
+    lines += [f"lContrasts\t = \t{len(tes)}", "### ASCCONV END ###"]
+    return "\n".join(lines)
