@@ -1,0 +1,46 @@
+"""``llm-heuristics convert OUT --subject ID``: heudiconv + dcm2niix + bids-validator."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.heuristic.convert import convert
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert",
+        help="convert one subject to BIDS with the heuristic",
+        description="Run heudiconv with dcm2niix on one subject (all sessions or --session), fill "
+        "IntendedFor from the mapping, run bids-validator when installed, and write "
+        "OUT/conversion_report.txt.",
+    )
+    p.add_argument("out", help="output folder of analyze/group/map/generate")
+    p.add_argument("--subject", required=True, help="subject label (as in the series table)")
+    p.add_argument("--session", default=None, help="session label (default: all sessions)")
+    p.add_argument("--bids-dir", default=None, help="BIDS folder (default OUT/bids)")
+    p.add_argument("--heuristic", default=None, help="heuristic file (default OUT/heuristic.py)")
+    p.add_argument("--dicom-dir", default=None, help="DICOM folder given to analyze")
+    p.add_argument("--dry-run", action="store_true", help="print what would be written")
+    p.add_argument("--no-validator", action="store_true", help="do not run bids-validator")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    results, verdict, text = convert(
+        args.out,
+        args.subject,
+        args.session,
+        bids_dir=args.bids_dir,
+        heuristic=args.heuristic,
+        dicom_dir=args.dicom_dir,
+        dry_run=args.dry_run,
+        validator=not args.no_validator,
+    )
+    print(text, end="")
+    if args.dry_run:
+        return 0
+    failed = any(r.heudiconv_rc != 0 or r.missing for r in results)
+    if verdict is not None and verdict.errors:
+        failed = True
+    return 1 if failed else 0

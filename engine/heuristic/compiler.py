@@ -1,0 +1,368 @@
+"""Compile a mapping (rules, LLM or user decisions alike) into a heudiconv heuristic module.
+
+Deterministic: the same series, groups and mappings always give the same source text. The
+module defines ``create_key``, ``infotodict``, ``infotoids``, ``POPULATE_INTENDED_FOR_OPTS`` and,
+only when a group can be told apart by nothing else, ``custom_seqinfo``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import textwrap
+from dataclasses import dataclass, field
+
+from engine import __version__
+from engine.heuristic.conditions import HELPER_SOURCE, Selection, select
+from engine.heuristic.plan import BidsKey, Plan, build_plan, series_order_key
+from engine.heuristic.seqinfo import CUSTOM_FIELDS, to_seqinfo
+from engine.model import Group, Mapping, SeriesAssignment, SeriesInfo
+
+
+@dataclass
+class CompiledGroup:
+    group: Group
+    mapping: Mapping
+    key: BidsKey
+    selection: Selection
+
+
+@dataclass
+class Compiled:
+    """The heuristic source plus what went into it (for reports and the TUI)."""
+
+    source: str
+    plan: Plan
+    groups: list[CompiledGroup] = field(default_factory=list)
+    custom_fields: tuple[str, ...] = ()
+    problems: list[str] = field(default_factory=list)  # groups that could not be separated
+
+
+def _select_all(
+    plan: Plan, custom_fields: tuple[str, ...]
+) -> tuple[list[CompiledGroup], list[str]]:
+    seq = {s.key: to_seqinfo(s, custom_fields) for s in plan.series}
+    out: list[CompiledGroup] = []
+    problems: list[str] = []
+    first_seen = {}
+    for s in sorted(plan.series, key=lambda s: (s.subject, s.session, series_order_key(s))):
+        gid = plan.group_of.get(s.key)
+        if gid is not None and gid not in first_seen:
+            first_seen[gid] = len(first_seen)
+    groups = sorted(
+        plan.converted_groups(), key=lambda g: (first_seen.get(g.group_id, 10**9), g.group_id)
+    )
+    for g in groups:
+        key = plan.keys[g.group_id]
+        pos_keys = [k for k in g.series_keys if k in seq and k not in plan.skip_series]
+        if not pos_keys:
+            continue
+        neg_keys = [
+            s.key
+            for s in plan.series
+            if s.key in plan.skip_series or plan.keys.get(plan.group_of.get(s.key, "")) != key
+        ]
+        pos = [seq[k] for k in pos_keys]
+        neg = [seq[k] for k in neg_keys]
+        guard = key.datatype in {"func", "dwi", "perf"} and key.suffix not in {"sbref", "events"}
+        te_ok = not _multi_echo(
+            plan, [CompiledGroup(g, plan.mappings[g.group_id], key, Selection())]
+        )
+        sel = select(pos, neg, custom_fields, guard_volumes=guard, te_ok=te_ok)
+        if sel.unresolved:
+            names = sorted({neg[i].series_id for i in sel.unresolved})
+            problems.append(
+                f"group {g.group_id} ({g.label}): cannot be told apart from {', '.join(names[:5])}"
+            )
+        out.append(CompiledGroup(g, plan.mappings[g.group_id], key, sel))
+    return out, problems
+
+
+def compile_heuristic(
+    series: list[SeriesInfo],
+    groups: list[Group],
+    mappings: list[Mapping],
+    assignments: list[SeriesAssignment] | None = None,
+    *,
+    context: str = "",
+    title: str = "",
+    format_with_ruff: bool = True,
+) -> Compiled:
+    """Build the heuristic source for this study; see :class:`Compiled`."""
+    plan = build_plan(series, groups, mappings, assignments)
+    compiled, problems = _select_all(plan, ())
+    custom: tuple[str, ...] = ()
+    if problems:
+        with_custom, problems2 = _select_all(plan, CUSTOM_FIELDS)
+        if len(problems2) < len(problems):
+            compiled, problems, custom = with_custom, problems2, CUSTOM_FIELDS
+            used = {
+                f
+                for cg in compiled
+                for c in cg.selection.conditions
+                for f in CUSTOM_FIELDS
+                if f"'{f}'" in c.code
+            }
+            custom = tuple(f for f in CUSTOM_FIELDS if f in used) or ()
+            if custom != CUSTOM_FIELDS:
+                compiled, problems = _select_all(plan, custom)
+    source = render(plan, compiled, custom, context=context, title=title)
+    if format_with_ruff:
+        source = ruff_format(source)
+    return Compiled(source, plan, compiled, custom, problems)
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def _comment(text: str, indent: str = "", width: int = 96) -> list[str]:
+    text = " ".join(str(text).split())
+    if not text:
+        return []
+    return [f"{indent}# {line}" for line in textwrap.wrap(text, width - len(indent) - 2)]
+
+
+def _docstring(text: str) -> str:
+    body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+    return f'"""{body}\n"""'
+
+
+def _custom_seqinfo_source(fields: tuple[str, ...]) -> str:
+    lines = [
+        "def custom_seqinfo(wrapper, series_files):",
+        '    """Facts SeqInfo lacks, read from the DICOM header: ' + ", ".join(fields) + '."""',
+        "    ds = wrapper.dcm_data",
+        "    facts = []",
+    ]
+    if "pe_axis" in fields:
+        lines += [
+            '    pe = ds.get("InPlanePhaseEncodingDirection", "")',
+            "    if not pe:",
+            '        for seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):',
+            "            try:",
+            '                pe = getattr(getattr(ds, seq)[0].MRFOVGeometrySequence[0], "InPlanePhaseEncodingDirection", "")',
+            "            except (AttributeError, IndexError):",
+            "                continue",
+            "            if pe:",
+            "                break",
+            '    facts.append(("pe_axis", str(pe or "")))',
+        ]
+    if "echo_number" in fields:
+        lines += [
+            "    echoes = set()",
+            "    for f in series_files:",
+            "        try:",
+            "            import pydicom",
+            "",
+            '            v = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["EchoNumbers"]).get("EchoNumbers")',
+            "        except Exception:",
+            "            v = None",
+            "        if v is not None:",
+            "            echoes.add(int(v))",
+            '    facts.append(("echo_number", min(echoes) if echoes else 0))',
+        ]
+    lines.append("    return tuple(facts)")
+    return "\n".join(lines) + "\n"
+
+
+def render(
+    plan: Plan,
+    compiled: list[CompiledGroup],
+    custom: tuple[str, ...],
+    *,
+    context: str = "",
+    title: str = "",
+) -> str:
+    n_conv = len(compiled)
+    skipped = [g for g in plan.groups if g.group_id not in plan.keys]
+    subjects = sorted({s.subject for s in plan.series})
+    has_sessions = any(s.session for s in plan.series)
+    doc = [
+        f"heudiconv heuristic{' for ' + title if title else ''}, generated by llm-heuristics {__version__}.",
+        "",
+        f"{n_conv} group(s) converted, {len(skipped)} skipped; built from {len(plan.series)} series of "
+        f"{len(subjects)} subject(s){' with sessions' if has_sessions else ''}.",
+        "Conditions test stable series properties only (protocol and series names, ImageType,",
+        "sequence, dims, TE/TR, volume count), never series numbers or UIDs, so this file serves",
+        "every subject scanned with the same protocol. ``run-NN`` appears only on names that",
+        "repeat within a session somewhere in the study.",
+        "",
+        "Use: heudiconv --files DICOM... -f this_file.py -s SUBJECT [-ss SESSION] -c dcm2niix -b",
+    ]
+    if context.strip():
+        doc += [
+            "",
+            "Study context given by the user:",
+            *textwrap.wrap(" ".join(context.split()), 92),
+        ]
+    parts: list[str] = [_docstring("\n".join(doc)), ""]
+    if any(cg.selection.code.find("re.fullmatch") >= 0 for cg in compiled):
+        parts += ["import re", ""]
+    # IntendedFor: heudiconv's own pass; llm-heuristics convert then writes the exact lists below.
+    intended = {}
+    for cg in compiled:
+        if cg.mapping.intended_for:
+            targets = sorted(
+                {
+                    plan.keys[g].template(plan.keys[g] in plan.with_run)
+                    for g in cg.mapping.intended_for
+                    if g in plan.keys
+                }
+            )
+            if targets:
+                intended.setdefault(cg.key.template(cg.key in plan.with_run), set()).update(targets)
+    if intended:
+        parts += [
+            "# Field maps: heudiconv fills IntendedFor from the closest field map;",
+            "# `llm-heuristics convert` then writes exactly the targets listed in INTENDED_FOR.",
+            'POPULATE_INTENDED_FOR_OPTS = {"matching_parameters": ["Force"], "criterion": "Closest"}',
+            "INTENDED_FOR = {",
+            *[f"    {k!r}: {sorted(v)!r}," for k, v in sorted(intended.items())],
+            "}",
+            "",
+        ]
+    # subject/session ids for runs without -s/-ss
+    subj_table = sorted(
+        {(s.patient_id, s.subject) for s in plan.series if s.patient_id and s.subject}
+    )
+    ses_pairs: dict[tuple[str, str], set[str]] = {}
+    for s in plan.series:
+        if s.session:
+            ses_pairs.setdefault((s.patient_id, s.date), set()).add(s.session)
+    ses_table = sorted((k, next(iter(v))) for k, v in ses_pairs.items() if len(v) == 1)
+    parts += [
+        "SUBJECTS = {",
+        *[f"    {pid!r}: {sub!r}," for pid, sub in subj_table],
+        "}",
+        "SESSIONS = {",
+        *[f"    {k!r}: {v!r}," for k, v in ses_table],
+        "}",
+        "",
+        "",
+        'def create_key(template, outtype=("nii.gz",), annotation_classes=None):',
+        "    if template is None or not template:",
+        '        raise ValueError("Template must be a valid format string")',
+        "    return template, outtype, annotation_classes",
+        "",
+        "",
+        "def infotoids(seqinfos, outdir):",
+        '    """Subject and session of one study, when heudiconv runs without -s/-ss."""',
+        "    s = next(iter(seqinfos))",
+        '    subject = SUBJECTS.get(s.patient_id) or "".join(c for c in str(s.patient_id) if c.isalnum())',
+        '    return {"locator": None, "session": SESSIONS.get((s.patient_id, s.date)), "subject": subject}',
+        "",
+    ]
+    if custom:
+        parts += ["", _custom_seqinfo_source(custom)]
+    if custom or any("_custom(" in cg.selection.code for cg in compiled):
+        parts += ["", HELPER_SOURCE.strip() + "\n"]
+    # infotodict
+    keys: dict[BidsKey, str] = {}
+    used_idents: set[str] = set()
+    for cg in compiled:
+        if cg.key in keys:
+            continue
+        ident = cg.key.ident
+        if ident in {"info", "s", "create_key", "seqinfo"} or ident[0].isdigit():
+            ident = "key_" + ident
+        base, n = ident, 2
+        while ident in used_idents:
+            ident, n = f"{base}_{n}", n + 1
+        used_idents.add(ident)
+        keys[cg.key] = ident
+    body = [
+        "",
+        "def infotodict(seqinfo):",
+        '    """Map each series to its BIDS key; series matching no block are not converted."""',
+    ]
+    for key, ident in keys.items():
+        cgs = [cg for cg in compiled if cg.key == key]
+        suffix = _template_suffix(key, plan, cgs)
+        drop = ("echo",) if _multi_echo(plan, cgs) else ()
+        tmpl = key.template(key in plan.with_run, suffix, drop)
+        body.append(f"    {ident} = create_key({tmpl!r})")
+    body.append("    info = {" + ", ".join(f"{i}: []" for i in keys.values()) + "}")
+    body.append("")
+    body.append("    for s in seqinfo:")
+    if not compiled:
+        body.append("        pass")
+    for cg in compiled:
+        body += _group_block(cg, plan, keys[cg.key])
+    if skipped:
+        body.append("        # Not converted:")
+        for g in skipped:
+            m = plan.mappings.get(g.group_id)
+            why = (m.skip_reason if m else "") or "no mapping"
+            src = f" [{m.source}]" if m else ""
+            body += _comment(f"{g.group_id} {g.label!r}: {why}{src}", "        ")
+    body.append("    return info")
+    parts += body
+    return "\n".join(parts) + "\n"
+
+
+def _multi_echo(plan: Plan, cgs: list[CompiledGroup]) -> bool:
+    """Every series of these groups holds several echoes: heudiconv adds ``_echo-N`` itself."""
+    by_key = {s.key: s for s in plan.series}
+    members = [by_key[k] for cg in cgs for k in cg.group.series_keys if k in by_key]
+    return bool(members) and all(
+        len(set(s.echo_numbers)) > 1 or len(set(s.echo_times)) > 1 for s in members
+    )
+
+
+def _template_suffix(key: BidsKey, plan: Plan, cgs: list[CompiledGroup]) -> str:
+    """``magnitude`` when a magnitude1 series holds both echoes: heudiconv then writes
+    ``_magnitude1``/``_magnitude2`` itself (it appends the echo index to ``_magnitude``)."""
+    if key.datatype != "fmap" or key.suffix != "magnitude1":
+        return ""
+    if any("magnitude2" in getattr(cg.mapping, "extra_suffixes", []) for cg in cgs):
+        return "magnitude"
+    by_key = {s.key: s for s in plan.series}
+    members = [by_key[k] for cg in cgs for k in cg.group.series_keys if k in by_key]
+    if members and all(
+        len(set(s.echo_numbers)) > 1
+        or len(s.echo_times) > 1
+        or (not s.echo_numbers and s.dim4 == 2)
+        for s in members
+    ):
+        return "magnitude"
+    return ""
+
+
+def _group_block(cg: CompiledGroup, plan: Plan, ident: str) -> list[str]:
+    m, g = cg.mapping, cg.group
+    name = cg.key.stem("run-NN" if cg.key in plan.with_run else "")
+    lines = _comment(
+        f"{g.group_id} {g.label!r} -> {cg.key.datatype}/{name} "
+        f"({m.source}, confidence {m.confidence:.2f}, {len(g.series_keys)} series)",
+        "        ",
+    )
+    for ev in m.evidence[:4]:
+        lines += _comment(f"- {ev}", "        ")
+    if m.intended_for:
+        lines += _comment(f"field map for: {', '.join(m.intended_for)}", "        ")
+    if cg.selection.unresolved:
+        lines += _comment("WARNING: these conditions also match series of other groups", "        ")
+    cond = cg.selection.code or "True"
+    lines.append(f"        if {cond}:")
+    lines.append(f"            info[{ident}].append(s.series_id)")
+    lines.append("            continue")
+    return lines
+
+
+def ruff_format(source: str) -> str:
+    """Format with ``ruff format`` when ruff is installed (output stays valid Python without)."""
+    exe = shutil.which("ruff")
+    if exe is None:
+        return source
+    try:
+        res = subprocess.run(
+            [exe, "format", "--isolated", "--line-length", "100", "-"],
+            input=source,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return source
+    return res.stdout if res.returncode == 0 and res.stdout else source

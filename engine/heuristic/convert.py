@@ -1,0 +1,325 @@
+"""Convert one subject/session with heudiconv + dcm2niix, fix IntendedFor, run bids-validator.
+
+The DICOM input is only read: heudiconv gets a folder of symlinks to this session's files
+(inside OUT), so its ``.heudiconv`` bookkeeping lands in the BIDS folder, never in the input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.atomic import read_tsv, write_text_atomic
+from engine.errors import UserError
+from engine.heuristic.plan import Plan
+from engine.model import SeriesInfo
+
+# tables a scanner may write listing every file of every series (first one found is used)
+FILES_TABLES = ("series_files.tsv", "dicom_files.tsv", "files.tsv")
+
+
+def _uid_of(path: str) -> str | None:
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+    except Exception:
+        return None
+    v = ds.get("SeriesInstanceUID")
+    return str(v) if v else None
+
+
+def guess_dicom_root(series: list[SeriesInfo]) -> Path | None:
+    paths = [s.example_dcm_file for s in series if os.path.isabs(s.example_dcm_file)]
+    if not paths:
+        return None
+    try:
+        return Path(os.path.commonpath([os.path.dirname(p) for p in paths]))
+    except ValueError:
+        return None
+
+
+def files_for_series(
+    out_dir: Path, rows: list[SeriesInfo], dicom_dir: Path | None
+) -> dict[str, list[str]]:
+    """Series UID -> its DICOM files: from a files table in OUT, else by reading headers."""
+    want = {s.series_uid for s in rows if s.series_uid}
+    found: dict[str, list[str]] = defaultdict(list)
+    for name in FILES_TABLES:
+        p = out_dir / name
+        if p.exists():
+            for r in read_tsv(p):
+                uid = r.get("series_uid") or r.get("SeriesInstanceUID") or ""
+                path = r.get("path") or r.get("file") or r.get("filename") or ""
+                if uid in want and path:
+                    found[uid].append(path)
+            if found:
+                return dict(found)
+    root = dicom_dir or guess_dicom_root(rows)
+    if root is None or not root.is_dir():
+        raise UserError(
+            "cannot find the DICOM files of this session: pass --dicom-dir DICOM_DIR "
+            "(the folder given to `analyze`)"
+        )
+    # prefer the series' own folders when the table names them
+    for dirpath, _dirs, files in os.walk(root):
+        for f in sorted(files):
+            full = os.path.join(dirpath, f)
+            uid = _uid_of(full)
+            if uid in want:
+                found[uid].append(full)
+    return dict(found)
+
+
+@dataclass
+class ConversionResult:
+    subject: str
+    session: str
+    bids_dir: Path
+    written: list[str] = field(default_factory=list)  # relpaths of NIfTI files
+    expected: dict[str, str] = field(default_factory=dict)  # series_id -> relpath stem
+    missing: list[str] = field(default_factory=list)  # expected stems with no file
+    heudiconv_rc: int = 0
+    heudiconv_log: str = ""
+    intended_for: dict[str, list[str]] = field(default_factory=dict)
+
+
+def heudiconv_command(
+    heuristic: Path, files_dir: Path, subject: str, session: str, bids_dir: Path
+) -> list[str]:
+    exe = shutil.which("heudiconv")
+    cmd = [exe] if exe else [sys.executable, "-m", "heudiconv"]
+    cmd += ["--files", str(files_dir), "-f", str(heuristic), "-s", subject]
+    if session:
+        cmd += ["-ss", session]
+    cmd += ["-c", "dcm2niix", "-b", "--overwrite", "-g", "all", "-o", str(bids_dir)]
+    return cmd
+
+
+def link_files(files: dict[str, list[str]], dest: Path) -> Path:
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for i, (_uid, paths) in enumerate(sorted(files.items())):
+        d = dest / f"s{i:04d}"
+        d.mkdir()
+        for j, p in enumerate(sorted(paths)):
+            (d / f"{j:06d}_{os.path.basename(p)}").symlink_to(os.path.abspath(p))
+    return dest
+
+
+def written_niftis(bids_dir: Path, subject: str, session: str) -> list[str]:
+    base = bids_dir / f"sub-{subject}"
+    if session:
+        base = base / f"ses-{session}"
+    if not base.is_dir():
+        return []
+    return sorted(str(p.relative_to(bids_dir)) for p in base.rglob("*.nii*"))
+
+
+def fix_intended_for(
+    plan: Plan, bids_dir: Path, subject: str, session: str
+) -> dict[str, list[str]]:
+    """Write each field map's IntendedFor exactly as the mapping says (same session only)."""
+    rows = plan.series_in(subject, session)
+    by_group: dict[str, list[str]] = defaultdict(list)
+    for s in rows:
+        stem = plan.expected.get(s.key)
+        gid = plan.group_of.get(s.key)
+        if stem and gid:
+            by_group[gid].append(stem)
+    done: dict[str, list[str]] = {}
+    subj_dir = bids_dir / f"sub-{subject}"
+    for gid, stems in by_group.items():
+        m = plan.mappings.get(gid)
+        if m is None or not m.intended_for:
+            continue
+        targets: list[str] = []
+        for tg in m.intended_for:
+            for stem in by_group.get(tg, []):
+                for p in sorted(bids_dir.glob(stem + "*.nii*")):
+                    if p.parent.name != "fmap":
+                        targets.append(str(p.relative_to(subj_dir)))
+        targets = sorted(set(targets))
+        for stem in stems:
+            parent = (bids_dir / stem).parent
+            for js in sorted(parent.glob(Path(stem).name.rstrip("0123456789") + "*.json")):
+                if not js.name.startswith(Path(stem).name.rstrip("0123456789")):
+                    continue
+                meta = json.loads(js.read_text())
+                if targets:
+                    meta["IntendedFor"] = targets
+                else:
+                    meta.pop("IntendedFor", None)
+                write_text_atomic(js, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+                done[str(js.relative_to(bids_dir))] = targets
+    return done
+
+
+def tidy_dataset(bids_dir: Path, title: str = "") -> None:
+    """Make heudiconv's top-level files validator-clean: a real Name/README, ignore .heudiconv."""
+    dd = bids_dir / "dataset_description.json"
+    meta = json.loads(dd.read_text()) if dd.exists() else {}
+    if not meta.get("Name") or str(meta.get("Name", "")).startswith("TODO"):
+        meta["Name"] = title or bids_dir.resolve().name
+    meta.setdefault("BIDSVersion", "1.8.0")
+    meta.setdefault("DatasetType", "raw")
+    for k in [k for k, v in meta.items() if isinstance(v, str) and v.startswith("TODO")]:
+        meta.pop(k)
+    for k in [
+        k for k, v in meta.items() if isinstance(v, list) and any("TODO" in str(x) for x in v)
+    ]:
+        meta.pop(k)
+    write_text_atomic(dd, json.dumps(meta, indent=2) + "\n")
+    readme = bids_dir / "README"
+    if not readme.exists() or "TODO" in readme.read_text(errors="replace")[:200]:
+        write_text_atomic(
+            readme,
+            f"{meta['Name']}\n\nMRI data converted from DICOM with heudiconv and dcm2niix, using a "
+            "heuristic generated and validated by llm-heuristics.\n",
+        )
+    changes = bids_dir / "CHANGES"
+    if changes.exists() and "TODO" in changes.read_text(errors="replace"):
+        changes.unlink()
+    ign = bids_dir / ".bidsignore"
+    lines = ign.read_text().splitlines() if ign.exists() else []
+    if ".heudiconv/" not in lines:
+        write_text_atomic(ign, "\n".join([*lines, ".heudiconv/"]) + "\n")
+
+
+@dataclass
+class ValidatorResult:
+    available: bool
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    raw: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if not self.available:
+            return "bids-validator not installed (npm install -g bids-validator@1.15)"
+        return f"bids-validator: {len(self.errors)} error(s), {len(self.warnings)} warning(s)"
+
+
+def run_bids_validator(bids_dir: Path, timeout: int = 900) -> ValidatorResult:
+    exe = shutil.which("bids-validator")
+    if exe is None:
+        return ValidatorResult(False)
+    proc = subprocess.run(
+        [exe, str(bids_dir), "--json", "--ignoreNiftiHeaders"],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    out = proc.stdout.strip()
+    res = ValidatorResult(True, raw=out or proc.stderr)
+    try:
+        data = json.loads(out[out.index("{") :]) if "{" in out else {}
+    except json.JSONDecodeError:
+        res.errors.append(f"could not read bids-validator output: {(out or proc.stderr)[:300]}")
+        return res
+    issues = data.get("issues", {})
+    for kind, target in (("errors", res.errors), ("warnings", res.warnings)):
+        for issue in issues.get(kind, []):
+            files = [
+                (f.get("file") or {}).get("relativePath", "") for f in issue.get("files", [])[:3]
+            ]
+            target.append(
+                f"{issue.get('key')}: {issue.get('reason', '')} {' '.join(filter(None, files))}".strip()
+            )
+    if proc.returncode != 0 and not res.errors and not data:
+        res.errors.append(f"bids-validator exited {proc.returncode}: {proc.stderr[:300]}")
+    return res
+
+
+def convert(
+    out_dir: str | Path,
+    subject: str,
+    session: str | None = None,
+    *,
+    bids_dir: str | Path | None = None,
+    heuristic: str | Path | None = None,
+    dicom_dir: str | Path | None = None,
+    dry_run: bool = False,
+    validator: bool = True,
+    log=print,
+) -> tuple[list[ConversionResult], ValidatorResult | None, str]:
+    """Convert one subject (all its sessions, or one); returns results, verdict, report text."""
+    from engine.heuristic.inputs import load_inputs
+    from engine.heuristic.plan import build_plan
+    from engine.heuristic.policy import load_policy
+    from engine.heuristic.report import conversion_report
+    from engine.heuristic.validate import HEURISTIC_FILE
+
+    out = Path(out_dir)
+    series, groups, mappings, assignments = load_inputs(out)
+    policy = load_policy(out)
+    if not policy.is_default():
+        mappings, assignments = policy.apply(mappings), None
+    plan = build_plan(series, groups, mappings, assignments)
+    h = Path(heuristic) if heuristic else out / HEURISTIC_FILE
+    if not h.exists():
+        raise UserError(f"{h} not found: run `llm-heuristics generate {out}` first")
+    cells = [c for c in plan.sessions() if c[0] == subject]
+    if not cells:
+        known = ", ".join(sorted({s for s, _ in plan.sessions()}))
+        raise UserError(f"no subject {subject!r} in {out} (known: {known})")
+    if session is not None:
+        cells = [c for c in cells if c[1] == session]
+        if not cells:
+            raise UserError(f"subject {subject!r} has no session {session!r}")
+    bids = Path(bids_dir) if bids_dir else out / "bids"
+    results: list[ConversionResult] = []
+    for sub, ses in cells:
+        rows = plan.series_in(sub, ses)
+        res = ConversionResult(sub, ses, bids)
+        res.expected = {s.series_id: plan.expected.get(s.key, "") for s in rows}
+        if dry_run:
+            results.append(res)
+            continue
+        conv_rows = [s for s in rows if plan.expected.get(s.key)]
+        files = files_for_series(out, rows, Path(dicom_dir) if dicom_dir else None)
+        lacking = [s.series_id for s in conv_rows if s.series_uid not in files]
+        if lacking:
+            raise UserError(f"no DICOM files found for series {', '.join(lacking)}")
+        work = out / ".convert_work" / f"sub-{sub}" / (f"ses-{ses}" if ses else "nosession")
+        link_files({u: p for u, p in files.items()}, work)
+        cmd = heudiconv_command(h.resolve(), work, sub, ses, bids)
+        log(f"sub-{sub}{' ses-' + ses if ses else ''}: {' '.join(cmd)}")
+        bids.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        res.heudiconv_rc = proc.returncode
+        res.heudiconv_log = (proc.stdout + proc.stderr)[-4000:]
+        shutil.rmtree(work, ignore_errors=True)
+        if proc.returncode != 0:
+            results.append(res)
+            continue
+        res.intended_for = fix_intended_for(plan, bids, sub, ses)
+        res.written = written_niftis(bids, sub, ses)
+        for stem in res.expected.values():
+            base = re.sub(r"_echo-\d+", "", stem.rstrip("0123456789"))
+            if stem and not any(re.sub(r"_echo-\d+", "", w).startswith(base) for w in res.written):
+                res.missing.append(stem)
+        results.append(res)
+    verdict = None
+    if not dry_run and all(r.heudiconv_rc == 0 for r in results):
+        tidy_dataset(bids, title=_title(series))
+        if validator:
+            verdict = run_bids_validator(bids)
+    text = conversion_report(results, verdict, dry_run=dry_run)
+    if not dry_run:
+        write_text_atomic(out / "conversion_report.txt", text)
+    return results, verdict, text
+
+
+def _title(series: list[SeriesInfo]) -> str:
+    descs = sorted({s.study_description for s in series if s.study_description})
+    return descs[0] if len(descs) == 1 else "MRI study"

@@ -1,0 +1,233 @@
+"""Compiler + validator: hand-built studies, the pairs' own truth, odd protocol names."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine.heuristic.compiler import compile_heuristic
+from engine.heuristic.validate import load_heuristic, validate_module
+from engine.model import Group, Mapping, SeriesInfo
+
+BOLD_IT = ("ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC")
+
+
+def _s(sub, ses, num, prot, **kw) -> SeriesInfo:
+    kw.setdefault("image_type", ("ORIGINAL", "PRIMARY", "M", "ND"))
+    return SeriesInfo(
+        series_id=f"{num}-{prot}",
+        series_number=num,
+        protocol_name=prot,
+        series_description=kw.pop("desc", prot),
+        subject=sub,
+        session=ses,
+        patient_id=f"P{sub}",
+        **kw,
+    )
+
+
+def _session(sub: str, ses: str, n_rest: int, aborted: bool = False) -> list[SeriesInfo]:
+    out = [
+        _s(sub, ses, 1, "localizer", dim3=3),
+        _s(sub, ses, 2, "t1_mprage", dim1=256, dim3=176, sequence_name="*tfl3d1"),
+    ]
+    num = 3
+    for _ in range(n_rest):
+        out.append(_s(sub, ses, num, "rest_bold", desc="rest_bold_SBRef", dim4=1, TE=30.0))
+        out.append(_s(sub, ses, num + 1, "rest_bold", dim4=300, TE=30.0, image_type=BOLD_IT))
+        num += 2
+    if aborted:
+        out.append(_s(sub, ses, num, "rest_bold", dim4=12, TE=30.0, image_type=BOLD_IT))
+        num += 1
+    out += [
+        _s(sub, ses, num, "gre_field_map", dim4=2, TE=4.92, echo_numbers=[1, 2]),
+        _s(
+            sub,
+            ses,
+            num + 1,
+            "gre_field_map",
+            TE=7.38,
+            image_type=("ORIGINAL", "PRIMARY", "P", "ND"),
+        ),
+        _s(
+            sub,
+            ses,
+            num + 2,
+            "t1_mprage",
+            desc="t1_mprage_MPR_cor",
+            image_type=("DERIVED", "PRIMARY", "MPR"),
+        ),
+    ]
+    return out
+
+
+def _study(cells: list[tuple[str, str, int, bool]]):
+    series = [s for sub, ses, n, ab in cells for s in _session(sub, ses, n, ab)]
+    specs = {
+        "loc": (lambda s: s.protocol_name == "localizer", Mapping("loc", skip_reason="localizer")),
+        "t1": (
+            lambda s: s.protocol_name == "t1_mprage" and "MPR" not in s.image_type,
+            Mapping("t1", "anat", "T1w"),
+        ),
+        "mpr": (lambda s: "MPR" in s.image_type, Mapping("mpr", skip_reason="derived")),
+        "sbref": (
+            lambda s: s.series_description.endswith("SBRef"),
+            Mapping("sbref", "func", "sbref", {"task": "rest"}),
+        ),
+        "bold": (
+            lambda s: s.protocol_name == "rest_bold" and s.dim4 >= 150,
+            Mapping("bold", "func", "bold", {"task": "rest"}),
+        ),
+        "abort": (
+            lambda s: s.protocol_name == "rest_bold" and 1 < s.dim4 < 150,
+            Mapping("abort", skip_reason="aborted"),
+        ),
+        "mag": (
+            lambda s: s.protocol_name == "gre_field_map" and "M" in s.image_type,
+            Mapping("mag", "fmap", "magnitude1", intended_for=["bold"]),
+        ),
+        "ph": (
+            lambda s: s.protocol_name == "gre_field_map" and "P" in s.image_type,
+            Mapping("ph", "fmap", "phasediff", intended_for=["bold"]),
+        ),
+    }
+    groups = [Group(gid, gid, [s.key for s in series if f(s)]) for gid, (f, _) in specs.items()]
+    groups = [g for g in groups if g.series_keys]
+    return series, groups, [m for _, m in specs.values()]
+
+
+def _compile_and_load(tmp_path: Path, series, groups, maps, name="h.py"):
+    c = compile_heuristic(series, groups, maps)
+    f = tmp_path / name
+    f.write_text(c.source)
+    return c, load_heuristic(f), f
+
+
+def test_separates_sbref_phase_aborted_and_derived(tmp_path):
+    series, groups, maps = _study([("01", "", 2, True)])
+    c, mod, f = _compile_and_load(tmp_path, series, groups, maps)
+    assert not c.problems
+    res = validate_module(mod, series, groups, maps)
+    assert res.ok, res.format_diff()
+    conv = {x.series_id: x.produced for x in res.checks}
+    assert conv["4-rest_bold"] == ["sub-01/func/sub-01_task-rest_run-01_bold"]
+    assert conv["6-rest_bold"] == ["sub-01/func/sub-01_task-rest_run-02_bold"]
+    assert conv["7-rest_bold"] == []  # aborted: fewer volumes
+    assert conv["2-t1_mprage"] == ["sub-01/anat/sub-01_T1w"]  # once per session: no run
+    # a two-echo magnitude series is written as _magnitude -> heudiconv numbers 1 and 2
+    assert "fmap/{bids_subject_session_prefix}_magnitude'" in c.source.replace('"', "'")
+    assert "series_uid" not in c.source and "series_id ==" not in c.source
+    assert "INTENDED_FOR" in c.source and "POPULATE_INTENDED_FOR_OPTS" in c.source
+
+
+def test_sessions_and_cross_subject(tmp_path):
+    """Generated from subject 01 (one run per session), applied to 02 with two runs."""
+    series, groups, maps = _study([("01", "1", 2, False), ("01", "2", 1, False)])
+    c, mod, _ = _compile_and_load(tmp_path, series, groups, maps)
+    res = validate_module(mod, series, groups, maps)
+    assert res.ok, res.format_diff()
+    paths = {p for x in res.checks for p in x.produced}
+    assert "sub-01/ses-2/func/sub-01_ses-2_task-rest_run-01_bold" in paths
+    assert "sub-01/ses-1/anat/sub-01_ses-1_T1w" in paths
+    other, og, om = _study([("02", "1", 2, True), ("02", "2", 2, False)])
+    res2 = validate_module(mod, other, og, om)
+    assert res2.ok, res2.format_diff()
+
+    # same naming scheme: identical names once subject and run numbers are set aside
+    def scheme(ps, sub):
+        return {re.sub(r"run-\d+", "run-NN", p.replace(sub, "sub-X")) for p in ps}
+
+    assert scheme(paths, "sub-01") == scheme({p for x in res2.checks for p in x.produced}, "sub-02")
+
+
+def test_validator_reports_diff(tmp_path):
+    series, groups, maps = _study([("01", "", 2, False)])
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "def create_key(t, outtype=('nii.gz',), annotation_classes=None):\n"
+        "    return t, outtype, annotation_classes\n\n\n"
+        "def infotodict(seqinfo):\n"
+        "    k = create_key('{bids_subject_session_dir}/anat/{bids_subject_session_prefix}_T1w')\n"
+        "    info = {k: []}\n"
+        "    for s in seqinfo:\n"
+        "        if s.protocol_name in ('t1_mprage', 'localizer'):\n"
+        "            info[k].append(s.series_id)\n"
+        "    return info\n"
+    )
+    res = validate_module(load_heuristic(bad), series, groups, maps)
+    assert not res.ok
+    counts = res.counts()
+    assert counts.get("extra") and counts.get("missing") and counts.get("collision")
+    assert "[missing]" in res.format_diff()
+
+
+def test_deterministic(tmp_path):
+    series, groups, maps = _study([("01", "", 2, True)])
+    assert (
+        compile_heuristic(series, groups, maps).source
+        == compile_heuristic(series, groups, maps).source
+    )
+
+
+def _ruff(path: Path) -> None:
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        return
+    r = subprocess.run(
+        [ruff, "check", "--isolated", "--select", "E,F,W,I,B,UP", "--ignore", "E501", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout
+    r = subprocess.run(
+        [ruff, "format", "--isolated", "--line-length", "100", "--check", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_generated_source_is_ruff_clean(tmp_path):
+    series, groups, maps = _study([("01", "1", 2, True), ("01", "2", 1, False)])
+    _, _, f = _compile_and_load(tmp_path, series, groups, maps)
+    _ruff(f)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(names=st.lists(st.text(min_size=1, max_size=20), min_size=2, max_size=4, unique=True))
+def test_any_protocol_name_gives_valid_python(tmp_path, names):
+    series = [_s("01", "", i + 1, n) for i, n in enumerate(names)]
+    groups = [
+        Group(f"g{i}", n, [s.key]) for i, (n, s) in enumerate(zip(names, series, strict=True))
+    ]
+    maps = [Mapping(f"g{i}", "func", "bold", {"task": f"t{i}"}) for i in range(len(names) - 1)]
+    maps.append(Mapping(f"g{len(names) - 1}", skip_reason="x"))
+    c = compile_heuristic(
+        series, groups, maps, context='he said "hi" \\ """', format_with_ruff=False
+    )
+    compile(c.source, "h.py", "exec")
+    f = tmp_path / "h.py"
+    f.write_text(c.source)
+    res = validate_module(load_heuristic(f), series, groups, maps)
+    assert res.ok, res.format_diff()
+
+
+def test_pairs_reproduce_their_truth(shared_data, tmp_path):
+    from tests.heuristic_helpers import pair_inputs
+
+    folders = sorted((shared_data / "pairs").iterdir())
+    assert folders
+    for folder in folders:
+        series, groups, maps = pair_inputs(folder)
+        c, mod, f = _compile_and_load(tmp_path, series, groups, maps, f"{folder.name}.py")
+        assert not c.problems, c.problems
+        res = validate_module(mod, series, groups, maps)
+        assert res.ok, f"{folder.name}: {res.format_diff()}"
+        _ruff(f)
