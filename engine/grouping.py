@@ -161,7 +161,9 @@ def signature(s: SeriesInfo) -> dict[str, Any]:
         "matrix": (s.dim1, s.dim2),
         "orientation": s.orientation,
         "TR": _round(s.TR, 3),
-        "TE": _round(s.TE, 1),
+        # a multi-echo series is named by its shortest echo: which echo's file came first
+        # (and so filled the heudiconv TE column) is an accident of file order
+        "TE": _round(min(s.echo_times) if len(s.echo_times) > 1 else s.TE, 1),
         "TI": _round(s.inversion_time, 0),
         "flip": _round(s.flip_angle, 0),
         "echoes": n_echoes(s),
