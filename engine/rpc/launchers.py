@@ -1,0 +1,518 @@
+"""Where the engine runs: a SPEC string becomes a transport (a pipe of protocol lines).
+
+SPEC is one or more stages joined by ``+``, outermost first; each stage is ``kind[:arg]``
+(or ``kind arg``)::
+
+    inprocess                         # threads in this process (tests, small jobs)
+    local                             # python -m engine engine serve --stdio
+    ssh:gpu01                         # the system OpenSSH client: ~/.ssh/config, ProxyJump,
+                                      # ControlMaster apply; BatchMode=yes never prompts
+    slurm:--gres=gpu:1 --time=2:00:00 # srun (stdin/stdout are the pipe; no --pty)
+    apptainer:/images/llmh.sif        # apptainer exec --nv IMAGE ...
+    ssh:login01+slurm:--gres=gpu:1+apptainer:/images/llmh.sif
+    ssh:gpu01+detach                  # engine keeps running when the link drops; the client
+                                      # reconnects with `engine bridge` and resumes streams
+    attach[:NAME]                     # a detached engine on this host, straight to its socket
+    NAME                              # a profile: the [engines.NAME] table of the config file
+
+A profile table holds ``spec`` and optional ``command`` (the engine program on the far side,
+default ``llm-heuristics``; ``python -m engine`` of this interpreter when the engine runs on
+this host without a container), ``ssh_options``, ``slurm_options``, ``apptainer_options``,
+``binds``, ``detach``, ``name``, ``env``, ``hello_timeout``, ``serve_args``.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import shlex
+import socket
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+
+KINDS = ("inprocess", "local", "ssh", "slurm", "apptainer", "singularity", "detach", "attach")
+
+
+# --- transports ---------------------------------------------------------------------------------
+
+
+class Transport:
+    """A bidirectional line pipe to one engine."""
+
+    description = ""
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def readline(self) -> bytes:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def exit_status(self, wait: float = 0.0) -> int | None:
+        return None
+
+    def stderr_tail(self) -> str:
+        return ""
+
+
+class ProcessTransport(Transport):
+    """A child process speaking the protocol on its stdin/stdout; stderr is kept (tail)."""
+
+    def __init__(
+        self,
+        argv: list[str],
+        description: str,
+        env: dict[str, str] | None = None,
+        on_stderr: Any = None,
+        tail_lines: int = 200,
+    ) -> None:
+        self.argv = argv
+        self.description = description
+        self._tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        self._on_stderr = on_stderr
+        full_env = None
+        if env:
+            full_env = {**os.environ, **env}
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=full_env,
+                start_new_session=True,  # Ctrl-C in the client's terminal is the client's business
+            )
+        except OSError as exc:
+            raise UserError(f"cannot start engine via {description}: {argv[0]}: {exc}") from None
+        self._wlock = threading.Lock()
+        self._err_thread = threading.Thread(
+            target=self._pump_stderr, name="engine-stderr", daemon=True
+        )
+        self._err_thread.start()
+
+    def _pump_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        for raw in iter(self.proc.stderr.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self._tail.append(line)
+            if self._on_stderr is not None:
+                try:
+                    self._on_stderr(line)
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def write(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        with self._wlock:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+
+    def readline(self) -> bytes:
+        assert self.proc.stdout is not None
+        try:
+            return self.proc.stdout.readline()
+        except (OSError, ValueError):
+            return b""
+
+    def close(self) -> None:
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._err_thread.join(timeout=2)
+        for f in (self.proc.stdout, self.proc.stderr):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError:
+                pass
+
+    def kill(self) -> None:
+        """Kill the launcher process (ssh, srun...) at once: a dropped link, for tests."""
+        self.proc.kill()
+
+    def exit_status(self, wait: float = 0.0) -> int | None:
+        try:
+            return self.proc.wait(timeout=wait) if wait else self.proc.poll()
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stderr_tail(self) -> str:
+        self._err_thread.join(timeout=0.5)
+        return "\n".join(self._tail)
+
+
+class SocketTransport(Transport):
+    """A connected socket (in-process engine, or a detached engine's Unix socket)."""
+
+    def __init__(self, sock: socket.socket, description: str, on_close: Any = None) -> None:
+        self.sock = sock
+        self.description = description
+        self._rfile = sock.makefile("rb")
+        self._wlock = threading.Lock()
+        self._on_close = on_close
+        self._closed = False
+
+    def write(self, data: bytes) -> None:
+        with self._wlock:
+            self.sock.sendall(data)
+
+    def readline(self) -> bytes:
+        try:
+            return self._rfile.readline()
+        except (OSError, ValueError):
+            return b""
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        if self._on_close is not None:
+            self._on_close()
+
+
+def inprocess_transport(heartbeat: float = 0.0) -> SocketTransport:
+    """An engine served by threads of this process over a socketpair."""
+    from engine.rpc.server import Connection, Server
+
+    client_sock, server_sock = socket.socketpair()
+    server = Server(mode="inprocess", heartbeat=heartbeat, forward_global_logs=False)
+    rfile = server_sock.makefile("rb")
+
+    def close() -> None:
+        try:
+            server_sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    conn = Connection(rfile, server_sock.sendall, close, label="inprocess")
+
+    def run() -> None:
+        server.install_logging()
+        server.attach(conn)
+        server.start_heartbeat()
+        try:
+            server.serve(conn)
+        finally:
+            server.stop()
+            server_sock.close()
+
+    t = threading.Thread(target=run, name="engine-inprocess", daemon=True)
+    t.start()
+    tr = SocketTransport(client_sock, "inprocess", on_close=lambda: t.join(timeout=5))
+    tr.server = server  # type: ignore[attr-defined]
+    return tr
+
+
+# --- specs and launchers --------------------------------------------------------------------------
+
+
+@dataclass
+class Stage:
+    kind: str
+    arg: str = ""
+
+
+@dataclass
+class LaunchOptions:
+    command: list[str] | None = None  # the engine program on the far side
+    ssh: str = "ssh"
+    ssh_options: list[str] = field(default_factory=list)
+    srun: str = "srun"
+    slurm_options: list[str] = field(default_factory=list)
+    apptainer: str = "apptainer"
+    apptainer_options: list[str] = field(default_factory=list)
+    binds: list[str] = field(default_factory=list)
+    nv: bool = True
+    detach: bool = False
+    name: str = "engine"  # the detached engine's name (rendezvous file)
+    serve_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    hello_timeout: float = 120.0
+    heartbeat: float = 5.0
+
+
+def parse_spec(spec: str) -> list[Stage]:
+    stages: list[Stage] = []
+    for raw in spec.split("+"):
+        raw = raw.strip()
+        if not raw:
+            raise UserError(f"empty stage in engine spec {spec!r}")
+        head = raw.split(None, 1)
+        kind, arg = (
+            (raw.split(":", 1) + [""])[:2]
+            if ":" in head[0]
+            else (head[0], head[1] if len(head) > 1 else "")
+        )
+        kind = kind.strip().lower()
+        if kind == "singularity":
+            kind = "apptainer"
+        stages.append(Stage(kind, arg.strip()))
+    return stages
+
+
+def _config_path() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("llm-heuristics")) / "config.toml"
+
+
+def load_profiles() -> dict[str, dict[str, Any]]:
+    """``[engines.NAME]`` tables: from :mod:`engine.config` when it offers them, else the TOML file."""
+    data: dict[str, Any] | None = None
+    try:
+        from engine import config as cfg  # written by another engineer; optional
+
+        for fn_name in ("load_config", "load", "read_config"):
+            fn = getattr(cfg, fn_name, None)
+            if callable(fn):
+                loaded = fn()
+                data = (
+                    loaded
+                    if isinstance(loaded, dict)
+                    else getattr(loaded, "raw", None) or getattr(loaded, "data", None)
+                )
+                break
+    except Exception:  # noqa: BLE001 - fall back to reading the file ourselves
+        data = None
+    if not isinstance(data, dict) or "engines" not in data:
+        path = _config_path()
+        if path.is_file():
+            import tomllib
+
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise UserError(f"cannot read engine profiles from {path}: {exc}") from None
+        else:
+            data = {}
+    engines = data.get("engines", {}) if isinstance(data, dict) else {}
+    return {k: v for k, v in engines.items() if isinstance(v, dict)}
+
+
+def _as_list(v: Any) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, str):
+        return shlex.split(v)
+    return [str(x) for x in v]
+
+
+class Launcher:
+    """Builds the command line of an engine from stages and starts (or re-attaches) it."""
+
+    def __init__(self, spec: str, stages: list[Stage], options: LaunchOptions) -> None:
+        self.spec = spec
+        self.stages = stages
+        self.options = options
+        kinds = [s.kind for s in stages]
+        for s in stages:
+            if s.kind not in KINDS:
+                raise UserError(
+                    f"unknown engine stage {s.kind!r} in {spec!r}; known: {', '.join(KINDS)}"
+                )
+            if s.kind in ("ssh", "apptainer") and not s.arg:
+                raise UserError(f"engine stage {s.kind!r} needs an argument ({s.kind}:...)")
+            if s.kind == "ssh" and s.arg.startswith("-"):
+                raise UserError(f"bad ssh host {s.arg!r}")
+        if "detach" in kinds:
+            self.options.detach = True
+            stages[:] = [s for s in stages if s.kind != "detach"]
+            kinds = [s.kind for s in stages]
+        if ("inprocess" in kinds or "attach" in kinds) and len(stages) > 1:
+            raise UserError(f"{kinds[0]!r} cannot be combined with other stages ({spec!r})")
+        if not stages:
+            stages.append(Stage("local"))
+            kinds = ["local"]
+        if self.options.detach and "slurm" in kinds:
+            raise UserError(
+                "a Slurm step cannot be detached; use ssh:NODE+detach on an allocated node"
+            )
+        if self.options.detach and "inprocess" in kinds:
+            raise UserError("an in-process engine cannot be detached")
+
+    @property
+    def description(self) -> str:
+        return self.spec
+
+    @property
+    def can_resume(self) -> bool:
+        return self.options.detach or self.stages[0].kind == "attach"
+
+    def engine_command(self, mode: str = "serve") -> list[str]:
+        o = self.options
+        if o.command:
+            base = list(o.command)
+        elif any(s.kind in ("ssh", "apptainer") for s in self.stages):
+            base = ["llm-heuristics"]
+        else:
+            base = [sys.executable, "-m", "engine"]
+        if mode == "bridge":
+            tail = ["engine", "bridge", "--name", o.name]
+        elif o.detach:
+            tail = [
+                "engine",
+                "serve",
+                "--detach",
+                "--name",
+                o.name,
+                "--heartbeat",
+                str(o.heartbeat),
+                *o.serve_args,
+            ]
+        else:
+            tail = ["engine", "serve", "--stdio", "--heartbeat", str(o.heartbeat), *o.serve_args]
+        env = [f"{k}={v}" for k, v in o.env.items()]
+        remote = any(s.kind != "local" for s in self.stages)
+        return (["env", *env] if env and remote else []) + base + tail
+
+    def argv(self, mode: str = "serve") -> list[str]:
+        o = self.options
+        cmd = self.engine_command(mode)
+        for st in reversed(self.stages):
+            if st.kind == "local":
+                continue
+            if st.kind == "apptainer":
+                binds = [x for b in o.binds for x in ("--bind", b)]
+                cmd = [
+                    o.apptainer,
+                    "exec",
+                    *(["--nv"] if o.nv else []),
+                    *binds,
+                    *o.apptainer_options,
+                    st.arg,
+                    *cmd,
+                ]
+            elif st.kind == "slurm":
+                cmd = [
+                    o.srun,
+                    "--ntasks=1",
+                    "--nodes=1",
+                    "--job-name=llm-heuristics-engine",
+                    *o.slurm_options,
+                    *shlex.split(st.arg),
+                    *cmd,
+                ]
+            elif st.kind == "ssh":
+                cmd = [
+                    o.ssh,
+                    "-T",
+                    "-e",
+                    "none",
+                    "-o",
+                    "BatchMode=yes",
+                    "-o",
+                    "ServerAliveInterval=15",
+                    "-o",
+                    "ServerAliveCountMax=4",
+                    *o.ssh_options,
+                    st.arg,
+                    shlex.join(cmd),
+                ]
+        return cmd
+
+    def open(self, on_stderr: Any = None) -> Transport:
+        kind = self.stages[0].kind
+        if kind == "inprocess":
+            return inprocess_transport(
+                heartbeat=self.options.heartbeat if self.options.heartbeat > 0 else 0
+            )
+        if kind == "attach":
+            from engine.rpc.detach import connect_socket
+
+            return connect_socket(self.stages[0].arg or self.options.name)
+        local_env = self.options.env if all(s.kind == "local" for s in self.stages) else None
+        return ProcessTransport(self.argv("serve"), self.spec, env=local_env, on_stderr=on_stderr)
+
+    def reopen(self, on_stderr: Any = None) -> Transport:
+        """A new link to the same (detached) engine, through ``engine bridge``."""
+        if not self.can_resume:
+            raise UserError(f"engine {self.spec!r} is not detached; it cannot be re-attached")
+        if self.stages[0].kind == "attach":
+            return self.open()
+        local_env = self.options.env if all(s.kind == "local" for s in self.stages) else None
+        return ProcessTransport(
+            self.argv("bridge"), f"{self.spec} (bridge)", env=local_env, on_stderr=on_stderr
+        )
+
+
+def make_launcher(spec: str | Launcher, **overrides: Any) -> Launcher:
+    """A launcher for SPEC (or a profile name); ``overrides`` set :class:`LaunchOptions` fields."""
+    if isinstance(spec, Launcher):
+        return spec
+    spec = spec.strip()
+    if not spec:
+        raise UserError("empty engine spec")
+    opts = LaunchOptions()
+    first = spec.split("+", 1)[0].split(":", 1)[0].split(None, 1)[0].lower()
+    profile_name = None
+    if first == "profile":
+        profile_name = spec.split(":", 1)[1]
+    elif first not in KINDS and "+" not in spec and ":" not in spec:
+        profile_name = spec
+    if profile_name is not None:
+        profiles = load_profiles()
+        if profile_name not in profiles:
+            known = ", ".join(sorted(profiles)) or "none"
+            raise UserError(
+                f"no engine profile {profile_name!r} (profiles in {_config_path()}: {known}); "
+                f"or give a spec such as local, ssh:HOST, slurm:OPTS, apptainer:IMAGE"
+            )
+        prof = profiles[profile_name]
+        if "spec" not in prof:
+            raise UserError(f"engine profile {profile_name!r} has no 'spec'")
+        _apply(opts, prof)
+        real_spec = str(prof["spec"])
+    else:
+        real_spec = spec
+    _apply(opts, overrides)
+    launcher = Launcher(spec, parse_spec(real_spec), opts)
+    return launcher
+
+
+def _apply(opts: LaunchOptions, values: dict[str, Any]) -> None:
+    names = {f.name for f in fields(LaunchOptions)}
+    for k, v in values.items():
+        if k == "spec" or v is None:
+            continue
+        if k not in names:
+            raise UserError(f"unknown engine option {k!r}; known: {', '.join(sorted(names))}")
+        if k in (
+            "command",
+            "ssh_options",
+            "slurm_options",
+            "apptainer_options",
+            "binds",
+            "serve_args",
+        ):
+            v = _as_list(v)
+        elif k == "env":
+            v = {str(a): str(b) for a, b in dict(v).items()}
+        elif k in ("hello_timeout", "heartbeat"):
+            v = float(v)
+        elif k in ("detach", "nv"):
+            v = bool(v)
+        setattr(opts, k, v)

@@ -1,0 +1,538 @@
+"""The engine's request loop, independent of the transport (stdio, Unix socket, in-process).
+
+One reader thread per connection parses lines; each request runs in its own worker thread
+so that a long step never blocks cancellation, status or heartbeats. Every byte to the
+client goes through one lock, so lines never interleave and the order of a request's
+numbered notifications is the order they were recorded in.
+
+Sessions: each connection starts a new session (its id is in ``hello``). A client that
+reconnects (detached engine) sends ``$/resume {session, last_seq}``; the connection then takes
+over the old session, and the engine replays each request's notifications after
+``last_seq`` and any answer the client never got. Until then nothing of the old session is
+written to the new connection, so replayed and live messages never interleave.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import inspect
+import logging
+import os
+import secrets
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from engine.errors import UserError
+from engine.rpc import context, protocol
+from engine.rpc.protocol import RpcError
+
+log = logging.getLogger(__name__)
+
+REPLAY_LIMIT = 100_000  # notifications kept per request for resume
+RETAIN_DONE = 512  # answered requests kept for resume (socket mode)
+
+
+class Cancelled(Exception):
+    """Raised by :meth:`RequestContext.check` once the request is cancelled."""
+
+
+class Connection:
+    """One client link: a binary reader with ``readline`` and a writer function."""
+
+    def __init__(
+        self,
+        reader: BinaryIO,
+        write: Callable[[bytes], None],
+        close: Callable[[], None] | None = None,
+        label: str = "",
+    ) -> None:
+        self.reader = reader
+        self._write = write
+        self._close = close
+        self.label = label
+        self.session = secrets.token_hex(8)
+        self.alive = True
+
+    def write(self, data: bytes) -> None:
+        self._write(data)
+
+    def close(self) -> None:
+        if not self.alive:
+            return
+        self.alive = False
+        if self._close is not None:
+            try:
+                self._close()
+            except OSError:
+                pass
+
+
+class RequestState:
+    def __init__(self, id_: Any, session: str, method: str) -> None:
+        self.id = id_
+        self.session = session
+        self.method = method
+        self.seq = 0
+        self.buffer: collections.deque[dict[str, Any]] = collections.deque(maxlen=REPLAY_LIMIT)
+        self.cancel_event = threading.Event()
+        self.answered = False
+        self.response: dict[str, Any] | None = None
+        self.started = time.time()
+        self.finished: float | None = None
+        self.thread: threading.Thread | None = None
+        self.interruptible = False
+        self.in_handler = False
+        self.after_answer: list[Callable[[], None]] = []
+
+
+def _key(id_: Any) -> str:
+    return f"{type(id_).__name__}:{id_}"
+
+
+class RequestContext:
+    """Handed to every method handler (first argument) and reachable via :mod:`context`."""
+
+    def __init__(self, server: Server, state: RequestState) -> None:
+        self.server = server
+        self.state = state
+        self.cancel_event = state.cancel_event
+
+    @property
+    def id(self) -> Any:
+        return self.state.id
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set()
+
+    def check(self) -> None:
+        if self.cancel_event.is_set():
+            raise Cancelled()
+
+    def notify(self, method: str, params: dict[str, Any]) -> bool:
+        """A numbered notification of this request; dropped (False) once it is answered."""
+        return self.server.notify_request(self.state, method, params)
+
+    def progress(self, fraction: float | None, message: str = "", **extra: Any) -> bool:
+        return self.notify(protocol.PROGRESS, {"fraction": fraction, "message": message, **extra})
+
+    def delta(self, text: str, **extra: Any) -> bool:
+        return self.notify(protocol.DELTA, {"text": text, **extra})
+
+    def after_answer(self, fn: Callable[[], None]) -> None:
+        self.state.after_answer.append(fn)
+
+
+class _LogForwarder(logging.Handler):
+    """Log records as ``log`` notifications: request-scoped when emitted by a request's thread."""
+
+    def __init__(self, server: Server, forward_global: bool) -> None:
+        super().__init__(level=logging.INFO)
+        self.server = server
+        self.forward_global = forward_global
+        self._busy = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith("engine.rpc") or getattr(self._busy, "on", False):
+            return  # never recurse through our own transport's logging
+        self._busy.on = True
+        try:
+            params = {
+                "level": record.levelname,
+                "logger": record.name,
+                "message": record.getMessage(),
+                "time": record.created,
+            }
+            ctx = context.current()
+            if isinstance(ctx, RequestContext) and ctx.server is self.server:
+                ctx.notify(protocol.LOG, params)
+            elif self.forward_global:
+                self.server.notify_global(protocol.LOG, params)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            pass
+        finally:
+            self._busy.on = False
+
+    def close(self) -> None:  # basicConfig(force=True) closes root handlers; stay usable
+        logging.Handler.close(self)
+
+
+class Server:
+    """Dispatches requests to a method table; see :mod:`engine.rpc.methods`."""
+
+    def __init__(
+        self,
+        *,
+        mode: str = "stdio",
+        heartbeat: float = 5.0,
+        methods: dict[str, Any] | None = None,
+        retain: bool = False,
+        forward_global_logs: bool = True,
+        log_level: int = logging.INFO,
+    ) -> None:
+        from engine.rpc import methods as _methods
+
+        self.mode = mode
+        self.methods = methods if methods is not None else _methods.METHODS
+        self.retain = retain
+        self.heartbeat = heartbeat
+        self.started = time.time()
+        self.stopped = threading.Event()
+        self.active: Connection | None = None
+        self._out = threading.RLock()
+        self._states: dict[tuple[str, str], RequestState] = {}
+        self._done_order: collections.deque[tuple[str, str]] = collections.deque()
+        self.resources: dict[str, Any] = {}  # loaded models and the like, owned by methods
+        self._log_handler = _LogForwarder(self, forward_global_logs)
+        self._log_handler.setLevel(log_level)
+        self._hb_thread: threading.Thread | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+    def install_logging(self) -> None:
+        root = logging.getLogger()
+        if self._log_handler not in root.handlers:
+            root.addHandler(self._log_handler)
+        if root.level > self._log_handler.level or root.level == logging.NOTSET:
+            root.setLevel(min(self._log_handler.level, root.level or logging.WARNING))
+
+    def uninstall_logging(self) -> None:
+        logging.getLogger().removeHandler(self._log_handler)
+
+    def start_heartbeat(self) -> None:
+        if self.heartbeat <= 0 or self._hb_thread is not None:
+            return
+
+        def beat() -> None:
+            while not self.stopped.wait(self.heartbeat):
+                self.notify_global(
+                    protocol.HEARTBEAT,
+                    {
+                        "time": time.time(),
+                        "uptime": time.time() - self.started,
+                        "busy": self.busy(),
+                    },
+                )
+
+        self._hb_thread = threading.Thread(target=beat, name="engine-heartbeat", daemon=True)
+        self._hb_thread.start()
+
+    def stop(self) -> None:
+        """Cancel everything and close the connection; the serve loops then return."""
+        if self.stopped.is_set():
+            return
+        self.stopped.set()
+        with self._out:
+            for st in list(self._states.values()):
+                st.cancel_event.set()
+            conn, self.active = self.active, None
+        if conn is not None:
+            conn.close()
+        self.uninstall_logging()
+
+    def busy(self) -> list[Any]:
+        with self._out:
+            return [s.id for s in self._states.values() if not s.answered]
+
+    # --- connections ------------------------------------------------------------------------
+    def attach(self, conn: Connection) -> None:
+        """Make ``conn`` the connection that receives messages; the previous one is closed."""
+        from engine.rpc.methods import hello_info
+
+        with self._out:
+            old, self.active = self.active, conn
+            self._write(conn, protocol.notification(protocol.HELLO, hello_info(self, conn)))
+        if old is not None and old is not conn:
+            old.close()
+
+    def serve(self, conn: Connection) -> None:
+        """Read requests from ``conn`` until EOF, an error or :meth:`stop`."""
+        while not self.stopped.is_set() and conn.alive:
+            try:
+                line = conn.reader.readline()
+            except (OSError, ValueError):
+                break
+            if not line:
+                break
+            if not line.strip():
+                continue
+            self.handle_line(line, conn)
+        with self._out:
+            if self.active is conn:
+                self.active = None
+        conn.close()
+
+    # --- output -----------------------------------------------------------------------------
+    def _write(self, conn: Connection | None, msg: dict[str, Any]) -> bool:
+        if conn is None or not conn.alive:
+            return False
+        try:
+            conn.write(protocol.encode(msg))
+            return True
+        except (OSError, ValueError):
+            conn.alive = False
+            return False
+
+    def send(self, msg: dict[str, Any], conn: Connection | None = None) -> bool:
+        with self._out:
+            return self._write(conn or self.active, msg)
+
+    def notify_global(self, method: str, params: dict[str, Any]) -> None:
+        with self._out:
+            self._write(self.active, protocol.notification(method, params))
+
+    def _session_live(self, st: RequestState) -> Connection | None:
+        conn = self.active
+        return conn if conn is not None and conn.session == st.session else None
+
+    def notify_request(self, st: RequestState, method: str, params: dict[str, Any]) -> bool:
+        with self._out:
+            if st.answered or st.cancel_event.is_set():
+                return False
+            st.seq += 1
+            msg = protocol.notification(method, {**params, "request": st.id, "seq": st.seq})
+            if self.retain:
+                st.buffer.append(msg)
+            self._write(self._session_live(st), msg)
+            return True
+
+    def answer(self, st: RequestState, msg: dict[str, Any]) -> bool:
+        """Send the one answer of a request; later answers (after a cancel) are dropped."""
+        with self._out:
+            if st.answered:
+                return False
+            st.answered = True
+            st.finished = time.time()
+            st.response = msg
+            written = self._write(self._session_live(st), msg)
+            key = (st.session, _key(st.id))
+            if self.retain:
+                self._done_order.append(key)
+                while len(self._done_order) > RETAIN_DONE:
+                    self._states.pop(self._done_order.popleft(), None)
+            elif written or self.active is None:
+                self._states.pop(key, None)
+        for fn in st.after_answer:
+            try:
+                fn()
+            except Exception:  # noqa: BLE001
+                log.exception("after-answer hook failed")
+        return True
+
+    # --- input ------------------------------------------------------------------------------
+    def handle_line(self, line: bytes, conn: Connection) -> None:
+        try:
+            msg = protocol.decode(line)
+        except protocol.ProtocolError as exc:
+            self.send(protocol.error(exc.id, exc.code, str(exc)), conn)
+            return
+        if protocol.is_response(msg):
+            return  # the engine sends no requests; ignore stray answers
+        method = msg["method"]
+        params = msg.get("params")
+        has_id = "id" in msg and msg["id"] is not None
+        if method == protocol.CANCEL:
+            cid = (params or {}).get("id") if isinstance(params, dict) else None
+            self.cancel(conn.session, cid)
+            return
+        if method == protocol.RESUME:
+            self._resume(conn, msg.get("id"), params if isinstance(params, dict) else {})
+            return
+        if method == protocol.AUTH:
+            if has_id:
+                self.send(protocol.result(msg["id"], {"ok": True}), conn)
+            return
+        if not has_id:
+            return  # unknown notifications are ignored, as JSON-RPC says
+        self._start_request(conn, msg["id"], method, params)
+
+    def _start_request(self, conn: Connection, id_: Any, method: str, params: Any) -> None:
+        spec = self.methods.get(method)
+        if spec is None:
+            self.send(
+                protocol.error(id_, protocol.METHOD_NOT_FOUND, f"unknown method {method!r}"), conn
+            )
+            return
+        key = (conn.session, _key(id_))
+        with self._out:
+            old = self._states.get(key)
+            if old is not None and not old.answered:
+                self._write(
+                    conn,
+                    protocol.error(
+                        id_, protocol.INVALID_REQUEST, f"request id {id_!r} is already in use"
+                    ),
+                )
+                return
+            st = RequestState(id_, conn.session, method)
+            st.interruptible = bool(getattr(spec, "interruptible", False))
+            self._states[key] = st
+        t = threading.Thread(
+            target=self._run, args=(st, spec, params), name=f"engine-req-{id_}", daemon=True
+        )
+        st.thread = t
+        t.start()
+
+    def _run(self, st: RequestState, spec: Any, params: Any) -> None:
+        ctx = RequestContext(self, st)
+        context._set(ctx)
+        fn = spec.func if hasattr(spec, "func") else spec
+        try:
+            try:
+                bound = _bind(fn, ctx, params)
+            except TypeError as exc:
+                raise RpcError(protocol.INVALID_PARAMS, f"{st.method}: {exc}") from None
+            st.in_handler = True
+            try:
+                value = fn(*bound.args, **bound.kwargs)
+            finally:
+                st.in_handler = False
+            msg = protocol.result(st.id, value)
+        except (Cancelled, KeyboardInterrupt):
+            msg = protocol.error(st.id, protocol.REQUEST_CANCELLED, "request cancelled")
+        except RpcError as exc:
+            msg = protocol.error(st.id, exc.code, exc.message, exc.data)
+        except UserError as exc:
+            msg = protocol.error(st.id, protocol.USER_ERROR, str(exc))
+        except Exception as exc:  # noqa: BLE001 - every failure becomes an answer
+            log.debug("request %r failed", st.id, exc_info=True)
+            msg = protocol.error(
+                st.id,
+                protocol.INTERNAL_ERROR,
+                f"{type(exc).__name__}: {exc}",
+                {"traceback": traceback.format_exc(limit=20)},
+            )
+        finally:
+            context._set(None)
+        if st.cancel_event.is_set():
+            msg = protocol.error(st.id, protocol.REQUEST_CANCELLED, "request cancelled")
+        try:
+            self.answer(st, msg)
+        except KeyboardInterrupt:  # a late asynchronous cancel; the answer is already decided
+            self.answer(st, msg)
+
+    def cancel(self, session: str, id_: Any) -> bool:
+        """LSP's ``$/cancelRequest``: answer -32800 now; later output of the request is dropped."""
+        with self._out:
+            st = self._states.get((session, _key(id_)))
+            if st is None or st.answered:
+                return False
+            st.cancel_event.set()
+        self.answer(st, protocol.error(id_, protocol.REQUEST_CANCELLED, "request cancelled"))
+        if st.interruptible and st.in_handler and st.thread is not None and st.thread.is_alive():
+            _async_raise(st.thread, KeyboardInterrupt)
+        return True
+
+    def _resume(self, conn: Connection, id_: Any, params: dict[str, Any]) -> None:
+        session = str(params.get("session") or "")
+        pairs = params.get("last_seq") or []
+        if isinstance(pairs, dict):
+            pairs = list(pairs.items())
+        last = {
+            _key(p[0]): int(p[1] or 0) for p in pairs if isinstance(p, list | tuple) and len(p) == 2
+        }
+        replayed, unknown, gaps = 0, [], []
+        with self._out:
+            known = {k[1]: st for k, st in self._states.items() if k[0] == session}
+            for p in pairs:
+                if _key(p[0]) not in known:
+                    unknown.append(p[0])
+            for k, st in list(known.items()):
+                if k not in last:
+                    if st.answered:  # the client has its answer: forget it
+                        self._states.pop((session, k), None)
+                    continue
+                after = last[k]
+                if st.buffer and st.buffer[0]["params"]["seq"] > after + 1:
+                    gaps.append(st.id)
+                for msg in st.buffer:
+                    if msg["params"]["seq"] > after:
+                        self._write(conn, msg)
+                        replayed += 1
+                if st.response is not None:
+                    self._write(conn, st.response)
+            if session and (known or session == conn.session):
+                conn.session = session
+            if id_ is not None:
+                self._write(
+                    conn,
+                    protocol.result(
+                        id_,
+                        {
+                            "session": conn.session,
+                            "replayed": replayed,
+                            "unknown": unknown,
+                            "gaps": gaps,
+                        },
+                    ),
+                )
+
+
+def _bind(fn: Callable[..., Any], ctx: RequestContext, params: Any) -> inspect.BoundArguments:
+    sig = inspect.signature(fn)
+    if params is None:
+        return sig.bind(ctx)
+    if isinstance(params, list):
+        return sig.bind(ctx, *params)
+    return sig.bind(ctx, **params)
+
+
+def _async_raise(thread: threading.Thread, exc_type: type[BaseException]) -> None:
+    """Raise ``exc_type`` in ``thread`` at its next bytecode (how a CLI step is interrupted)."""
+    if thread.ident is None:
+        return
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type)
+    )
+
+
+# --- stdio mode ---------------------------------------------------------------------------------
+
+
+def protect_stdio() -> tuple[BinaryIO, BinaryIO]:
+    """Take fds 0/1 for the protocol; point fd 0 at /dev/null and fd 1 (and sys.stdout) at stderr.
+
+    Printing libraries, C extensions and child processes (dcm2niix) then cannot write into
+    the protocol stream or read from it.
+    """
+    sys.stdout.flush()
+    proto_in = os.fdopen(os.dup(0), "rb", buffering=1 << 16)
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=1 << 16)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
+    for fd in (proto_in.fileno(), proto_out.fileno()):
+        os.set_inheritable(fd, False)
+    return proto_in, proto_out
+
+
+def serve_stdio(*, heartbeat: float = 5.0) -> int:
+    proto_in, proto_out = protect_stdio()
+
+    def write(data: bytes) -> None:
+        proto_out.write(data)
+        proto_out.flush()
+
+    server = Server(mode="stdio", heartbeat=heartbeat)
+    server.install_logging()
+    conn = Connection(proto_in, write, label="stdio")
+    server.attach(conn)
+    server.start_heartbeat()
+    reader = threading.Thread(target=server.serve, args=(conn,), name="engine-stdin", daemon=True)
+    reader.start()
+    try:
+        while reader.is_alive() and not server.stopped.wait(0.2):
+            pass
+    finally:
+        server.stop()
+        with contextlib.suppress(OSError, ValueError):
+            proto_out.flush()
+    return 0
