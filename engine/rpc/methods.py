@@ -735,3 +735,7 @@ def m_exit(ctx: Any, code: int = 3, message: str = "engine exiting on request") 
         raise RpcError(protocol.INVALID_PARAMS, "debug.exit is refused by an in-process engine")
     print(message, file=sys.__stderr__, flush=True)
     os._exit(code)
+
+
+# Review methods live in their own module; importing it registers them in METHODS.
+from engine.rpc import review_methods  # noqa: E402,F401

@@ -1,0 +1,60 @@
+"""``llm-heuristics tui [OUT] [--engine SPEC]``: the full-screen review workstation.
+
+Textual is imported only inside :func:`run`, so ``engine`` imports (and the CLI starts)
+without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from engine.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "tui",
+        help="review groups, names and the heuristic in a full-screen terminal UI",
+        description="Keyboard-driven review of OUT (works over SSH). The engine does the work: "
+        "in this process by default, or wherever --engine SPEC says (local, ssh:HOST, ...). "
+        "Your decisions are saved as you make them in OUT/user_decisions.jsonl.",
+    )
+    p.add_argument("out", nargs="?", default=".", help="output folder (default: current folder)")
+    p.add_argument("--engine", default="inprocess", metavar="SPEC", help="where the engine runs")
+    p.add_argument("--backend", default=None, help="LLM backend for re-mapping (default: config)")
+    p.add_argument("--model", default=None, help="LLM model for re-mapping (default: config)")
+    p.add_argument("--dicom-dir", default=None, help="DICOM folder given to analyze (previews)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from tui.app import LlmhApp
+    except ImportError as exc:  # pragma: no cover - textual is a dependency
+        raise UserError(f"the TUI needs Textual: {exc}") from exc
+    local = args.engine.split("+")[0].split(":")[0] in ("inprocess", "local")
+    out = str(Path(args.out).expanduser().resolve()) if local else args.out
+    if local and not os.path.isdir(out):
+        raise UserError(f"{out} is not a folder")
+    backend, model = args.backend, args.model
+    if backend is None or model is None:
+        try:
+            from engine.config import load_settings
+
+            s = load_settings()
+            backend = backend or s.backend
+            model = model or s.model
+        except Exception:  # noqa: BLE001 - re-mapping then asks for a model
+            pass
+    import logging
+
+    root = logging.getLogger()  # stderr would write over the screen; the engine's records
+    for h in list(root.handlers):  # reach the Log pane as notifications instead
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+            root.removeHandler(h)
+    root.addHandler(logging.NullHandler())
+    app = LlmhApp(out, args.engine, backend=backend, model=model, dicom_dir=args.dicom_dir)
+    app.run()
+    return int(app.return_code or 0)

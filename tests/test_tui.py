@@ -1,0 +1,363 @@
+"""Pilot tests of every pane and review action, snapshots, and the docs' SVG screenshots.
+
+The workspace is hand-made (``tui.demo_workspace``: real grouping and rules mapping of fixed
+series), the engine runs in-process, images use the half-cell renderer: all deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("textual")
+
+os.environ["LLMH_TUI_IMAGE"] = "halfcell"
+
+from tui.app import LlmhApp  # noqa: E402
+from tui.demo_workspace import build_workspace  # noqa: E402
+from tui.keymap import KEYS, load_keymap  # noqa: E402
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "docs" / "screenshots"
+SIZE = (120, 40)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    return build_workspace(tmp_path / "out")
+
+
+async def _ready(app: LlmhApp, pilot) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(300):
+        if app.ready_at is not None:
+            break
+        await pilot.pause(0.02)
+    assert app.ready_at is not None, "workspace never loaded"
+    await pilot.pause()
+
+
+async def _settle(app: LlmhApp, pilot, group: str | None = None) -> None:  # type: ignore[no-untyped-def]
+    await app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+def _decisions(out: Path) -> list[dict]:
+    p = out / "user_decisions.jsonl"
+    return [json.loads(x) for x in p.read_text().splitlines()] if p.exists() else []
+
+
+def _row(app: LlmhApp, gid: str) -> list:
+    return list(app.groups.table.get_row_at(app.groups._order.index(gid)))
+
+
+async def test_panes_load(out: Path) -> None:
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        assert len(app.ws.groups) == 7 and len(app.ws.series) == 14
+        assert app.groups.table.row_count == 7
+        tree = app.main_screen.query_one("#tree")
+        assert [str(n.label).split()[0] for n in tree.root.children] == ["sub-S0001", "sub-S0002"]
+        tree.root.children[0].expand()
+        await pilot.pause()
+        leaves = tree.root.children[0].children
+        assert len(leaves) == 7 and any("aborted" in str(n.label) for n in leaves)
+        assert "g01_localizer" in str(app.rationale.query_one("#rationale-text").render())
+        assert app.reports.report("grouping").startswith("Grouping:")
+
+
+async def test_accept_skip_unskip_undo_redo(out: Path) -> None:
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        await pilot.press("down", "a")  # g02 accepted, cursor moves on
+        await _settle(app, pilot)
+        assert _row(app, "g02_t1_mprage_sag")[2] == "user"
+        assert app.groups.selected() == "g03_t2_tse_tra"
+        await pilot.press("s")
+        await _settle(app, pilot)
+        assert "skip" in str(_row(app, "g03_t2_tse_tra")[1])
+        await pilot.press("u")
+        await _settle(app, pilot)
+        assert _row(app, "g03_t2_tse_tra")[2] == "rules"
+        await pilot.press("ctrl+z")
+        await _settle(app, pilot)
+        assert "skip" in str(_row(app, "g03_t2_tse_tra")[1])
+        await pilot.press("ctrl+y")
+        await _settle(app, pilot)
+        assert _row(app, "g03_t2_tse_tra")[2] == "rules"
+    ops = [(d["op"], d.get("action")) for d in _decisions(out)]
+    assert ops == [
+        ("decide", "accept"),
+        ("decide", "skip"),
+        ("decide", "unskip"),
+        ("undo", None),
+        ("redo", None),
+    ]
+
+
+async def test_edit_dialog_refuses_then_saves(out: Path) -> None:
+    from tui.screens.edit_name import EditNameScreen, candidates
+
+    assert "func/" in candidates("fu")
+    assert "func/task-" in candidates("func/ta")
+    assert "anat/T1w" in candidates("anat/T1")
+    assert "anat/part-mag_" in candidates("anat/part-m")
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        app.groups.select("g07_mystery_sequence")
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, EditNameScreen)
+        inp = app.screen.query_one("#edit-input")
+        inp.value = ""
+        await pilot.press(*"anat/bold", "enter")
+        await pilot.pause()
+        assert isinstance(app.screen, EditNameScreen)  # refused
+        assert "not allowed" in str(app.screen.query_one("#edit-problems").render())
+        inp.value = "anat/acq"
+        await pilot.press("tab")  # completes the entity key
+        assert inp.value == "anat/acq-"
+        inp.value = "anat/acq-mystery_T2"
+        await pilot.press("tab", "enter")
+        await _settle(app, pilot)
+        assert not isinstance(app.screen, EditNameScreen)
+        assert str(_row(app, "g07_mystery_sequence")[1]) == "anat/acq-mystery_T2w"
+    d = _decisions(out)[-1]
+    assert (d["action"], d["suffix"], d["entities"]) == ("edit", "T2w", {"acq": "mystery"})
+
+
+async def test_filter_sort_matrix_maximize(out: Path) -> None:
+    from tui.screens.matrix import MatrixScreen
+
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _ready(app, pilot)
+        await pilot.press("slash", *"bold")
+        await pilot.pause()
+        assert app.groups._order == ["g04_ep2d_bold_rest", "g05_ep2d_bold_ft"]
+        await pilot.press("enter")  # back to the table
+        app.main_screen.query_one("#group-filter").value = ""
+        await pilot.pause()
+        app.groups.sort_by("conf")
+        assert app.groups._order[0] == "g07_mystery_sequence"
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(app.screen, MatrixScreen)
+        table = app.screen.query_one("#matrix-table")
+        assert table.row_count == 7 and len(table.columns) == 3
+        await pilot.press("escape")
+        await pilot.press("f11")
+        assert app.screen.maximized is app.groups
+        await pilot.press("f11")
+        assert app.screen.maximized is None
+        await pilot.press("right_square_bracket")
+        assert app.main_screen.query_one("#left").styles.width.value == 26  # narrow layout 22 + 4
+
+
+async def test_generate_edit_save_validate(out: Path) -> None:
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        await pilot.press("g")
+        await _settle(app, pilot)
+        await _settle(app, pilot)
+        assert (out / "heuristic.py").exists()
+        assert "def infotodict" in app.editor.text
+        await pilot.press("v")
+        await _settle(app, pilot)
+        assert "OK" in str(app.editor.query_one("#heuristic-problems").render())
+        # a hand edit with a syntax error is refused inline
+        app.editor.area.load_text(app.editor.text + "\ndef broken(:\n")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "syntax error" in str(app.editor.query_one("#heuristic-problems").render())
+        # a valid hand edit is saved, then regenerate goes beside it with a diff
+        app.editor.area.load_text(app.editor.saved_text + "\n# my note\n")
+        app.action_save_heuristic()
+        await _settle(app, pilot)
+        assert (out / "heuristic.py").read_text().endswith("# my note\n")
+        await pilot.press("g")
+        await _settle(app, pilot)
+        await _settle(app, pilot)
+        assert (out / "heuristic.generated.py").exists()
+        assert "-# my note" in app.reports.report("diff")
+        await pilot.press("ctrl+g")
+        await _settle(app, pilot)
+        assert "# my note" not in (out / "heuristic.py").read_text()
+
+
+async def test_user_decision_reaches_heuristic(out: Path) -> None:
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        app.groups.select("g07_mystery_sequence")
+        await pilot.press("s")
+        await _settle(app, pilot)
+        await pilot.press("g")
+        await _settle(app, pilot)
+        await _settle(app, pilot)
+    mapped = (out / "aggregated_dicominfo_mapped.tsv").read_text()
+    assert "skipped by user" in mapped
+    from engine.atomic import read_tsv
+
+    rows = [
+        r
+        for r in read_tsv(out / "series_assignments.tsv")
+        if r["group_id"] == "g07_mystery_sequence"
+    ]
+    assert rows and all(not r["bids_path"] and r["skip_reason"] == "skipped by user" for r in rows)
+
+
+async def test_preview_and_convert_report_errors_as_notifications(out: Path) -> None:
+    # the hand-made workspace has no DICOM files: preview and convert fail, the app says so
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        tree = app.main_screen.query_one("#tree")
+        tree.focus()
+        await pilot.press("enter", "down")
+        await _settle(app, pilot)
+        assert app.groups.selected() == "g01_localizer"
+        await pilot.press("c")
+        await _settle(app, pilot)
+        assert any("convert" in n.message or "preview" in n.message for n in app._notifications)
+
+
+async def test_preview_image(out: Path, tmp_path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    from tui.components.preview import PreviewPane
+
+    buf = io.BytesIO()
+    Image.linear_gradient("L").resize((32, 32)).save(buf, "PNG")
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        pane = app.main_screen.query_one(PreviewPane)
+        pane.show("S0001||1-localizer", buf.getvalue(), {"shape": [32, 32]})
+        await pilot.pause()
+        assert type(pane.query_one(".preview-image")).__name__ == "HalfcellImage"
+
+
+async def test_streaming_rationale_and_lost_engine(out: Path) -> None:
+    from tui import messages as msg
+
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        for t in ("The series ", "is a T1w."):
+            app.post_message(msg.EngineDelta(t, "g01_localizer"))
+        await pilot.pause()
+        assert "The series is a T1w." in str(app.rationale.query_one("#rationale-text").render())
+        app.rationale.finish("g01_localizer")
+        assert app.rationale.history["g01_localizer"] == ["The series is a T1w."]
+        app.client.close()
+        await pilot.press("s")
+        await _settle(app, pilot)
+        assert app.engine_lost
+        assert "ENGINE LOST" in str(app.main_screen.query_one("#status").render())
+        await pilot.press("f6")
+        await _settle(app, pilot)
+        assert not app.engine_lost and app.client.alive
+
+
+async def test_command_palette_and_keymap(out: Path, tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[keymap]\n"mapping.skip" = "k"\n"nope" = "z"\n')
+    assert load_keymap(cfg) == {"mapping.skip": "k"}
+    assert all(k.id and k.title.split(": ")[0] for k in KEYS)
+    app = LlmhApp(out, keymap={"mapping.skip": "k"})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        await pilot.press("k")
+        await _settle(app, pilot)
+        assert _decisions(out)[-1]["action"] == "skip"
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Review: undo")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await _settle(app, pilot)
+        assert _decisions(out)[-1]["op"] == "undo"
+
+
+# --- snapshots and screenshots ------------------------------------------------------------------
+
+
+def _fixed(app: LlmhApp) -> None:
+    app.set_status("engine: test (inprocess)   OUT: out")
+    app.sub_title = "out"
+    app.reports.query_one("#engine-log").clear()
+
+
+def _main_app(out: Path) -> LlmhApp:
+    return LlmhApp(out, keymap={})
+
+
+async def _prep_main(pilot) -> None:  # type: ignore[no-untyped-def]
+    app = pilot.app
+    await _ready(app, pilot)
+    await pilot.press("down", "down")
+    app.editor.load("def infotodict(seqinfo):\n    return {}\n", generated=True)
+    _fixed(app)
+    await pilot.pause()
+    app.groups.table.scroll_to(x=0, animate=False)
+    await pilot.pause()
+
+
+async def _prep_edit(pilot) -> None:  # type: ignore[no-untyped-def]
+    await _prep_main(pilot)
+    await pilot.press("e")
+    await pilot.pause()
+    inp = pilot.app.screen.query_one("#edit-input")
+    inp.cursor_blink = False
+    inp.value = "anat/acq-"
+    await pilot.pause(0.3)
+    await pilot.app.workers.wait_for_complete()
+    await pilot.pause()
+
+
+async def _prep_matrix(pilot) -> None:  # type: ignore[no-untyped-def]
+    await _prep_main(pilot)
+    await pilot.press("p")
+    await pilot.pause()
+
+
+def test_snapshot_main(out: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(_main_app(out), terminal_size=SIZE, run_before=_prep_main)
+
+
+def test_snapshot_edit_dialog(out: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(_main_app(out), terminal_size=SIZE, run_before=_prep_edit)
+
+
+def test_snapshot_protocol_matrix(out: Path, snap_compare) -> None:  # type: ignore[no-untyped-def]
+    assert snap_compare(_main_app(out), terminal_size=SIZE, run_before=_prep_matrix)
+
+
+@pytest.mark.parametrize(
+    "name,prep",
+    [("main", _prep_main), ("edit_name", _prep_edit), ("protocol_matrix", _prep_matrix)],
+)
+async def test_docs_screenshots(out: Path, name: str, prep) -> None:  # type: ignore[no-untyped-def]
+    """Writes docs/screenshots/<name>.svg (the same states as the snapshots)."""
+    app = _main_app(out)
+    async with app.run_test(size=SIZE) as pilot:
+        await prep(pilot)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        app.save_screenshot(filename=f"{name}.svg", path=str(SHOTS))
+    assert (SHOTS / f"{name}.svg").stat().st_size > 1000

@@ -1,0 +1,145 @@
+"""Sequence groups: one DataTable row per group, sortable by column, filtered by an Input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import DataTable, Input
+
+from tui.viewmodel import GroupView, Workspace
+
+COLUMNS = (
+    ("group", "group"),
+    ("name", "proposed BIDS name"),
+    ("source", "source"),
+    ("conf", "conf"),
+    ("n", "series"),
+    ("flags", "flags"),
+)
+
+
+def _cells(g: GroupView) -> tuple[Any, ...]:
+    m = g.mapping
+    style = "green" if m.source == "user" else ("yellow" if g.unsure else "")
+    name = Text(g.name, style="dim" if m.is_skip else style)
+    return (
+        g.group_id,
+        name,
+        m.source,
+        f"{m.confidence:.2f}",
+        len(g.series_keys),
+        " ".join(g.flags),
+    )
+
+
+def _sort_value(g: GroupView, col: str) -> Any:
+    return {
+        "group": g.group_id,
+        "n": len(g.series_keys),
+        "name": g.name,
+        "source": g.mapping.source,
+        "conf": g.mapping.confidence,
+        "flags": " ".join(g.flags),
+    }[col]
+
+
+class GroupsPane(Vertical):
+    BORDER_TITLE = "Sequence groups"
+    ALLOW_MAXIMIZE = True
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ws: Workspace | None = None
+        self.sort_col = "group"
+        self.sort_reverse = False
+
+    def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter groups (/)", id="group-filter")
+        table: DataTable[Any] = DataTable(id="groups-table", cursor_type="row", zebra_stripes=True)
+        for key, label in COLUMNS:
+            table.add_column(label, key=key)
+        yield table
+
+    @property
+    def table(self) -> DataTable[Any]:
+        return self.query_one("#groups-table", DataTable)
+
+    def load(self, ws: Workspace, keep: str | None = None) -> None:
+        self.ws = ws
+        self.refill(keep)
+
+    def visible_rows(self) -> list[GroupView]:
+        if self.ws is None:
+            return []
+        needle = self.query_one("#group-filter", Input).value.strip().lower()
+        rows = list(self.ws.groups.values())
+        if needle:
+            rows = [
+                g
+                for g in rows
+                if needle in g.group_id.lower()
+                or needle in g.name.lower()
+                or needle in g.mapping.source
+                or needle in " ".join(g.flags).lower()
+                or needle == "unsure"
+                and g.unsure
+            ]
+        rows.sort(key=lambda g: _sort_value(g, self.sort_col), reverse=self.sort_reverse)
+        return rows
+
+    def refill(self, keep: str | None = None) -> None:
+        """Rebuild the rows in one batch (``add_rows``), keeping the cursor on ``keep``."""
+        table = self.table
+        keep = keep or self.selected()
+        table.clear()
+        rows = self.visible_rows()
+        table.add_rows([_cells(g) for g in rows])
+        # row keys: DataTable assigns its own; remember the order for lookups
+        self._order = [g.group_id for g in rows]
+        if keep in self._order:
+            table.move_cursor(row=self._order.index(keep), animate=False)
+        table.call_after_refresh(table.scroll_to, x=0, animate=False)
+
+    def update_group(self, gid: str) -> None:
+        """Redraw one row in place (after a decision)."""
+        if self.ws is None or gid not in getattr(self, "_order", []):
+            return
+        g = self.ws.groups[gid]
+        row = self._order.index(gid)
+        row_key = self.table.coordinate_to_cell_key((row, 0)).row_key
+        for (col, _), value in zip(COLUMNS, _cells(g), strict=True):
+            self.table.update_cell(row_key, col, value)
+
+    def selected(self) -> str | None:
+        order = getattr(self, "_order", [])
+        row = self.table.cursor_row
+        return order[row] if 0 <= row < len(order) else None
+
+    def select(self, gid: str) -> None:
+        order = getattr(self, "_order", [])
+        if gid in order:
+            self.table.move_cursor(row=order.index(gid), animate=False)
+
+    def sort_by(self, col: str | None = None) -> None:
+        cols = [c for c, _ in COLUMNS]
+        if col is None:
+            col = cols[(cols.index(self.sort_col) + 1) % len(cols)]
+            self.sort_reverse = False
+        elif col == self.sort_col:
+            self.sort_reverse = not self.sort_reverse
+        self.sort_col = col
+        self.refill()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if event.input.id == "group-filter":
+            self.refill()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.input.id == "group-filter":
+            self.table.focus()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        self.sort_by(str(event.column_key.value))
