@@ -171,16 +171,29 @@ def env_names(name: str) -> tuple[str, ...]:
     return (f"LLMH_{name.upper()}", *_FIELDS[name].metadata.get("env", ()))
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
+# Tables of the config file that are not settings: engine profiles and the TUI keymap.
+OTHER_TABLES = ("engines", "keymap")
+
+
+def load_config_document(path: Path | None = None) -> dict[str, Any]:
+    """The whole TOML config file as a dict (empty when it does not exist)."""
+    path = config_path() if path is None else path
     if not path.is_file():
         return {}
     try:
         with path.open("rb") as fh:
-            doc = tomllib.load(fh)
+            return tomllib.load(fh)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise UserError(f"config file {path}: {exc}") from exc
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings in the config file (tables like ``[llm]`` are only grouping)."""
+    doc = load_config_document(path)
     flat: dict[str, Any] = {}
     for key, value in doc.items():
+        if key in OTHER_TABLES:
+            continue
         if isinstance(value, dict):
             flat.update(value)  # [llm] / [paths] tables are just grouping
         else:

@@ -31,7 +31,6 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
@@ -274,42 +273,11 @@ def parse_spec(spec: str) -> list[Stage]:
     return stages
 
 
-def _config_path() -> Path:
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir("llm-heuristics")) / "config.toml"
-
-
 def load_profiles() -> dict[str, dict[str, Any]]:
-    """``[engines.NAME]`` tables: from :mod:`engine.config` when it offers them, else the TOML file."""
-    data: dict[str, Any] | None = None
-    try:
-        from engine import config as cfg  # written by another engineer; optional
+    """``[engines.NAME]`` tables of the config file."""
+    from engine.config import load_config_document
 
-        for fn_name in ("load_config", "load", "read_config"):
-            fn = getattr(cfg, fn_name, None)
-            if callable(fn):
-                loaded = fn()
-                data = (
-                    loaded
-                    if isinstance(loaded, dict)
-                    else getattr(loaded, "raw", None) or getattr(loaded, "data", None)
-                )
-                break
-    except Exception:  # noqa: BLE001 - fall back to reading the file ourselves
-        data = None
-    if not isinstance(data, dict) or "engines" not in data:
-        path = _config_path()
-        if path.is_file():
-            import tomllib
-
-            try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                raise UserError(f"cannot read engine profiles from {path}: {exc}") from None
-        else:
-            data = {}
-    engines = data.get("engines", {}) if isinstance(data, dict) else {}
+    engines = load_config_document().get("engines", {})
     return {k: v for k, v in engines.items() if isinstance(v, dict)}
 
 
@@ -474,11 +442,13 @@ def make_launcher(spec: str | Launcher, **overrides: Any) -> Launcher:
     elif first not in KINDS and "+" not in spec and ":" not in spec:
         profile_name = spec
     if profile_name is not None:
+        from engine.config import config_path
+
         profiles = load_profiles()
         if profile_name not in profiles:
             known = ", ".join(sorted(profiles)) or "none"
             raise UserError(
-                f"no engine profile {profile_name!r} (profiles in {_config_path()}: {known}); "
+                f"no engine profile {profile_name!r} (profiles in {config_path()}: {known}); "
                 f"or give a spec such as local, ssh:HOST, slurm:OPTS, apptainer:IMAGE"
             )
         prof = profiles[profile_name]
