@@ -127,24 +127,97 @@ def test_cross_subject_heuristic(tmp_path):
     assert not bad, res.format_diff()
 
 
-def test_dcm_qa_xa30(shared_data, tmp_path):
+# what a curator knows about this study's ASL that DICOM does not say (Siemens ep2d_pcasl:
+# an M0 volume first, then label/control pairs; no background suppression in this 2D EPI)
+XA30_ASL = {
+    "asl": {
+        "M0Type": "Included",
+        "BackgroundSuppression": False,
+        "aslcontext": {"head": ["m0scan"], "repeat": ["label", "control"]},
+    }
+}
+
+
+@pytest.fixture(scope="module")
+def xa30_out(shared_data, tmp_path_factory) -> tuple[Path, Path]:
+    """dcm_qa_xa30 through analyze..generate once; each test converts a copy of OUT."""
     _need("heudiconv", "dcm2niix")
     dicom = shared_data / "dicom" / "dcm_qa_xa30" / "In"
     if not dicom.is_dir():
         pytest.skip("dcm_qa_xa30 not present")
-    out = tmp_path / "OUT"
+    out = tmp_path_factory.mktemp("xa30") / "OUT"
     _pipeline(dicom, out)
+    return dicom, out
+
+
+def _write_analyze_input(out: Path, dicom: Path) -> None:
+    """What ``analyze`` records of its input (written here where this analyze does not yet)."""
+    if not (out / "analyze_input.json").exists():
+        (out / "analyze_input.json").write_text(json.dumps({"inputs": [str(dicom.resolve())]}))
+
+
+def _xa30_convert(xa30_out, tmp_path, *extra: str) -> tuple[Path, list[int], str]:
     from engine.workspace import read_series
 
-    subjects = sorted({s.subject for s in read_series(out)})
-    for sub in subjects:
-        assert main(["convert", str(out), "--subject", sub, "--dicom-dir", str(dicom)]) in (0, 1)
+    dicom, template = xa30_out
+    out = tmp_path / "OUT"
+    shutil.copytree(template, out)
+    rcs = [
+        main(["convert", str(out), "--subject", sub, *extra])
+        for sub in sorted({s.subject for s in read_series(out)})
+    ]
     report = (out / "conversion_report.txt").read_text()
     assert "heudiconv exited" not in report, report
+    assert not list(dicom.rglob(".heudiconv"))
+    assert not (out / "__pycache__").exists()
+    return out, rcs, report
+
+
+def test_dcm_qa_xa30(xa30_out, tmp_path):
+    """With the study's ASL metadata (as a user writes it) every series converts and validates."""
+    meta = tmp_path / "study_asl.json"
+    meta.write_text(json.dumps(XA30_ASL))
+    dicom = xa30_out[0]
+    out, rcs, report = _xa30_convert(
+        xa30_out, tmp_path, "--dicom-dir", str(dicom), "--sidecar-metadata", str(meta)
+    )
+    assert rcs == [0] * len(rcs), report
     placed = _placed(out / "bids")
     assert any(p.endswith("_T1w") for p in placed)
     assert any(p.endswith("_bold") for p in placed)
     assert any("/dwi/" in p for p in placed)
+    (asl,) = [p for p in placed if p.endswith("_asl")]
+    side = json.loads((out / "bids" / (asl + ".json")).read_text())
+    assert side["M0Type"] == "Included" and side["BackgroundSuppression"] is False
+    assert side["RepetitionTimePreparation"] == side["RepetitionTime"]  # derived, Siemens
+    assert side["TotalAcquiredPairs"] == 3  # 7 volumes: m0scan + 3 label/control pairs
+    ctx = (out / "bids" / (asl[: -len("_asl")] + "_aslcontext.tsv")).read_text().split()
+    assert ctx == ["volume_type", "m0scan"] + ["label", "control"] * 3
+    assert "RepetitionTimePreparation derived" in report
+    assert "LEFT OUT" not in report
     if shutil.which("bids-validator"):
         assert "bids-validator: 0 error(s)" in report, report
-    assert not list(dicom.rglob(".heudiconv"))
+
+
+def test_dcm_qa_xa30_without_asl_metadata(xa30_out, tmp_path):
+    """Without it the ASL is left out (the dataset still validates), named with the exact fix."""
+    # no --dicom-dir: convert finds the DICOM through the input analyze records
+    _write_analyze_input(xa30_out[1], xa30_out[0])
+    out, rcs, report = _xa30_convert(xa30_out, tmp_path)
+    assert rcs == [1] * len(rcs), report
+    placed = _placed(out / "bids")
+    assert not any(p.endswith("_asl") for p in placed)
+    assert any(p.endswith("_bold") for p in placed)
+    assert "LEFT OUT " in report and "_asl.nii" in report
+    for name in ("M0Type", "BackgroundSuppression", "aslcontext", "TotalAcquiredPairs"):
+        assert f"missing required {name}" in report, report
+    assert "RepetitionTimePreparation derived" in report  # the header part is still filled
+    assert "missing required RepetitionTimePreparation" not in report
+    assert "sidecar_metadata.json" in report and '"M0Type": "Separate|Included' in report
+    assert list((out / "bids_incomplete").rglob("*_asl.nii*"))
+    scans = "".join(p.read_text() for p in (out / "bids").rglob("*_scans.tsv"))
+    assert "_asl" not in scans
+    for js in (out / "bids").rglob("fmap/*.json"):
+        assert not any("_asl" in t for t in json.loads(js.read_text()).get("IntendedFor", []))
+    if shutil.which("bids-validator"):
+        assert "bids-validator: 0 error(s)" in report, report

@@ -231,3 +231,117 @@ def test_pairs_reproduce_their_truth(shared_data, tmp_path):
         res = validate_module(mod, series, groups, maps)
         assert res.ok, f"{folder.name}: {res.format_diff()}"
         _ruff(f)
+
+
+def _asl_tree(tmp_path: Path, n_vols: int = 5) -> Path:
+    import json
+
+    import nibabel as nb
+    import numpy as np
+
+    bids = tmp_path / "bids"
+    perf, fmap = bids / "sub-01" / "perf", bids / "sub-01" / "fmap"
+    perf.mkdir(parents=True)
+    fmap.mkdir(parents=True)
+    img = nb.Nifti1Image(np.zeros((2, 2, 2, n_vols), dtype=np.int16), np.eye(4))
+    nb.save(img, perf / "sub-01_asl.nii.gz")
+    side = {
+        "Manufacturer": "Siemens",
+        "RepetitionTime": 4.8,
+        "ArterialSpinLabelingType": "PCASL",
+        "PostLabelingDelay": 1.8,
+        "LabelingDuration": 1.8,
+        "MagneticFieldStrength": 3,
+        "MRAcquisitionType": "3D",
+        "EchoTime": 0.011,
+    }
+    (perf / "sub-01_asl.json").write_text(json.dumps(side))
+    (fmap / "sub-01_epi.json").write_text(
+        json.dumps({"IntendedFor": ["perf/sub-01_asl.nii.gz", "func/x_bold.nii.gz"]})
+    )
+    (bids / "sub-01" / "sub-01_scans.tsv").write_text(
+        "filename\tacq_time\nperf/sub-01_asl.nii.gz\tn/a\nfunc/x_bold.nii.gz\tn/a\n"
+    )
+    return bids
+
+
+def test_sidecars_filled_from_metadata_and_headers(tmp_path):
+    import json
+
+    from engine.heuristic.sidecars import complete_sidecars
+
+    bids = _asl_tree(tmp_path)
+    entries = [
+        (
+            "asl",
+            {
+                "M0Type": "Included",
+                "BackgroundSuppression": True,
+                "aslcontext": {"head": ["m0scan"], "repeat": ["control", "label"]},
+            },
+        )
+    ]
+    res = complete_sidecars(
+        bids, ["sub-01/perf/sub-01_asl.nii.gz"], entries, incomplete_dir=tmp_path / "inc"
+    )
+    assert not res.left_out
+    side = json.loads((bids / "sub-01/perf/sub-01_asl.json").read_text())
+    assert side["RepetitionTimePreparation"] == 4.8 and side["TotalAcquiredPairs"] == 2
+    assert side["M0Type"] == "Included" and side["BackgroundSuppression"] is True
+    ctx = (bids / "sub-01/perf/sub-01_aslcontext.tsv").read_text().split()
+    assert ctx == ["volume_type", "m0scan", "control", "label", "control", "label"]
+
+
+def test_sidecars_left_out_with_fix(tmp_path):
+    import json
+
+    from engine.heuristic.convert import ConversionResult
+    from engine.heuristic.report import conversion_report
+    from engine.heuristic.sidecars import complete_sidecars
+
+    bids = _asl_tree(tmp_path)
+    bad = [("sub-*/perf/*_asl", {"M0Type": "Sometimes", "aslcontext": ["m0scan"]})]
+    res = complete_sidecars(
+        bids, ["sub-01/perf/sub-01_asl.nii.gz"], bad, incomplete_dir=tmp_path / "inc"
+    )
+    (fo,) = res.left_out
+    assert {"BackgroundSuppression", "M0Type", "aslcontext"} <= set(fo.missing)
+    assert any("M0Type must be one of" in p for p in fo.problems)
+    assert any("aslcontext lists 1 volumes, the image has 5" in p for p in fo.problems)
+    assert (tmp_path / "inc/sub-01/perf/sub-01_asl.nii.gz").exists()
+    assert not list((bids / "sub-01/perf").iterdir())
+    assert "perf/" not in (bids / "sub-01/sub-01_scans.tsv").read_text()
+    fmap = json.loads((bids / "sub-01/fmap/sub-01_epi.json").read_text())
+    assert fmap["IntendedFor"] == ["func/x_bold.nii.gz"]
+    r = ConversionResult("01", "", bids, sidecars=res)
+    text = conversion_report([r], None, metadata_path="OUT/sidecar_metadata.json")
+    assert "LEFT OUT sub-01/perf/sub-01_asl.nii.gz" in text
+    assert "missing required M0Type (asl.MRIASLCommonMetadataFields)" in text
+    assert '"BackgroundSuppression": true|false' in text
+
+
+def test_convert_finds_dicom_via_analyze_input(tmp_path):
+    import json
+
+    from engine.heuristic.convert import files_for_series
+
+    dicom = tmp_path / "dicom"
+    dicom.mkdir()
+    (tmp_path / "OUT").mkdir()
+    (tmp_path / "OUT" / "analyze_input.json").write_text(json.dumps({"inputs": [str(dicom)]}))
+    rows = [_s("01", "", 1, "t1", series_uid="1.2.3")]
+    assert files_for_series(tmp_path / "OUT", rows, None) == {}  # walked, nothing to find
+    (tmp_path / "OUT" / "analyze_input.json").write_text(json.dumps({"inputs": ["/nonexistent"]}))
+    try:
+        files_for_series(tmp_path / "OUT", rows, None)
+    except Exception as exc:
+        assert "--dicom-dir" in str(exc)
+    else:
+        raise AssertionError("a missing input must be a UserError naming --dicom-dir")
+
+
+def test_load_heuristic_leaves_no_pycache(tmp_path):
+    h = tmp_path / "heuristic.py"
+    h.write_text("def infotodict(seqinfo):\n    return {}\n")
+    load_heuristic(h)
+    assert not (tmp_path / "__pycache__").exists()

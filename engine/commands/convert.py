@@ -20,7 +20,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--session", default=None, help="session label (default: all sessions)")
     p.add_argument("--bids-dir", default=None, help="BIDS folder (default OUT/bids)")
     p.add_argument("--heuristic", default=None, help="heuristic file (default OUT/heuristic.py)")
-    p.add_argument("--dicom-dir", default=None, help="DICOM folder given to analyze")
+    p.add_argument(
+        "--dicom-dir",
+        default=None,
+        help="DICOM folder given to analyze (default: the inputs OUT/analyze_input.json records)",
+    )
+    p.add_argument(
+        "--sidecar-metadata",
+        default=None,
+        metavar="FILE",
+        help="study metadata DICOM lacks (ASL M0Type, BackgroundSuppression, aslcontext...), "
+        "keyed by BIDS suffix or path glob (default OUT/sidecar_metadata.json); files still "
+        "missing a REQUIRED field are left out of the dataset and named in the report",
+    )
     p.add_argument("--dry-run", action="store_true", help="print what would be written")
     p.add_argument("--no-validator", action="store_true", help="do not run bids-validator")
     p.set_defaults(func=run)
@@ -36,11 +48,12 @@ def run(args: argparse.Namespace) -> int:
         dicom_dir=args.dicom_dir,
         dry_run=args.dry_run,
         validator=not args.no_validator,
+        sidecar_metadata=args.sidecar_metadata,
     )
     print(text, end="")
     if args.dry_run:
         return 0
-    failed = any(r.heudiconv_rc != 0 or r.missing for r in results)
+    failed = any(not r.ok for r in results)  # incl. files left out for missing metadata
     if verdict is not None and verdict.errors:
         failed = True
     return 1 if failed else 0

@@ -32,22 +32,61 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def pipeline_steps(study: Path, out: Path, subjects: list[str], sessions: list[str]) -> list[list[str]]:
-    """The CLI invocations of the pipeline, in order; convert once per subject/session."""
+def pipeline_steps(
+    study: Path, out: Path, subjects: list[str], sessions: list[str]
+) -> list[list[str]]:
+    """The CLI invocations of the pipeline, in order; convert once per subject/session.
+
+    Every convert names the DICOM folder (works whether or not ``analyze`` recorded its input);
+    only the last one runs bids-validator, over the whole dataset by then.
+    """
+    dicom = str(study / "dicom")
     steps = [
-        ["analyze", str(study / "dicom"), str(out)],
+        ["analyze", dicom, str(out), "--no-progress"],
         ["group", str(out)],
         ["map", str(out)],
         ["generate", str(out), "-o", str(out / "heuristic.py")],
         ["validate", str(out), str(out / "heuristic.py")],
     ]
-    for subject in subjects:
-        for session in sessions or [""]:
-            cmd = ["convert", str(out), "--subject", subject]
-            if session:
-                cmd += ["--session", session]
-            steps.append(cmd)
+    cells = [(subject, session) for subject in subjects for session in sessions or [""]]
+    for i, (subject, session) in enumerate(cells):
+        cmd = ["convert", str(out), "--subject", subject, "--dicom-dir", dicom]
+        if session:
+            cmd += ["--session", session]
+        if i < len(cells) - 1:
+            cmd.append("--no-validator")
+        steps.append(cmd)
     return steps
+
+
+def summary(work: Path, out: Path, seconds: float) -> str:
+    """What the demo made and where it is: a person's first look at the result."""
+    from engine.atomic import read_tsv
+    from engine.workspace import GROUPS_TSV, SERIES_TSV
+
+    def rows(name: str) -> int:
+        p = out / name
+        return len(read_tsv(p)) if p.exists() else 0
+
+    bids = out / "bids"
+    n_nii = len(list(bids.glob("sub-*/**/*.nii*"))) if bids.is_dir() else 0
+    report = out / "conversion_report.txt"
+    verdict = "not run"
+    if report.exists():
+        lines = [x for x in report.read_text().splitlines() if x.startswith("bids-validator")]
+        verdict = lines[-1] if lines else "not run"
+    return "\n".join(
+        [
+            f"demo: done in {seconds:.1f} s",
+            f"  series:     {rows(SERIES_TSV)} ({out / SERIES_TSV})",
+            f"  groups:     {rows(GROUPS_TSV)} ({out / 'grouping_report.txt'})",
+            f"  heuristic:  {out / 'heuristic.py'}",
+            f"  converted:  {n_nii} NIfTI file(s) in {bids}",
+            f"  validator:  {verdict}",
+            f"  report:     {report}",
+            f"  study:      {work / 'study'} (expected_bids.json: where a curator puts each)",
+        ]
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -63,7 +102,11 @@ def run(args: argparse.Namespace) -> int:
     out = work / "out"
     t0 = time.perf_counter()
     manifest = generate_study(
-        study_dir, subjects=args.subjects, sessions=args.sessions, vendor=args.vendor, seed=args.seed
+        study_dir,
+        subjects=args.subjects,
+        sessions=args.sessions,
+        vendor=args.vendor,
+        seed=args.seed,
     )
     print(f"demo: wrote {manifest.n_files} DICOM files to {study_dir / 'dicom'}", file=sys.stderr)
     subjects = sorted({s.subject for s in manifest.series})
@@ -72,14 +115,17 @@ def run(args: argparse.Namespace) -> int:
     available = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     for cmd in pipeline_steps(study_dir, out, subjects, sessions):
         if cmd[0] not in available:
-            print(f"demo: step '{cmd[0]}' is not available in this version; stopping here", file=sys.stderr)
+            print(
+                f"demo: step '{cmd[0]}' is not available in this version; stopping here",
+                file=sys.stderr,
+            )
             break
         print(f"demo: $ llm-heuristics {' '.join(cmd)}", file=sys.stderr)
         rc = main(cmd)
         if rc != 0:
             print(f"demo: step '{cmd[0]}' failed with status {rc}", file=sys.stderr)
             return rc
-    print(f"demo: done in {time.perf_counter() - t0:.1f} s; results in {out}", file=sys.stderr)
+    print(summary(work, out, time.perf_counter() - t0))
     if not args.no_tui and "tui" in available and sys.stdin.isatty() and sys.stdout.isatty():
         return main(["tui", str(out)])
     return 0

@@ -1,7 +1,10 @@
-"""Convert one subject/session with heudiconv + dcm2niix, fix IntendedFor, run bids-validator.
+"""Convert one subject/session with heudiconv + dcm2niix, fix IntendedFor, complete the
+sidecars (:mod:`.sidecars`), run bids-validator.
 
 The DICOM input is only read: heudiconv gets a folder of symlinks to this session's files
 (inside OUT), so its ``.heudiconv`` bookkeeping lands in the BIDS folder, never in the input.
+The DICOM files are found through a files table in OUT, else under ``--dicom-dir``, else under
+the inputs ``analyze`` recorded in ``OUT/analyze_input.json``, else under the series' folders.
 """
 
 from __future__ import annotations
@@ -19,10 +22,32 @@ from pathlib import Path
 from engine.atomic import read_tsv, write_text_atomic
 from engine.errors import UserError
 from engine.heuristic.plan import Plan
+from engine.heuristic.sidecars import (
+    INCOMPLETE_DIR,
+    SIDECAR_METADATA_FILE,
+    SidecarOutcome,
+    complete_sidecars,
+    load_study_metadata,
+    restore_previous,
+)
 from engine.model import SeriesInfo
 
 # tables a scanner may write listing every file of every series (first one found is used)
 FILES_TABLES = ("series_files.tsv", "dicom_files.tsv", "files.tsv")
+ANALYZE_INPUT_FILE = "analyze_input.json"  # {"inputs": ["/abs/path", ...]}, written by analyze
+
+
+def analyze_inputs(out_dir: Path) -> list[Path]:
+    """The folders/files ``analyze`` read, as it recorded them; [] when it did not."""
+    p = out_dir / ANALYZE_INPUT_FILE
+    if not p.exists():
+        return []
+    try:
+        data = json.loads(p.read_text())
+    except json.JSONDecodeError:
+        return []
+    raw = data.get("inputs", []) if isinstance(data, dict) else []
+    return [Path(x) for x in raw if isinstance(x, str) and x]
 
 
 def _uid_of(path: str) -> str | None:
@@ -62,19 +87,27 @@ def files_for_series(
                     found[uid].append(path)
             if found:
                 return dict(found)
-    root = dicom_dir or guess_dicom_root(rows)
-    if root is None or not root.is_dir():
+    if dicom_dir is not None:
+        roots = [dicom_dir]
+    else:
+        roots = [p for p in analyze_inputs(out_dir) if p.exists()]
+        if not roots:
+            guess = guess_dicom_root(rows)
+            roots = [guess] if guess is not None else []
+    roots = [r for r in roots if r.exists()]
+    if not roots:
         raise UserError(
             "cannot find the DICOM files of this session: pass --dicom-dir DICOM_DIR "
-            "(the folder given to `analyze`)"
+            f"(the folder given to `analyze`; {ANALYZE_INPUT_FILE} in {out_dir} names none that exists)"
         )
-    # prefer the series' own folders when the table names them
-    for dirpath, _dirs, files in os.walk(root):
-        for f in sorted(files):
-            full = os.path.join(dirpath, f)
-            uid = _uid_of(full)
-            if uid in want:
-                found[uid].append(full)
+    for root in roots:
+        walk = [(str(root.parent), [], [root.name])] if root.is_file() else os.walk(root)
+        for dirpath, _dirs, files in walk:
+            for f in sorted(files):
+                full = os.path.join(dirpath, f)
+                uid = _uid_of(full)
+                if uid in want and full not in found[uid]:
+                    found[uid].append(full)
     return dict(found)
 
 
@@ -89,6 +122,15 @@ class ConversionResult:
     heudiconv_rc: int = 0
     heudiconv_log: str = ""
     intended_for: dict[str, list[str]] = field(default_factory=dict)
+    sidecars: SidecarOutcome | None = None  # what was filled in, what was left out and why
+
+    @property
+    def left_out(self) -> list[str]:
+        return [f.relpath for f in self.sidecars.left_out] if self.sidecars else []
+
+    @property
+    def ok(self) -> bool:
+        return self.heudiconv_rc == 0 and not self.missing and not self.left_out
 
 
 def heudiconv_command(
@@ -250,9 +292,14 @@ def convert(
     dicom_dir: str | Path | None = None,
     dry_run: bool = False,
     validator: bool = True,
+    sidecar_metadata: str | Path | None = None,
     log=print,
 ) -> tuple[list[ConversionResult], ValidatorResult | None, str]:
-    """Convert one subject (all its sessions, or one); returns results, verdict, report text."""
+    """Convert one subject (all its sessions, or one); returns results, verdict, report text.
+
+    ``sidecar_metadata``: the study metadata file (default ``OUT/sidecar_metadata.json``) with
+    the sidecar facts DICOM lacks; see :mod:`engine.heuristic.sidecars`.
+    """
     from engine.heuristic.inputs import load_inputs
     from engine.heuristic.plan import build_plan
     from engine.heuristic.policy import load_policy
@@ -277,6 +324,11 @@ def convert(
         if not cells:
             raise UserError(f"subject {subject!r} has no session {session!r}")
     bids = Path(bids_dir) if bids_dir else out / "bids"
+    meta_path = Path(sidecar_metadata) if sidecar_metadata else out / SIDECAR_METADATA_FILE
+    if sidecar_metadata and not meta_path.exists():
+        raise UserError(f"{meta_path} not found (--sidecar-metadata)")
+    entries = load_study_metadata(meta_path)
+    incomplete = out / INCOMPLETE_DIR
     results: list[ConversionResult] = []
     for sub, ses in cells:
         rows = plan.series_in(sub, ses)
@@ -295,18 +347,38 @@ def convert(
         cmd = heudiconv_command(h.resolve(), work, sub, ses, bids)
         log(f"sub-{sub}{' ses-' + ses if ses else ''}: {' '.join(cmd)}")
         bids.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        restore_previous(bids, incomplete, sub, ses)
+        # heudiconv imports the heuristic: no __pycache__ next to it in OUT
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         res.heudiconv_rc = proc.returncode
         res.heudiconv_log = (proc.stdout + proc.stderr)[-4000:]
         shutil.rmtree(work, ignore_errors=True)
+        for d in (work.parent, work.parent.parent):  # .convert_work/sub-X, .convert_work
+            try:
+                d.rmdir()
+            except OSError:
+                break
         if proc.returncode != 0:
             results.append(res)
             continue
         res.intended_for = fix_intended_for(plan, bids, sub, ses)
+        res.sidecars = complete_sidecars(
+            bids,
+            written_niftis(bids, sub, ses),
+            entries,
+            incomplete_dir=incomplete,
+            metadata_file=str(meta_path),
+        )
         res.written = written_niftis(bids, sub, ses)
+        gone = res.left_out
         for stem in res.expected.values():
             base = re.sub(r"_echo-\d+", "", stem.rstrip("0123456789"))
-            if stem and not any(re.sub(r"_echo-\d+", "", w).startswith(base) for w in res.written):
+
+            def placed(paths: list[str], base: str = base) -> bool:
+                return any(re.sub(r"_echo-\d+", "", w).startswith(base) for w in paths)
+
+            if stem and not placed(res.written) and not placed(gone):
                 res.missing.append(stem)
         results.append(res)
     verdict = None
@@ -314,7 +386,7 @@ def convert(
         tidy_dataset(bids, title=_title(series))
         if validator:
             verdict = run_bids_validator(bids)
-    text = conversion_report(results, verdict, dry_run=dry_run)
+    text = conversion_report(results, verdict, dry_run=dry_run, metadata_path=str(meta_path))
     if not dry_run:
         write_text_atomic(out / "conversion_report.txt", text)
     return results, verdict, text

@@ -26,8 +26,13 @@ def generation_report(c: Compiled) -> str:
 
 
 def conversion_report(
-    results: list[ConversionResult], verdict: ValidatorResult | None, dry_run: bool = False
+    results: list[ConversionResult],
+    verdict: ValidatorResult | None,
+    dry_run: bool = False,
+    metadata_path: str = "OUT/sidecar_metadata.json",
 ) -> str:
+    from engine.heuristic.sidecars import fix_text, parse_name
+
     lines: list[str] = []
     for r in results:
         where = f"sub-{r.subject}" + (f" ses-{r.session}" if r.session else "")
@@ -36,7 +41,7 @@ def conversion_report(
             for sid, stem in r.expected.items():
                 lines.append(f"  {sid:40s} -> {stem + '.nii.gz' if stem else '(not converted)'}")
             continue
-        status = "OK" if r.heudiconv_rc == 0 and not r.missing else "FAILED"
+        status = "OK" if r.ok else ("INCOMPLETE" if r.heudiconv_rc == 0 else "FAILED")
         lines.append(f"{where}: {status} ({len(r.written)} NIfTI file(s) in {r.bids_dir})")
         if r.heudiconv_rc != 0:
             lines.append(f"  heudiconv exited {r.heudiconv_rc}:")
@@ -45,6 +50,24 @@ def conversion_report(
         lines += [f"  MISSING {m}" for m in r.missing]
         for js, targets in sorted(r.intended_for.items()):
             lines.append(f"  IntendedFor {js}: {len(targets)} target(s)")
+        for fo in r.sidecars.files if r.sidecars else []:
+            for name, src in sorted(fo.filled.items()):
+                lines.append(f"  metadata {fo.relpath}: {name} {src}")
+        incomplete = (r.sidecars.left_out + r.sidecars.kept_incomplete) if r.sidecars else []
+        for fo in incomplete:
+            if fo.left_out:
+                lines.append(
+                    f"  LEFT OUT {fo.relpath}: moved to {fo.left_out} so the dataset stays valid"
+                )
+            else:
+                lines.append(f"  NEEDS METADATA {fo.relpath} (kept in the dataset)")
+            for name, rule in sorted(fo.missing.items()):
+                lines.append(f"    missing required {name} ({rule})")
+            for why in fo.problems:
+                lines.append(f"    {why}")
+            suffix = parse_name(fo.relpath.rsplit("/", 1)[-1])[1]
+            lines += ["    fix: " + x for x in fix_text(fo, metadata_path, suffix)]
+            lines.append(f"    then run again: llm-heuristics convert OUT --subject {r.subject}")
     if verdict is not None:
         lines.append(verdict.verdict)
         lines += [f"  ERROR {e}" for e in verdict.errors]

@@ -12,7 +12,7 @@ from typing import Any
 from engine.model import SeriesInfo
 
 # custom facts the compiler may use, in the order they sit in ``SeqInfo.custom``.
-CUSTOM_FIELDS: tuple[str, ...] = ("pe_axis", "echo_number")
+CUSTOM_FIELDS: tuple[str, ...] = ("pe_axis", "echo_number", "complex_part")
 
 
 def custom_value(s: SeriesInfo, name: str) -> Any:
@@ -21,6 +21,8 @@ def custom_value(s: SeriesInfo, name: str) -> Any:
         return s.pe_axis or ""
     if name == "echo_number":
         return min(s.echo_numbers) if s.echo_numbers else 0
+    if name == "complex_part":
+        return s.complex_part or ""
     raise KeyError(name)
 
 

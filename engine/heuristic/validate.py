@@ -33,9 +33,12 @@ def load_heuristic(path: str | Path) -> ModuleType:
         raise ImportError(f"cannot import {p}")
     mod = importlib.util.module_from_spec(spec)
     sys.modules[name] = mod  # dataclasses/typing in a heuristic look themselves up here
+    dont_write = sys.dont_write_bytecode
+    sys.dont_write_bytecode = True  # no __pycache__ left in OUT next to the heuristic
     try:
         spec.loader.exec_module(mod)
     finally:
+        sys.dont_write_bytecode = dont_write
         sys.modules.pop(name, None)
     return mod
 
