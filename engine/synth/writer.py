@@ -369,6 +369,11 @@ def _vendor_private(ds: Dataset, plan: SeriesPlan, bval, bvec, normal, slice_idx
         acq.add_new(0x9C, "LO", plan.pulse_sequence)
         parm = ds.private_block(0x0043, "GEMS_PARM_01", create=True)
         parm.add_new(0x2F, "SS", 1 if plan.kind.endswith("phase") else 0)
+        if "EP" in p.seq:
+            # effective echo spacing (us) and ASSET factors: where GE keeps what dcm2niix
+            # needs for TotalReadoutTime / EffectiveEchoSpacing
+            parm.add_new(0x2C, "SS", 500)
+            parm.add_new(0x83, "DS", ["1", "1"])
         if diffusion and bval is not None:
             acq.add_new(0xBB, "DS", _ds(bvec[0]))
             acq.add_new(0xBC, "DS", _ds(bvec[1]))
@@ -379,6 +384,10 @@ def _vendor_private(ds: Dataset, plan: SeriesPlan, bval, bvec, normal, slice_idx
         img.add_new(0x0A, "IS", slice_idx + 1)
         img.add_new(0x0B, "CS", _PHILIPS_ORIENT[p.plane] if p.plane in _PHILIPS_ORIENT else "")
         img.add_new(0x20, "LO", plan.pulse_sequence)
+        if "EP" in p.seq:
+            # EPI factor and water-fat shift (pixels): all Philips DICOM says of the readout
+            img.add_new(0x13, "SL", p.matrix)
+            img.add_new(0x22, "FL", 12.0)
         if diffusion and bval is not None:
             img.add_new(0x03, "FL", float(bval))
             img.add_new(0x04, "CS", "O" if bval else "0")
