@@ -1,16 +1,22 @@
 """Time ``analyze`` (cold scan, re-scan) against heudiconv's header pass and ``dcm2niix -b o``.
 
-    python benchmarks/bench_analyze.py [DICOM_DIR] [--copies N] [--n-cpus 2]
+    python benchmarks/bench_analyze.py [DICOM_DIR] [--copies N] [--n-cpus 2] [--repeat 3]
 
-The input is replicated ``--copies`` times into a temp tree (new UIDs are not needed: the scan
-splits by path-independent UIDs, so copies just add files) so start-up costs do not dominate.
-All tools run on the same files in one run; ratios are printed against them.
+The input is copied ``--copies`` times into a temp tree (copies join the same series: the scan
+splits by UIDs, so they just add files) so start-up costs do not dominate.  Every tool runs on
+the same machine in the same run, pinned to the same ``--n-cpus`` cores with ``taskset``; each
+timing is the best of ``--repeat`` runs, as wall seconds and as CPU seconds (user + system of
+the child processes, from ``getrusage``), because the cores may be shared with other jobs.
+heudiconv is slow, so it reads ``--heudiconv-copies`` copies (default 1) and its rate is used.
+Targets (issue 3): cold >= 20x heudiconv, cold >= dcm2niix, re-scan >= 50x faster than cold.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -19,12 +25,52 @@ import time
 from pathlib import Path
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "dicom"
+ROOT = Path(__file__).resolve().parents[1]
 
 
-def _time(cmd: list[str], **kw) -> float:
+_LAST_STDERR = [""]
+
+
+def _run(cmd: list[str], before=None) -> tuple[float, float]:
+    """(wall s, CPU s of the child) for one run of ``cmd``; ``before`` runs untimed first."""
+    if before:
+        before()
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    subprocess.run(cmd, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
-    return time.perf_counter() - t
+    p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    wall = time.perf_counter() - t
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    _LAST_STDERR[0] = p.stderr.decode(errors="replace")
+    if p.returncode != 0:
+        sys.stderr.write(f"warning: {cmd[0]} exited {p.returncode}: {p.stderr[-400:]!r}\n")
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+
+
+def _best(cmd: list[str], repeat: int, before=None) -> tuple[float, float]:
+    runs = [_run(cmd, before) for _ in range(repeat)]
+    return min(w for w, _ in runs), min(c for _, c in runs)
+
+
+def _scan_seconds(runs: list[str]) -> float:
+    """Best in-process scan time ("read N header(s) in X s") of analyze runs' stderr."""
+    vals = [
+        float(m.group(1)) for e in runs for m in [re.search(r"header\(s\) in ([0-9.]+) s", e)] if m
+    ]
+    return min(vals) if vals else float("nan")
+
+
+def _best_analyze(cmd: list[str], repeat: int, before=None) -> tuple[float, float, float]:
+    walls, cpus, errs = [], [], []
+    for _ in range(repeat):
+        w, c = _run(cmd, before)
+        walls.append(w)
+        cpus.append(c)
+        errs.append(_LAST_STDERR[0])
+    return min(walls), min(cpus), _scan_seconds(errs)
+
+
+def _count(root: Path) -> int:
+    return sum(len(fs) for _, _, fs in os.walk(root))
 
 
 def main() -> int:
@@ -32,57 +78,87 @@ def main() -> int:
     ap.add_argument("dicom", nargs="?", default=str(DEFAULT))
     ap.add_argument("--copies", type=int, default=1)
     ap.add_argument("--n-cpus", type=int, default=2)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--heudiconv-copies", type=int, default=1)
     ap.add_argument("--no-heudiconv", action="store_true")
+    ap.add_argument("--no-dcm2niix", action="store_true")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_analyze_"))
     try:
         src = tmp / "in"
         for i in range(a.copies):
             shutil.copytree(a.dicom, src / f"copy{i}", symlinks=False)
-        files = [str(p) for p in src.rglob("*") if p.is_file()]
-        n = len(files)
-        taskset = [
-            "taskset",
-            "-c",
-            ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[: a.n_cpus]),
-        ]
-        if shutil.which("taskset") is None:
-            taskset = []
-        cli = [
-            sys.executable,
-            "-m",
-            "engine.cli",
-            "analyze",
-            str(src),
-            str(tmp / "out"),
-            "--n-cpus",
-            str(a.n_cpus),
-            "--no-progress",
-        ]
-        cold = _time(taskset + cli)
-        rescan = _time(taskset + cli)
-        (tmp / "d2n").mkdir()
-        d2n = _time(taskset + ["dcm2niix", "-b", "o", "-o", str(tmp / "d2n"), str(src)])
-        print(f"files: {n}  cpus: {a.n_cpus}")
-        print(f"analyze cold   : {cold:7.2f} s  {n / cold:8.0f} files/s")
-        print(
-            f"analyze re-scan: {rescan:7.2f} s  {n / rescan:8.0f} files/s  (cold/re-scan = {cold / rescan:.1f}x)"
-        )
-        print(
-            f"dcm2niix -b o  : {d2n:7.2f} s  {n / d2n:8.0f} files/s  (dcm2niix/analyze = {d2n / cold:.2f}x)"
-        )
-        if not a.no_heudiconv and shutil.which("heudiconv"):
-            # heudiconv's header pass over one copy (grouping "all" so mixed studies pass)
-            heu = _time(
-                taskset
-                + ["heudiconv", "--files", str(src / "copy0"), "-s", "X", "-o", str(tmp / "heu")]
-                + ["-f", "convertall", "-c", "none", "-g", "all"]
-            )
-            heu_files = sum(1 for p in (src / "copy0").rglob("*") if p.is_file())
-            est = heu / heu_files * n
+        n = _count(src)
+        cpus = sorted(os.sched_getaffinity(0))[: a.n_cpus]
+        pin = ["taskset", "-c", ",".join(map(str, cpus))] if shutil.which("taskset") else []
+        out = tmp / "out"
+        cli = [sys.executable, "-m", "engine.cli", "analyze", str(src), str(out)]
+        cli += ["--n-cpus", str(a.n_cpus), "--no-progress"]
+
+        def fresh() -> None:
+            shutil.rmtree(out, ignore_errors=True)
+
+        cold_w, cold_c, cold_in = _best_analyze(pin + cli, a.repeat, before=fresh)
+        re_w, re_c, re_in = _best_analyze(pin + cli, a.repeat)
+        cold, rescan = (cold_w, cold_c), (re_w, re_c)
+        load = os.getloadavg()
+        print(f"files: {n}  cpus: {a.n_cpus} ({len(os.sched_getaffinity(0))} visible)  "
+              f"load avg: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}  best of {a.repeat}")  # fmt: skip
+
+        def line(name: str, wall: float, cpu: float, files: int = n, extra: str = "") -> None:
             print(
-                f"heudiconv      : {heu:7.2f} s for {heu_files} files ({heu_files / heu:.0f} files/s)"
-                f" -> {est:.1f} s for {n} (heudiconv/analyze = {est / cold:.1f}x)"
+                f"{name:<16}: {wall:7.2f} s wall {files / wall:8.0f} files/s | "
+                f"{cpu:7.2f} s CPU {files / max(cpu, 1e-9):8.0f} files/CPU-s {extra}"
+            )
+
+        line("analyze cold", *cold)
+        line(
+            "analyze re-scan",
+            *rescan,
+            extra=f"(cold/re-scan: wall {cold[0] / rescan[0]:.1f}x, "
+            f"CPU {cold[1] / max(rescan[1], 1e-9):.1f}x; target >= 50x)",
+        )
+        print(
+            f"{'  in-process':<16}: scan {cold_in:.3f} s cold, {re_in:.3f} s re-scan "
+            f"({cold_in / max(re_in, 1e-9):.1f}x; without interpreter start-up and imports)"
+        )
+        if not a.no_dcm2niix and shutil.which("dcm2niix"):
+            d2n_out = tmp / "d2n"
+
+            def fresh_d2n() -> None:
+                shutil.rmtree(d2n_out, ignore_errors=True)
+                d2n_out.mkdir()
+
+            d2n = _best(
+                pin + ["dcm2niix", "-b", "o", "-d", "9", "-o", str(d2n_out), str(src)],
+                a.repeat,
+                before=fresh_d2n,
+            )
+            line(
+                "dcm2niix -b o",
+                *d2n,
+                extra=f"(analyze cold vs dcm2niix: wall {d2n[0] / cold[0]:.2f}x, "
+                f"CPU {d2n[1] / cold[1]:.2f}x; target >= 1x)",
+            )
+        if not a.no_heudiconv and shutil.which("heudiconv"):
+            k = min(a.heudiconv_copies, a.copies)
+            hfiles = [a for i in range(k) for a in ("--files", str(src / f"copy{i}"))]
+            hn = _count(src / "copy0") * k
+            heu_out = tmp / "heu"
+            heu = _best(
+                pin
+                + ["heudiconv", *hfiles, "-s", "X", "-o", str(heu_out)]
+                + ["-f", "convertall", "-c", "none", "-g", "all"],
+                1,
+                before=lambda: shutil.rmtree(heu_out, ignore_errors=True),
+            )
+            rate_w, rate_c = hn / heu[0], hn / max(heu[1], 1e-9)
+            line(
+                "heudiconv",
+                *heu,
+                files=hn,
+                extra=f"(analyze cold vs heudiconv: wall {n / cold[0] / rate_w:.1f}x, "
+                f"CPU {n / cold[1] / rate_c:.1f}x; target >= 20x)",
             )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -164,6 +164,7 @@ def _slurm(args: argparse.Namespace, src: Path, out: Path) -> int:
         )
         return 0
     job = slurm.submit_and_wait(script)
+    slurm.check_parts(os.fspath(out))
     n = slurm.merge_parts(os.fspath(out))
     print(f"analyze: Slurm job {job} finished, merged {n} part(s)", file=sys.stderr)
     ns = argparse.Namespace(**{**vars(args), "slurm": False, "submit": False})

@@ -78,9 +78,15 @@ def _pe_direction(pe_axis: str, positives: set[str], manufacturer: str, ge_view_
 
 
 def _complex_part(parts: set[str], image_type: list[str]) -> str:
-    for p in parts:
-        if p.upper() in _COMPLEX:
-            return _COMPLEX[p.upper()]
+    """ComplexImageComponent or vendor tag (GE (0043,102F), Philips (2005,1011)), else ImageType.
+
+    A series mixing parts (rare: some GE field maps) reports the first of mag, phase, real,
+    imag it holds, so the answer does not depend on set order.
+    """
+    found = {_COMPLEX[p.upper()] for p in parts if p.upper() in _COMPLEX}
+    for part in ("mag", "phase", "real", "imag"):
+        if part in found:
+            return part
     # Siemens: ImageType[2] is M/P/R/I; also a trailing MAGNITUDE/PHASE (XA, GE, Philips).
     for i, t in enumerate(image_type):
         tu = t.upper()

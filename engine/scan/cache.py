@@ -13,7 +13,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-FACTS_VERSION = "2"
+FACTS_VERSION = "3"
+TEMPLATE = "template"  # status of a row that is a series template, not a file
 CACHE_NAME = ".analyze_cache.sqlite"
 
 
@@ -30,10 +31,14 @@ class FactsCache:
             self.db.execute("DROP TABLE IF EXISTS files")
             self.db.execute("DELETE FROM meta")
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (FACTS_VERSION,))
+            self.db.execute("DROP TABLE IF EXISTS templates")
         self.db.execute(
             "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
             "mtime_ns INTEGER, status TEXT, facts TEXT, error TEXT)"
         )
+        # Facts shared by the files of one series, stored once; a file row's facts are then
+        # {"@": template id, per-file facts}.  Content-addressed, so never stale.
+        self.db.execute("CREATE TABLE IF NOT EXISTS templates (id TEXT PRIMARY KEY, facts TEXT)")
         self.db.commit()
 
     def known(self) -> dict[str, tuple[int, int]]:
@@ -57,16 +62,17 @@ class FactsCache:
         self.db.executemany("DELETE FROM files WHERE path=?", [(p,) for p in paths])
         self.db.commit()
 
-    def put_many(
-        self, rows: Iterable[tuple[str, int, int, str, dict[str, Any] | None, str]]
-    ) -> None:
-        self.db.executemany(
-            "INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)",
-            [
-                (p, s, m, st, json.dumps(f, separators=(",", ":")) if f is not None else None, e)
-                for p, s, m, st, f, e in rows
-            ],
-        )
+    def put_many(self, rows: Iterable[tuple[str, int, int, str, str | None, str]]) -> None:
+        """Store rows from :func:`engine.scan.pipeline.read_chunk` (facts already JSON)."""
+        files, templates = [], []
+        for r in rows:
+            if r[3] == TEMPLATE:
+                templates.append((r[0], r[4]))
+            else:
+                files.append(r)
+        if templates:
+            self.db.executemany("INSERT OR IGNORE INTO templates VALUES (?,?)", templates)
+        self.db.executemany("INSERT OR REPLACE INTO files VALUES (?,?,?,?,?,?)", files)
         self.db.commit()
 
     def rows(
@@ -74,10 +80,24 @@ class FactsCache:
     ) -> Iterator[tuple[str, str, dict[str, Any] | None, str]]:
         """(path, status, facts, error) for every cached file (restricted to ``paths``)."""
         want = set(paths) if paths is not None else None
+        templates: dict[str, dict[str, Any]] = {}
         for p, st, f, e in self.db.execute("SELECT path, status, facts, error FROM files"):
             if want is not None and p not in want:
                 continue
-            yield p, st, (json.loads(f) if f else None), e or ""
+            facts = json.loads(f) if f else None
+            if facts is not None and "@" in facts:
+                tid = facts.pop("@")
+                tpl = templates.get(tid)
+                if tpl is None:
+                    row = self.db.execute(
+                        "SELECT facts FROM templates WHERE id=?", (tid,)
+                    ).fetchone()
+                    tpl = templates[tid] = json.loads(row[0]) if row else {}
+                if not tpl:
+                    yield p, "error", None, "cache: series template missing (re-scan)"
+                    continue
+                facts = {**tpl, **facts}
+            yield p, st, facts, e or ""
 
     def get_result(self, signature: str) -> Any:
         """The memoised scan result for an identical file set and options, or ``None``."""

@@ -10,6 +10,7 @@ defined and undefined length, and private SQs sent as implicit/UN.  Anything mal
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from typing import Any
 
@@ -87,10 +88,30 @@ class Dataset(dict):
     __slots__ = ("little",)
 
 
-def parse_file_bytes(buf: Any, spec: Spec) -> tuple[Dataset, dict[str, Any]]:
-    """Parse a whole DICOM byte buffer (bytes or mmap). Returns (dataset, meta)."""
+def parse_file_bytes(
+    buf: Any,
+    spec: Spec,
+    total: int | None = None,
+    layout: Layout | None = None,
+    record: list[tuple[int, int, int]] | None = None,
+) -> tuple[Dataset, dict[str, Any]]:
+    """Parse a DICOM byte buffer (bytes or mmap). Returns (dataset, meta).
+
+    ``buf`` may be a prefix of a file of ``total`` bytes: the pixel-data length is then checked
+    against ``total``, and ``meta["complete"]`` says whether the walk reached the pixel data
+    (or the end of the whole file), i.e. whether the prefix held the whole header.  A prefix
+    that ends inside the header raises :class:`DicomParseError` or leaves ``complete`` False;
+    the caller then reads the whole file.
+
+    ``layout`` (from an earlier file of the same series, see :class:`Layout`) lets the walk
+    jump over runs of top-level elements whose bytes equal that file's; ``record`` collects
+    ``(tag, start, end)`` of every top-level element so a :class:`Layout` can be made.
+    """
     n = len(buf)
     meta: dict[str, Any] = {"preamble": False, "transfer_syntax": ""}
+    _MEMO.items = {}
+    if total is None or total < n:
+        total = n
     pos = 0
     if n >= 132 and buf[128:132] == b"DICM":
         meta["preamble"] = True
@@ -103,7 +124,7 @@ def parse_file_bytes(buf: Any, spec: Spec) -> tuple[Dataset, dict[str, Any]]:
     if n >= pos + 8 and buf[pos : pos + 2] == b"\x02\x00":
         fm = Dataset()
         fm.little = True
-        pos = _parse(buf, pos, n, True, True, spec, fm, 0, meta_only=True)
+        pos = _parse_meta(buf, pos, n, spec, fm)
         ts_raw = fm.get(_t(0x0002, 0x0010))
         ts = ts_raw[1].rstrip(b"\x00 ").decode("ascii", "replace") if ts_raw else ""
         meta["transfer_syntax"] = ts
@@ -122,6 +143,7 @@ def parse_file_bytes(buf: Any, spec: Spec) -> tuple[Dataset, dict[str, Any]]:
             except zlib.error as exc:
                 raise DicomParseError(f"bad deflate stream: {exc}") from None
             pos, n = 0, len(buf)
+            total = n
     else:
         if meta["preamble"] or pos == 4:
             pass
@@ -140,7 +162,17 @@ def parse_file_bytes(buf: Any, spec: Spec) -> tuple[Dataset, dict[str, Any]]:
         explicit = vr in _VALID_VRS
     ds = Dataset()
     ds.little = little
-    _parse(buf, pos, n, little, explicit, spec, ds, 0)
+    meta["start"] = pos
+    if explicit and little:
+        if layout is not None and layout.ts == meta["transfer_syntax"]:
+            end = _walk_like(buf, pos, n, spec, ds, total, layout)
+        else:
+            end = _parse_ele(buf, pos, n, spec, ds, 0, False, total, record)
+    else:
+        end = _parse(buf, pos, n, little, explicit, spec, ds, 0, total=total)
+    # Stopped at the pixel data (end + 8 <= n) or walked the whole file: the header is all here.
+    meta["complete"] = end + 8 <= n or n >= total
+    meta["header_end"] = end
     meta["explicit"] = explicit
     meta["little"] = little
     return ds, meta
@@ -157,6 +189,7 @@ def _parse(
     depth: int,
     meta_only: bool = False,
     until_item_delim: bool = False,
+    total: int = 0,
 ) -> int:
     """Walk elements in ``buf[pos:end]`` into ``out``; return the position after the last one.
 
@@ -165,12 +198,9 @@ def _parse(
     """
     if depth > MAX_DEPTH:
         raise DicomParseError("sequences nested too deep")
-    bo = "<" if little else ">"
-    if explicit:
-        head = struct.Struct(bo + "HH2sH").unpack_from
-    else:
-        head = struct.Struct(bo + "HHI").unpack_from
-    unpack_u32 = struct.Struct(bo + "I").unpack_from
+    if explicit and little and not meta_only:
+        return _parse_ele(buf, pos, end, spec, out, depth, until_item_delim, total)
+    head, unpack_u32 = _STRUCTS[(little, explicit)]
     keep = spec.keep
     seqs = spec.seqs
     pgroups = spec.private_groups
@@ -207,7 +237,7 @@ def _parse(
             raise DicomParseError(f"unexpected delimiter {tag:08X}")
         if group >= stop_at:
             # pixel data and beyond: the header is done; report an obviously cut-off file
-            if length != UNDEFINED and pos + length > end and elem == 0x0010:
+            if length != UNDEFINED and pos + length > max(end, total) and elem == 0x0010:
                 raise DicomParseError("truncated file (pixel data incomplete)")
             return pos - (12 if explicit and vr in long_vrs else 8)
         if meta_only and group != 0x0002:
@@ -238,6 +268,260 @@ def _parse(
     return pos
 
 
+_HEAD_ELE = struct.Struct("<HH2sH").unpack_from
+_U32_LE = struct.Struct("<I").unpack_from
+_HEADER_LEN = {vr: (12 if vr in _LONG_VRS else 8) for vr in _VALID_VRS}
+
+
+def _parse_ele(
+    buf: Any,
+    pos: int,
+    end: int,
+    spec: Spec,
+    out: Dataset,
+    depth: int,
+    until_item_delim: bool,
+    total: int,
+    record: list[tuple[int, int, int]] | None = None,
+    once: bool = False,
+) -> int:
+    """:func:`_parse` for explicit VR little endian (nearly every file), one tight loop.
+
+    Same results and errors as the general walker; per element one ``unpack_from`` and one
+    dict look-up decide the header length, and value bytes are sliced only for kept tags.
+    """
+    if depth > MAX_DEPTH:
+        raise DicomParseError("sequences nested too deep")
+    head = _HEAD_ELE
+    u32 = _U32_LE
+    hlen = _HEADER_LEN
+    keep = spec.keep
+    seqs = spec.seqs
+    pgroups = spec.private_groups
+    stop_at = PIXEL_GROUP if depth == 0 else 0x10000
+    while pos + 8 <= end:
+        start = pos
+        group, elem, vr, length = head(buf, pos)
+        if group == 0xFFFE:
+            tag = (group << 16) | elem
+            if tag == ITEM_DELIM and until_item_delim:
+                return pos + 8
+            raise DicomParseError(f"unexpected delimiter {tag:08X}")
+        hl = hlen.get(vr)
+        if hl is None:
+            raise DicomParseError(f"bad VR {vr!r} at ({group:04X},{elem:04X})")
+        if hl == 12:
+            if pos + 12 > end:
+                raise DicomParseError("truncated element header")
+            length = u32(buf, pos + 8)[0]
+        if group >= stop_at:
+            if length != UNDEFINED and pos + hl + length > max(end, total) and elem == 0x0010:
+                raise DicomParseError("truncated file (pixel data incomplete)")
+            return pos
+        pos += hl
+        if length == UNDEFINED or vr == b"SQ":
+            tag = (group << 16) | elem
+            if vr not in (b"SQ", b"UN", b"OB", b"OW") and length == UNDEFINED:
+                raise DicomParseError(f"undefined length on ({group:04X},{elem:04X})")
+            inner_explicit = vr == b"SQ"
+            if tag in seqs:
+                items: list[Dataset] = []
+                pos = _parse_seq(buf, pos, end, length, True, inner_explicit, spec, items, depth)
+                out[tag] = items
+            else:
+                pos = _parse_seq(buf, pos, end, length, True, inner_explicit, spec, None, depth)
+            if record is not None:
+                record.append((tag, start, pos))
+                if once:
+                    return pos
+            continue
+        nxt = pos + length
+        if nxt > end:
+            raise DicomParseError("truncated file" if depth == 0 else "element runs past its item")
+        tag = (group << 16) | elem
+        if tag in keep or (group & 1 and 0x0010 <= elem <= 0x00FF and group in pgroups):
+            out[tag] = (vr, buf[pos:nxt])
+        pos = nxt
+        if record is not None:
+            record.append((tag, start, pos))
+            if once:
+                return pos
+    if until_item_delim:
+        raise DicomParseError("missing item delimiter")
+    return pos
+
+
+class Layout:
+    """The top-level element layout of one explicit-VR-little-endian file.
+
+    Files of one series repeat almost every element byte for byte (only UIDs, instance
+    number, position, times, CSA image header ... differ).  :func:`_walk_like` compares whole
+    runs of elements with this file's bytes (one C ``memcmp``) and, when equal, takes the
+    kept values from this file instead of walking each element: the same bytes parse to the
+    same elements, so the result is exactly that of a full walk.  Elements seen to differ are
+    walked one by one; a different tag order falls back to the full walk from there on.
+    """
+
+    def __init__(self, buf: Any, ts: str, elems: list[tuple[int, int, int]], ds: Dataset) -> None:
+        self.ts = ts
+        base = elems[0][1] if elems else 0
+        self.buf = bytes(buf[base : elems[-1][2]]) if elems else b""
+        self.elems = [(t, s - base, e - base) for t, s, e in elems]
+        self.kept = [(t, ds[t]) if t in ds else None for t, _s, _e in elems]
+        self.varying: set[int] = set()
+        self.sub: dict[int, list[Any]] = {}  # element index -> _parse_seq state of that SQ
+        self._runs: list[tuple[int, int, bytes, list[tuple[int, Any]]]] | None = None
+
+    def invalidate(self) -> None:
+        self._runs = None
+
+    def runs(self) -> list[tuple[int, int, bytes, list[tuple[int, Any]]]]:
+        """(first, last+1, bytes, kept items) of each run; known-varying elements alone."""
+        if self._runs is None:
+            runs = []
+            elems, kept, varying = self.elems, self.kept, self.varying
+            i, n = 0, len(elems)
+            while i < n:
+                j = i + 1
+                if i not in varying:
+                    while j < n and j not in varying:
+                        j += 1
+                items = [k for k in kept[i:j] if k is not None]
+                runs.append((i, j, self.buf[elems[i][1] : elems[j - 1][2]], items))
+                i = j
+            self._runs = runs
+        return self._runs
+
+
+def _walk_like(
+    buf: Any,
+    pos: int,
+    n: int,
+    spec: Spec,
+    out: Dataset,
+    total: int,
+    lay: Layout,
+    depth: int = 0,
+    until: bool = False,
+) -> int:
+    """:func:`_parse_ele`, skipping runs of elements byte-identical to ``lay``'s.
+
+    At depth 0 for the files of a series; inside a sequence (``depth`` > 0, ``until`` for
+    an undefined-length item) for the items after the first (per-frame functional groups).
+    """
+    tb = lay.buf
+    head = _HEAD_ELE
+    u32 = _U32_LE
+    hlen = _HEADER_LEN
+    keep = spec.keep
+    seqs = spec.seqs
+    pgroups = spec.private_groups
+    elems = lay.elems
+    kept = lay.kept
+    varying = lay.varying
+    if isinstance(buf, bytes):
+        same = buf.startswith  # memcmp in place, no copy of the file's bytes
+    else:
+
+        def same(b: bytes, p: int) -> bool:
+            return buf[p : p + len(b)] == b
+
+    for i0, i1, run, items in lay.runs():
+        if i0 not in varying and same(run, pos):
+            for t, v in items:
+                out[t] = v
+            pos += len(run)
+            continue
+        for i in range(i0, i1):
+            tag, s, e = elems[i]
+            if i not in varying:
+                if buf[pos : pos + e - s] == tb[s:e]:
+                    k = kept[i]
+                    if k is not None:
+                        out[k[0]] = k[1]
+                    pos += e - s
+                    continue
+                varying.add(i)
+                lay._runs = None
+            if pos + 12 > n:
+                return _parse_ele(buf, pos, n, spec, out, depth, until, total)
+            group, elem, vr, length = head(buf, pos)
+            if (group << 16) | elem != tag:
+                return _parse_ele(buf, pos, n, spec, out, depth, until, total)
+            hl = hlen.get(vr)
+            if vr == b"SQ" and tag in seqs and pos + 12 <= n:
+                items: list[Dataset] = []
+                st = lay.sub.get(i)
+                if st is None:
+                    st = lay.sub[i] = [None, None]
+                length = u32(buf, pos + 8)[0]
+                pos = _parse_seq(buf, pos + 12, n, length, True, True, spec, items, depth, st)
+                out[tag] = items
+                continue
+            if hl is not None and vr != b"SQ" and group != 0xFFFE:
+                if hl == 12:
+                    length = u32(buf, pos + 8)[0]
+                nxt = pos + hl + length
+                if length != UNDEFINED and nxt <= n:
+                    if tag in keep or (group & 1 and 0x0010 <= elem <= 0x00FF and group in pgroups):
+                        out[tag] = (vr, buf[pos + hl : nxt])
+                    pos = nxt
+                    continue
+            one: list[tuple[int, int, int]] = []
+            _parse_ele(buf, pos, n, spec, out, depth, False, total, one, True)
+            if not one:  # pixel data or end of buffer where the layout has an element
+                return _parse_ele(buf, pos, n, spec, out, depth, until, total)
+            pos = one[0][2]
+    return _parse_ele(buf, pos, n, spec, out, depth, until, total)
+
+
+def _parse_meta(buf: Any, pos: int, n: int, spec: Spec, fm: Dataset) -> int:
+    """The file meta group; jumps by its group length (0002,0000) when that is consistent."""
+    if buf[pos : pos + 8] == b"\x02\x00\x00\x00UL\x04\x00" and pos + 12 <= n:
+        meta_end = pos + 12 + _U32_LE(buf, pos + 8)[0]
+        if meta_end + 2 <= n and buf[meta_end : meta_end + 2] != b"\x02\x00":
+            rec: list[tuple[int, int, int]] = []
+            try:
+                end = _parse_ele(buf, pos, meta_end, spec, fm, 1, False, 0, rec)
+            except DicomParseError:
+                end = -1
+            if end == meta_end and all(t >> 16 == 0x0002 for t, _s, _e in rec):
+                return end
+            fm.clear()
+    return _parse(buf, pos, n, True, True, spec, fm, 0, meta_only=True)
+
+
+_STRUCTS = {
+    (lt, ex): (
+        struct.Struct(("<" if lt else ">") + ("HH2sH" if ex else "HHI")).unpack_from,
+        struct.Struct(("<" if lt else ">") + "I").unpack_from,
+    )
+    for lt in (True, False)
+    for ex in (True, False)
+}
+
+
+class _Held:
+    """A first item's dataset and the buffer its record points into (for a later Layout)."""
+
+    __slots__ = ("buf", "ds")
+
+    def __init__(self, buf: Any, ds: Dataset) -> None:
+        self.buf = buf
+        self.ds = ds
+
+    def __contains__(self, tag: int) -> bool:
+        return tag in self.ds
+
+    def __getitem__(self, tag: int) -> Any:
+        return self.ds[tag]
+
+
+_SEQ_LE = (struct.Struct("<HH").unpack_from, struct.Struct("<I").unpack_from)
+_SEQ_BE = (struct.Struct(">HH").unpack_from, struct.Struct(">I").unpack_from)
+_MEMO = threading.local()  # .items: item bytes -> Dataset, for the file being parsed
+
+
 def _parse_seq(
     buf: Any,
     pos: int,
@@ -248,15 +532,29 @@ def _parse_seq(
     spec: Spec,
     items: list[Dataset] | None,
     depth: int,
+    state: list[Any] | None = None,
 ) -> int:
-    unpack_tag = struct.Struct("<HH" if little else ">HH").unpack_from
-    unpack_u32 = struct.Struct("<I" if little else ">I").unpack_from
+    """Items of one sequence into ``items`` (or walked and dropped when ``items`` is None).
+
+    Undefined-length items after the first are walked like the first (:class:`Layout`);
+    ``state`` ([first item's record, layout]) carries that over to the next instance of the
+    same sequence (the same macro in the next frame's per-frame functional group item).
+
+    A dropped sequence of defined length is jumped over whole.  Defined-length items whose
+    bytes repeat an earlier item of this file (per-frame functional groups of enhanced files
+    repeat most macros frame after frame) reuse that item's parsed dataset.
+    """
     if length != UNDEFINED:
         seq_end = pos + length
         if seq_end > end:
             raise DicomParseError("sequence runs past the end of the file")
+        if items is None:
+            return seq_end
     else:
         seq_end = end
+    unpack_tag, unpack_u32 = _SEQ_LE if little else _SEQ_BE
+    memo = _MEMO.items
+    st = state if state is not None else [None, None]
     while pos + 8 <= seq_end:
         group, elem = unpack_tag(buf, pos)
         tag = (group << 16) | elem
@@ -266,17 +564,45 @@ def _parse_seq(
             return pos
         if tag != ITEM:
             raise DicomParseError(f"expected item in sequence, got {tag:08X}")
-        ds = Dataset()
-        ds.little = little
         if ilen == UNDEFINED:
-            pos = _parse(
-                buf, pos, seq_end, little, explicit, spec, ds, depth + 1, until_item_delim=True
-            )
+            ds = Dataset()
+            ds.little = little
+            if st[1] is not None:
+                pos = _walk_like(buf, pos, seq_end, spec, ds, 0, st[1], depth + 1, True)
+            elif st[0] is not None:
+                # second item: make the layout from the first, then walk like it
+                first_rec, first_ds = st[0]
+                st[0] = None
+                st[1] = Layout(first_ds.buf, "", first_rec, first_ds) if first_rec else None
+                if st[1] is not None:
+                    pos = _walk_like(buf, pos, seq_end, spec, ds, 0, st[1], depth + 1, True)
+                else:
+                    pos = _parse(
+                        buf, pos, seq_end, little, explicit, spec, ds, depth + 1,
+                        until_item_delim=True,
+                    )  # fmt: skip
+            elif items is not None and little and explicit and not items:
+                rec: list[tuple[int, int, int]] = []
+                pos = _parse_ele(buf, pos, seq_end, spec, ds, depth + 1, True, 0, rec)
+                st[0] = (rec, _Held(buf, ds))
+            else:
+                pos = _parse(
+                    buf, pos, seq_end, little, explicit, spec, ds, depth + 1, until_item_delim=True
+                )
         else:
             iend = pos + ilen
             if iend > seq_end:
                 raise DicomParseError("item runs past its sequence")
-            _parse(buf, pos, iend, little, explicit, spec, ds, depth + 1)
+            key = (little, explicit, depth, buf[pos:iend]) if items is not None else None
+            hit = memo.get(key) if key is not None else None
+            if hit is not None:
+                ds = hit
+            else:
+                ds = Dataset()
+                ds.little = little
+                _parse(buf, pos, iend, little, explicit, spec, ds, depth + 1)
+                if key is not None and len(memo) < 4096:
+                    memo[key] = ds
             pos = iend
         if items is not None:
             items.append(ds)

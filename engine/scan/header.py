@@ -7,14 +7,17 @@ they are cached per file, so this is the only place that touches DICOM bytes.
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import math
 import mmap
 import os
 import struct
 import zlib
+from collections import OrderedDict
 from typing import Any
 
-from engine.scan.dcmparse import Dataset, DicomParseError, Spec, parse_file_bytes
+from engine.scan.dcmparse import Dataset, DicomParseError, Layout, Spec, parse_file_bytes
 from engine.scan.siemens_csa import csa_first, csa_values, phoenix_protocol_name
 
 DICOMDIR_SOP = "1.2.840.10008.1.3.10"
@@ -86,9 +89,16 @@ TAGS: dict[str, tuple[int, bytes]] = {
     # GE
     "GEBValue": (T(0x0043, 0x1039), b"IS"),
     "GEProtocolDataBlock": (T(0x0025, 0x101B), b"OB"),
+    "GEImageType": (T(0x0043, 0x102F), b"SS"),  # GEMS_PARM_01: 0 mag, 1 phase, 2 real, 3 imag
     # Philips
     "PhilipsBValue": (T(0x2001, 0x1003), b"FL"),
+    "PhilipsImageTypeMR": (T(0x2005, 0x1011), b"CS"),  # Philips MR Imaging DD 001: M P R I
 }
+GE_PARM_CREATOR = T(0x0043, 0x0010)
+PHILIPS_MR_CREATOR = T(0x2005, 0x0010)
+# Values of the vendor complex-part tags, in ComplexImageComponent's words.
+_GE_COMPLEX = {0: "MAGNITUDE", 1: "PHASE", 2: "REAL", 3: "IMAGINARY"}
+_PHILIPS_COMPLEX = {"M": "MAGNITUDE", "P": "PHASE", "R": "REAL", "I": "IMAGINARY"}
 NAME_OF = {tag: name for name, (tag, _vr) in TAGS.items()}
 CSA_IMAGE = T(0x0029, 0x1010)
 CSA_SERIES = T(0x0029, 0x1020)
@@ -123,7 +133,7 @@ VRS = {tag: vr for tag, vr in TAGS.values()} | {
     XA_PE_POSITIVE: b"IS",
     **{s: b"SQ" for s in SEQS},
 }
-SPEC = Spec(KEEP, SEQS, {0x0019, 0x0021, 0x0029, 0x0043, 0x2001}, VRS)
+SPEC = Spec(KEEP, SEQS, {0x0019, 0x0021, 0x0029, 0x0043, 0x2001, 0x2005}, VRS)
 
 
 class NotDicom(Exception):
@@ -188,6 +198,31 @@ def _num(ds: Dataset, name: str) -> float | None:
     return vals[0] if vals else None
 
 
+def _creator(ds: Dataset, tag: int) -> str:
+    v = ds.get(tag)
+    if not isinstance(v, tuple):
+        return ""
+    return bytes(v[1]).decode("latin-1").strip("\x00 ")
+
+
+def _vendor_complex(ds: Dataset, manufacturer: str) -> str:
+    """MAGNITUDE/PHASE/REAL/IMAGINARY from GE (0043,102F) or Philips (2005,1011); '' if absent.
+
+    Both are private: the value counts only under its own creator (GEMS_PARM_01 at (0043,0010),
+    "Philips MR Imaging DD 001" at (2005,0010)), which is where those scanners put the block.
+    """
+    m = manufacturer[:2].upper()
+    if m == "GE" and TAGS["GEImageType"][0] in ds:
+        if _creator(ds, GE_PARM_CREATOR) == "GEMS_PARM_01":
+            v = _num(ds, "GEImageType")
+            if v is not None:
+                return _GE_COMPLEX.get(int(v), "")
+    elif m == "PH" and TAGS["PhilipsImageTypeMR"][0] in ds:
+        if _creator(ds, PHILIPS_MR_CREATOR) == "Philips MR Imaging DD 001":
+            return _PHILIPS_COMPLEX.get(_s(ds, "PhilipsImageTypeMR")[:1].upper(), "")
+    return ""
+
+
 def _first_item(ds: Dataset, tag: int) -> Dataset | None:
     items = ds.get(tag)
     if isinstance(items, list) and items:
@@ -228,12 +263,412 @@ def read_bytes(path: str) -> Any:
 
 def read_facts(path: str) -> dict[str, Any]:
     """Facts of one file, or raise :class:`NotDicom` with the reason."""
-    buf = read_bytes(path)
+    return Reader().read(path)
+
+
+_SERIES_UID_ELE = b"\x20\x00\x0e\x00UI"  # (0020,000E) UI, explicit VR little endian
+RECENT_SERIES = 64
+PREFIX = 16 << 10  # first read; most classic headers (Siemens CSA included) fit
+_MULTIFRAME = (T(0x5200, 0x9229), T(0x5200, 0x9230))
+# Facts that may differ between files of one classic series; the rest (and the study, series
+# and SOP class UIDs, equal by construction) come from the first file of the series this
+# reader saw.
+PER_FILE = (
+    "image_type", "instance_number",
+    "acquisition_number", "acquisition_date", "acquisition_time", "acquisition_datetime",
+    "series_date", "series_time", "pulse_sequence", "sequence_name",
+    "complex_component", "rows", "columns", "n_frames", "TE_ms", "echo_numbers", "echo_times",
+    "bvalues", "bdirs", "temporal", "complex_parts", "pe_positive", "ipps", "is_mosaic",
+    "iop", "n_mosaic",
+)  # fmt: skip
+
+
+class Reader:
+    """Reads files one after another (a worker's tasks, each sorted by path).
+
+    Savings over decoding each file on its own, each measured on real trees:
+
+    * only a prefix of each file is read (``os.read`` of the last header's size plus 4 KiB,
+      16 KiB at first); the whole file only when the header did not fit;
+    * the walk of a file of the same series as the previous one jumps over the runs of
+      elements that are byte-identical to that file's (:class:`~engine.scan.dcmparse.Layout`;
+      also across the per-frame items of enhanced files);
+    * a classic (single-frame) file of the current series template whose series-constant
+      elements are the template's (:func:`same_constants`) decodes only the per-file facts
+      that changed (:func:`per_file_facts`); the rest is the template's, and the cache stores
+      the template once and per file only the differences (``self.delta``).
+
+    ``tests/test_analyze_speed.py`` checks the facts equal a full decode for every file.
+    """
+
+    def __init__(self) -> None:
+        self.hint = PREFIX
+        self.tpl: dict[str, Any] | None = None
+        self.layout: Layout | None = None
+        # After each read: the per-file facts when the file belongs to the current template
+        # (``tpl_id`` names it), else None; lets the cache store a template once per series.
+        self.delta: dict[str, Any] | None = None
+        self.tpl_id = ""
+        self.tpl_json = ""
+        self.tpl_ds: Dataset | None = None
+        self.layout_series: tuple[Any, Any] = (None, None)
+        # series UID -> the state above for the last few series, so that files of several
+        # series interleaved in path order (flat exports named by UID) keep their templates
+        self.recent: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+
+    def read(self, path: str) -> dict[str, Any]:
+        self.delta = None
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                raise NotDicom("empty file")
+            buf = os.read(fd, max(self.hint, 512))
+            if buf[:2] == b"\x1f\x8b":
+                data = _gunzip(buf + _read_rest(fd, size))
+                self._select(data)
+                return self._facts(data, None)
+            self._select(buf)
+            if len(buf) < size:
+                try:
+                    ds, meta = self._parse(buf, size)
+                    if meta["complete"]:
+                        return self._from_dataset(ds, meta, buf, size)
+                except (DicomParseError, *_CORRUPT):
+                    pass  # the prefix ended inside the header: read the whole file
+                if size > MMAP_OVER:
+                    mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+                    try:
+                        return self._facts(mm, size)
+                    finally:
+                        mm.close()
+                buf += _read_rest(fd, size)
+            return self._facts(buf, size)
+        finally:
+            os.close(fd)
+
+    _STATE = ("tpl", "tpl_ds", "tpl_id", "tpl_json", "layout", "layout_series")
+
+    def _select(self, buf: Any) -> None:
+        """Switch to the remembered state of this file's series (found by a byte search for
+        SeriesInstanceUID); only a hint: the walk and the UID checks decide."""
+        i = buf.find(_SERIES_UID_ELE)
+        if i < 0 or i + 8 > len(buf):
+            return
+        n = buf[i + 6] | (buf[i + 7] << 8)
+        uid = bytes(buf[i + 8 : i + 8 + n]).decode("latin-1").strip("\x00 ")
+        current = self.tpl["series_uid"] if self.tpl is not None else self.layout_series[1]
+        if uid == current:
+            return
+        state = self.recent.get(uid)
+        if state is not None:
+            self.recent.move_to_end(uid)
+            for name, value in zip(self._STATE, state, strict=True):
+                setattr(self, name, value)
+
+    def _remember(self, uid: str) -> None:
+        self.recent[uid] = tuple(getattr(self, name) for name in self._STATE)
+        self.recent.move_to_end(uid)
+        while len(self.recent) > RECENT_SERIES:
+            self.recent.popitem(last=False)
+
+    def _parse(self, buf: Any, total: int | None) -> tuple[Dataset, dict[str, Any]]:
+        lay = self.layout
+        rec: list[tuple[int, int, int]] | None = [] if lay is None else None
+        varying = set(lay.varying) if lay is not None else None
+        ds, meta = parse_file_bytes(buf, SPEC, total, lay, rec)
+        meta["record"] = rec
+        if lay is not None and lay.varying != varying:
+            uid = ds.get(TAGS["SeriesInstanceUID"][0])
+            if uid is None or _s(ds, "SeriesInstanceUID") != self.layout_series[1]:
+                # another series' file: what differed says nothing about this series' files
+                lay.varying = varying
+                lay.invalidate()
+        return ds, meta
+
+    def _facts(self, buf: Any, size: int | None) -> dict[str, Any]:
+        if len(buf) == 0:
+            raise NotDicom("empty file")
+        try:
+            ds, meta = self._parse(buf, size)
+            return self._from_dataset(ds, meta, buf, size)
+        except DicomParseError as exc:
+            raise NotDicom(str(exc)) from None
+        except NotDicom:
+            raise
+        except _CORRUPT as exc:
+            raise NotDicom(f"corrupt header ({type(exc).__name__})") from None
+
+    def _from_dataset(
+        self, ds: Dataset, meta: dict[str, Any], buf: Any, size: int | None
+    ) -> dict[str, Any]:
+        self.hint = max(PREFIX, meta.get("header_end", 0) + 4096)
+        tpl = self.tpl
+        try:
+            if (
+                tpl is not None
+                and not ds.keys() & _MULTIFRAME
+                and _s(ds, "SeriesInstanceUID") == tpl["series_uid"]
+                and _s(ds, "StudyInstanceUID") == tpl["study_uid"]
+                and (_s(ds, "SOPClassUID") or meta.get("media_storage_sop_class", ""))
+                == tpl["sop_class_uid"]
+            ):
+                if not same_constants(ds, self.tpl_ds):
+                    return facts_from_dataset(ds, meta)  # a series constant differs here
+                delta = per_file_facts(ds, tpl, self.tpl_ds)
+                f = dict(tpl)
+                f.update(delta)
+                self.delta = delta
+                return f
+            f = facts_from_dataset(ds, meta)
+        except DicomParseError as exc:
+            raise NotDicom(str(exc)) from None
+        except _CORRUPT as exc:
+            raise NotDicom(f"corrupt header ({type(exc).__name__})") from None
+        multiframe = bool(ds.keys() & _MULTIFRAME) or f.get("n_frames", 1) > 1
+        series = (f.get("study_uid"), f.get("series_uid"))
+        self.tpl = self.tpl_ds = None
+        if f.get("kind") == "image" and not multiframe:
+            self.tpl = f
+            self.tpl_json = json.dumps(f, separators=(",", ":"))
+            self.tpl_id = hashlib.blake2b(self.tpl_json.encode(), digest_size=12).hexdigest()
+            self.delta = {}
+            self.tpl_ds = ds
+        elif self.layout is not None and self.layout_series == series:
+            return f  # an enhanced file of the layout's series: keep walking like that file
+        self.layout = None
+        if f.get("kind") == "image" and meta.get("explicit") and meta.get("little"):
+            if meta.get("complete"):
+                rec = meta.get("record")
+                if rec is None:  # parsed with the previous series' layout: walk again
+                    rec = []
+                    parse_file_bytes(buf, SPEC, size, None, rec)
+                if rec:
+                    self.layout = Layout(buf, meta["transfer_syntax"], rec, ds)
+                    self.layout_series = series
+        if f.get("kind") == "image":
+            self._remember(f["series_uid"])
+        return f
+
+
+def _read_rest(fd: int, size: int) -> bytes:
+    parts = []
+    while True:
+        chunk = os.read(fd, max(size, 1 << 16))
+        if not chunk:
+            return b"".join(parts)
+        parts.append(chunk)
+
+
+def _gunzip(data: bytes) -> bytes:
     try:
-        return facts_from_bytes(buf)
-    finally:
-        if isinstance(buf, mmap.mmap):
-            buf.close()
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise NotDicom(f"bad gzip: {exc}") from None
+
+
+_MISSING = object()
+_TAG = {name: tag for name, (tag, _vr) in TAGS.items()}
+# per-file fact groups: the tags each group is computed from
+_G_STR = tuple(
+    (key, _TAG[name])
+    for key, name in (
+        ("acquisition_date", "AcquisitionDate"),
+        ("acquisition_time", "AcquisitionTime"),
+        ("acquisition_datetime", "AcquisitionDateTime"),
+        ("complex_component", "ComplexImageComponent"),
+        ("series_date", "SeriesDate"),
+        ("series_time", "SeriesTime"),
+        ("pulse_sequence", "PulseSequenceName"),
+    )
+)
+_G_INT = tuple(
+    (key, _TAG[name], default)
+    for key, name, default in (
+        ("instance_number", "InstanceNumber", None),
+        ("acquisition_number", "AcquisitionNumber", None),
+        ("rows", "Rows", 0),
+        ("columns", "Columns", 0),
+        ("n_frames", "NumberOfFrames", 1),
+    )
+)
+_G_SEQNAME = (_TAG["SequenceName"], _TAG["SiemensSequenceName"], _TAG["PulseSequenceName"])
+_G_COMPLEX = (
+    _TAG["ComplexImageComponent"],
+    _TAG["GEImageType"],
+    GE_PARM_CREATOR,
+    _TAG["PhilipsImageTypeMR"],
+    PHILIPS_MR_CREATOR,
+)
+_G_DIFF = (
+    XA_PE_POSITIVE,
+    _TAG["DiffusionBValue"],
+    _TAG["GEBValue"],
+    _TAG["PhilipsBValue"],
+    CSA_IMAGE,
+)
+
+
+PER_FILE_TAGS = frozenset(
+    {tag for _k, tag in _G_STR}
+    | {tag for _k, tag, _d in _G_INT}
+    | set(_G_SEQNAME)
+    | set(_G_COMPLEX)
+    | set(_G_DIFF)
+    | {
+        _TAG[name]
+        for name in (
+            "ImageType",
+            "EchoTime",
+            "EchoNumbers",
+            "ImagePositionPatient",
+            "ImageOrientationPatient",
+            "TemporalPositionIdentifier",
+            "SeriesInstanceUID",
+            "StudyInstanceUID",
+            "SOPClassUID",
+        )
+    }
+)
+
+
+def per_file_facts(ds: Dataset, tpl: dict[str, Any], tds: Dataset | None = None) -> dict[str, Any]:
+    """The :data:`PER_FILE` facts of a classic (single-frame) file that differ from ``tpl``.
+
+    Computed as :func:`facts_from_dataset` computes them.  ``tds`` is the template's own
+    dataset: a fact whose source elements are the very objects of ``tds`` (copied by the
+    layout walk because the bytes were equal) is the template's, so it is not recomputed
+    and not returned.  Without ``tds`` every per-file fact is computed and returned.
+    """
+    get = ds.get
+    tget = tds.get if tds is not None else (lambda _t: _MISSING)
+    f: dict[str, Any] = {}
+    for key, tag in _G_STR:
+        if get(tag) is not tget(tag):
+            f[key] = _s(ds, NAME_OF[tag])
+    for key, tag, default in _G_INT:
+        if get(tag) is not tget(tag):
+            v = _num(ds, NAME_OF[tag])
+            if default is None:
+                f[key] = int(v) if v is not None else None
+            else:
+                f[key] = int(v or default)
+    seq_tags = _G_SEQNAME
+    if any(get(t) is not tget(t) for t in seq_tags):
+        # Siemens diffusion puts the b-value in the sequence name (ep_b1500#2): per file
+        f["sequence_name"] = (
+            _s(ds, "SequenceName") or _s(ds, "SiemensSequenceName") or _s(ds, "PulseSequenceName")
+        )
+    t_it = _TAG["ImageType"]
+    if get(t_it) is not tget(t_it):
+        image_type = _multi(ds, "ImageType")
+        f["image_type"] = image_type
+        f["is_mosaic"] = "MOSAIC" in [x.upper() for x in image_type] and tpl.get("n_mosaic", 0) > 0
+    t_te = _TAG["EchoTime"]
+    if get(t_te) is not tget(t_te):
+        te = _num(ds, "EchoTime")
+        f["TE_ms"] = te
+        f["echo_times"] = [te] if te is not None else []
+    t_en = _TAG["EchoNumbers"]
+    if get(t_en) is not tget(t_en):
+        f["echo_numbers"] = [int(x) for x in _nums(ds, "EchoNumbers")]
+    t_ipp = _TAG["ImagePositionPatient"]
+    if get(t_ipp) is not tget(t_ipp):
+        ipp = _nums(ds, "ImagePositionPatient")
+        f["ipps"] = [[_round(x) for x in ipp]] if len(ipp) == 3 else []
+    t_iop = _TAG["ImageOrientationPatient"]
+    if get(t_iop) is not tget(t_iop):  # a 3-plane localizer turns from file to file
+        f["iop"] = [round(x, 5) for x in _nums(ds, "ImageOrientationPatient")[:6]]
+    manufacturer = tpl.get("manufacturer", "")
+    if any(get(t) is not tget(t) for t in _G_COMPLEX):
+        complex_parts: set[str] = set()
+        cc = _s(ds, "ComplexImageComponent")
+        if cc:
+            complex_parts.add(cc)
+        vc = _vendor_complex(ds, manufacturer)
+        if vc:
+            complex_parts.add(vc)
+        f["complex_parts"] = sorted(complex_parts)
+    t_tp = _TAG["TemporalPositionIdentifier"]
+    if get(t_tp) is not tget(t_tp):
+        tp = _num(ds, "TemporalPositionIdentifier")
+        f["temporal"] = [int(tp)] if tp is not None else []
+    if any(get(t) is not tget(t) for t in _G_DIFF):
+        f.update(_diffusion_and_pe(ds, manufacturer))
+        image_type = f["image_type"] if "image_type" in f else tpl.get("image_type", [])
+        f["is_mosaic"] = "MOSAIC" in [x.upper() for x in image_type] and f["n_mosaic"] > 0
+    return f
+
+
+def same_constants(ds: Dataset, tds: Dataset | None) -> bool:
+    """Whether every kept element of ``ds`` outside :data:`PER_FILE_TAGS` is the template's
+    own object (so every series-constant fact of ``ds`` equals the template's)."""
+    if tds is None:
+        return False
+    per_file = PER_FILE_TAGS
+    tget = tds.get
+    for t, v in ds.items():
+        if tget(t) is not v and t not in per_file:
+            return False
+    if len(tds) != len(ds):
+        for t in tds:
+            if t not in ds and t not in per_file:
+                return False
+    return True
+
+
+def _diffusion_and_pe(ds: Dataset, manufacturer: str) -> dict[str, Any]:
+    """bvalues, bdirs and pe_positive of a classic file (XA tag, vendor b-values, CSA)."""
+    pe_positive: set[str] = set()
+    xa = ds.get(XA_PE_POSITIVE)
+    if isinstance(xa, tuple):
+        pe_positive.add(bytes(xa[1]).decode("latin-1").strip("\x00 "))
+    bvals: set[float] = set()
+    bdirs: set[tuple[float, ...]] = set()
+    b = _num(ds, "DiffusionBValue")
+    mu = manufacturer.upper()
+    if b is None and mu.startswith("GE"):
+        gb = _nums(ds, "GEBValue")
+        if gb:
+            b = gb[0] % 1_000_000_000 if gb[0] >= 1_000_000_000 else gb[0]
+    if b is None and mu.startswith("PHILIPS"):
+        b = _num(ds, "PhilipsBValue")
+    if b is not None:
+        bvals.add(_round(b))
+    csa_img = ds.get(CSA_IMAGE)
+    img_raw = bytes(csa_img[1]) if isinstance(csa_img, tuple) else b""
+    n_mosaic = 0
+    if img_raw:
+        pep = csa_first(img_raw, "PhaseEncodingDirectionPositive")
+        if pep:
+            pe_positive.add(pep)
+        nm = csa_first(img_raw, "NumberOfImagesInMosaic")
+        if nm:
+            try:
+                n_mosaic = int(float(nm))
+            except ValueError:
+                n_mosaic = 0
+        if not bvals:
+            bv = csa_first(img_raw, "B_value")
+            if bv:
+                try:
+                    bvals.add(_round(float(bv)))
+                except ValueError:
+                    pass
+        gd = csa_values(img_raw, "DiffusionGradientDirection")
+        if len(gd) == 3:
+            try:
+                vec = tuple(round(float(x), 4) for x in gd)
+                if any(abs(x) > 1e-6 for x in vec):
+                    bdirs.add(vec)
+            except ValueError:
+                pass
+    return {
+        "bvalues": sorted(bvals),
+        "bdirs": sorted(bdirs),
+        "pe_positive": sorted(pe_positive),
+        "n_mosaic": n_mosaic,
+    }
 
 
 def _round(v: float) -> float:
@@ -319,6 +754,9 @@ def facts_from_dataset(ds: Dataset, meta: dict[str, Any]) -> dict[str, Any]:
     pe_positive: set[str] = set()
     if f["complex_component"]:
         complex_parts.add(f["complex_component"])
+    vc = _vendor_complex(ds, f["manufacturer"])
+    if vc:
+        complex_parts.add(vc)
     b = _num(ds, "DiffusionBValue")
     if b is None and f["manufacturer"].upper().startswith("GE"):
         gb = _nums(ds, "GEBValue")
@@ -343,17 +781,30 @@ def facts_from_dataset(ds: Dataset, meta: dict[str, Any]) -> dict[str, Any]:
         groups.extend(frames)
         f["n_frames"] = max(f["n_frames"], len(frames)) if f["n_frames"] > 1 else len(frames) or 1
     dim_values: set[tuple[int, ...]] = set()
+    # Frames whose macros were copied from an identical earlier frame share the very item
+    # lists (layout walk); each distinct list adds its facts once (sets, first-wins scalars).
+    seen: set[int] = set()
+
+    def fresh(g: Dataset, tag: int) -> Dataset | None:
+        items = g.get(tag)
+        if isinstance(items, list) and items:
+            if id(items) in seen:
+                return None
+            seen.add(id(items))
+            return items[0]
+        return None
+
     for g in groups:
-        timing = _first_item(g, T(0x0018, 0x9112))
+        timing = fresh(g, T(0x0018, 0x9112))
         if timing is not None:
             tr = tr if tr is not None else _num(timing, "RepetitionTime")
             flip = flip if flip is not None else _num(timing, "FlipAngle")
-        echo = _first_item(g, T(0x0018, 0x9114))
+        echo = fresh(g, T(0x0018, 0x9114))
         if echo is not None:
             e = _num(echo, "EffectiveEchoTime")
             if e is not None:
                 echo_times.add(e)
-        diff = _first_item(g, T(0x0018, 0x9117))
+        diff = fresh(g, T(0x0018, 0x9117))
         if diff is not None:
             bv = _num(diff, "DiffusionBValue")
             if bv is not None:
@@ -363,10 +814,10 @@ def facts_from_dataset(ds: Dataset, meta: dict[str, Any]) -> dict[str, Any]:
                 vec = _nums(gd, "DiffusionGradientOrientation")
                 if len(vec) == 3 and any(abs(x) > 1e-6 for x in vec):
                     bdirs.add(tuple(round(x, 4) for x in vec))
-        geo = _first_item(g, T(0x0018, 0x9125))
+        geo = fresh(g, T(0x0018, 0x9125))
         if geo is not None and not f["pe_axis"]:
             f["pe_axis"] = _s(geo, "InPlanePhaseEncodingDirection")
-        ftype = _first_item(g, T(0x0018, 0x9226))
+        ftype = fresh(g, T(0x0018, 0x9226))
         if ftype is not None:
             cc = _s(ftype, "ComplexImageComponent")
             if cc:
@@ -374,7 +825,7 @@ def facts_from_dataset(ds: Dataset, meta: dict[str, Any]) -> dict[str, Any]:
             ft = _s(ftype, "FrameType")
             if ft:
                 frame_types.add(ft)
-        content = _first_item(g, T(0x0020, 0x9111))
+        content = fresh(g, T(0x0020, 0x9111))
         if content is not None:
             tpi = _num(content, "TemporalPositionIndex")
             if tpi is not None:
@@ -382,20 +833,20 @@ def facts_from_dataset(ds: Dataset, meta: dict[str, Any]) -> dict[str, Any]:
             dv = _nums(content, "DimensionIndexValues")
             if dv:
                 dim_values.add(tuple(int(x) for x in dv))
-        pos = _first_item(g, T(0x0020, 0x9113))
+        pos = fresh(g, T(0x0020, 0x9113))
         if pos is not None:
             p = _nums(pos, "ImagePositionPatient")
             if len(p) == 3:
                 ipps.append([_round(x) for x in p])
-        ori = _first_item(g, T(0x0020, 0x9116))
+        ori = fresh(g, T(0x0020, 0x9116))
         if ori is not None and not iop:
             iop = _nums(ori, "ImageOrientationPatient")
-        pm = _first_item(g, T(0x0028, 0x9110))
+        pm = fresh(g, T(0x0028, 0x9110))
         if pm is not None:
             spacing = spacing or _nums(pm, "PixelSpacing")
             slice_th = slice_th if slice_th is not None else _num(pm, "SliceThickness")
         for ptag in (T(0x0021, 0x11FE), T(0x0021, 0x10FE)):
-            priv = _first_item(g, ptag)
+            priv = fresh(g, ptag)
             if priv is not None:
                 v = priv.get(XA_PE_POSITIVE)
                 if isinstance(v, tuple):
@@ -499,12 +950,8 @@ def facts_from_bytes(buf: bytes) -> dict[str, Any]:
         raise NotDicom(str(exc)) from None
     except NotDicom:
         raise
-    except (
-        struct.error,
-        IndexError,
-        ValueError,
-        OverflowError,
-        MemoryError,
-        RecursionError,
-    ) as exc:
+    except _CORRUPT as exc:
         raise NotDicom(f"corrupt header ({type(exc).__name__})") from None
+
+
+_CORRUPT = (struct.error, IndexError, ValueError, OverflowError, MemoryError, RecursionError)

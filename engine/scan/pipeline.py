@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
 import os
 import sys
@@ -13,11 +14,19 @@ from typing import Any
 
 from engine.model import SeriesInfo
 from engine.scan.aggregate import aggregate
-from engine.scan.cache import CACHE_NAME, FactsCache
+from engine.scan.cache import CACHE_NAME, TEMPLATE, FactsCache
 from engine.scan.discover import discover
-from engine.scan.header import NotDicom, read_facts
+from engine.scan.header import NotDicom, Reader
 
-CHUNK = 48  # files per worker task; the cache commits once per finished task
+# Files per worker task (the cache commits once per finished task): about four tasks per
+# worker for balance, within these bounds.  Bigger tasks mean fewer commits and less IPC, and
+# more files per series template (each task's first file of a series is decoded in full).
+CHUNK_MIN = 32
+CHUNK_MAX = 512
+
+
+def chunk_size(n_files: int, n_cpus: int) -> int:
+    return max(CHUNK_MIN, min(CHUNK_MAX, -(-n_files // (4 * max(n_cpus, 1)))))
 
 
 @dataclass
@@ -30,14 +39,23 @@ class ScanResult:
     seconds: float = 0.0
 
 
-Row = tuple[str, int, int, str, dict[str, Any] | None, str]
+Row = tuple[str, int, int, str, str | None, str]  # path, size, mtime, status, facts JSON, error
 
 
-def read_one(item: tuple[str, int, int]) -> Row:
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
+
+
+def read_one(item: tuple[str, int, int], reader: Reader | None = None) -> Row:
+    """One file -> a cache row; with a shared ``reader`` the facts of a file that belongs to
+    the reader's current series template are stored as ``{"@": template id, per-file facts}``."""
     path, size, mtime = item
     try:
-        facts = read_facts(path)
-        return path, size, mtime, facts.get("kind", "image"), facts, ""
+        r = reader or Reader()
+        facts = r.read(path)
+        if r.delta is not None and reader is not None:
+            return path, size, mtime, "image", _dumps({"@": r.tpl_id, **r.delta}), ""
+        return path, size, mtime, facts.get("kind", "image"), _dumps(facts), ""
     except NotDicom as exc:
         return path, size, mtime, "error", None, f"not DICOM: {exc}"
     except OSError as exc:
@@ -46,8 +64,28 @@ def read_one(item: tuple[str, int, int]) -> Row:
         return path, size, mtime, "error", None, f"unexpected {type(exc).__name__}: {exc}"
 
 
+_READER: Reader | None = None  # one per process: template and prefix size carry across tasks
+
+
 def read_chunk(items: list[tuple[str, int, int]]) -> list[Row]:
-    return [read_one(i) for i in items]
+    """Read a chunk in order with one :class:`Reader` (prefix size and series template carry).
+
+    Each series template met is returned once as a row with status ``"template"`` (path =
+    template id, facts = its JSON), before the first file row that refers to it.
+    """
+    global _READER
+    if _READER is None:
+        _READER = Reader()
+    reader = _READER
+    rows: list[Row] = []
+    seen: set[str] = set()
+    for item in items:
+        row = read_one(item, reader)
+        if reader.delta is not None and reader.tpl_id not in seen:
+            seen.add(reader.tpl_id)
+            rows.append((reader.tpl_id, 0, 0, TEMPLATE, reader.tpl_json, ""))
+        rows.append(row)
+    return rows
 
 
 def _chunks(items: list[Any], n: int) -> Iterable[list[Any]]:
@@ -62,10 +100,13 @@ def read_into_cache(
     on_progress: Callable[[int], None] | None = None,
 ) -> None:
     """Read ``todo`` (in parallel when worthwhile) and commit each finished chunk."""
+    global _READER
+    _READER = None  # no template from an earlier scan (files may have changed since)
     if not todo:
         return
-    chunks = list(_chunks(todo, CHUNK))
-    if n_cpus <= 1 or len(todo) < 2 * CHUNK:
+    size = chunk_size(len(todo), n_cpus)
+    chunks = list(_chunks(todo, size))
+    if n_cpus <= 1 or len(chunks) < 2:
         for c in chunks:
             cache.put_many(read_chunk(c))
             if on_progress:
@@ -76,7 +117,7 @@ def read_into_cache(
         for rows in pool.imap_unordered(read_chunk, chunks):
             cache.put_many(rows)
             if on_progress:
-                on_progress(len(rows))
+                on_progress(sum(1 for r in rows if r[3] != TEMPLATE))
 
 
 def default_cpus() -> int:

@@ -37,8 +37,10 @@ def write_job(
     found = discover(os.fspath(input_path), exclude=(os.fspath(out),))
     files = [p for p, _, _ in found.files]
     n_tasks = max(1, -(-len(files) // files_per_task))
-    for old in work.glob("files_*.txt"):
-        old.unlink()
+    # leftovers of an earlier job (more tasks, older facts) must not be merged into this one
+    for pattern in ("files_*.txt", "part_*.sqlite*", "task_*.log"):
+        for old in work.glob(pattern):
+            old.unlink()
     for i in range(n_tasks):
         chunk = files[i * files_per_task : (i + 1) * files_per_task]
         write_text_atomic(work / f"files_{i:04d}.txt", "".join(f + "\n" for f in chunk))
@@ -69,9 +71,18 @@ def run_task(out_dir: str, task: int) -> None:
             items.append((p, st.st_size, st.st_mtime_ns))
         except OSError:
             continue
-    part = FactsCache(work / f"part_{task:04d}.sqlite")
+    # written under a temporary name and renamed when complete: a part exists only when its
+    # task finished, which is how submit_and_wait tells failed tasks
+    final = work / f"part_{task:04d}.sqlite"
+    tmp = work / f"part_{task:04d}.sqlite.tmp"
+    for p in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+        p.unlink(missing_ok=True)
+    part = FactsCache(tmp)
     part.put_many(read_chunk(items))
+    part.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    part.db.execute("PRAGMA journal_mode=DELETE")
     part.close()
+    os.replace(tmp, final)
 
 
 def merge_parts(out_dir: str) -> int:
@@ -80,8 +91,9 @@ def merge_parts(out_dir: str) -> int:
     cache = FactsCache(Path(out_dir) / CACHE_NAME)
     n = 0
     try:
-        for part in sorted(work.glob("part_*.sqlite")):
+        for part in sorted(work.glob("part_[0-9]*.sqlite")):
             cache.db.execute("ATTACH DATABASE ? AS part", (str(part),))
+            cache.db.execute("INSERT OR IGNORE INTO templates SELECT * FROM part.templates")
             cache.db.execute("INSERT OR REPLACE INTO files SELECT * FROM part.files")
             cache.db.commit()
             cache.db.execute("DETACH DATABASE part")
@@ -89,6 +101,23 @@ def merge_parts(out_dir: str) -> int:
     finally:
         cache.close()
     return n
+
+
+def n_tasks(out_dir: str) -> int:
+    return len(list((Path(out_dir) / "slurm").glob("files_*.txt")))
+
+
+def check_parts(out_dir: str) -> None:
+    """Raise :class:`UserError` naming every array task that left no part (it failed)."""
+    work = Path(out_dir) / "slurm"
+    missing = [i for i in range(n_tasks(out_dir)) if not (work / f"part_{i:04d}.sqlite").exists()]
+    if missing:
+        log = work / f"task_{missing[0]}.log"
+        tail = log.read_text(errors="replace")[-800:] if log.exists() else "(no log)"
+        raise UserError(
+            f"{len(missing)} Slurm array task(s) did not finish: {missing[:10]}; "
+            f"log of task {missing[0]}:\n{tail}"
+        )
 
 
 def submit_and_wait(script: Path, poll_s: float = 2.0, timeout_s: float = 86400) -> str:
