@@ -16,7 +16,7 @@ from pathlib import Path
 
 from engine.atomic import write_tsv_atomic
 from engine.errors import UserError
-from engine.workspace import ANALYZE_ERRORS_TSV, SERIES_TSV, write_series
+from engine.workspace import ANALYZE_ERRORS_TSV, SERIES_TSV, write_analyze_input, write_series
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
             f"{len(res.errors)} problems listed in {out / ANALYZE_ERRORS_TSV})"
         )
     write_series(out, res.series)
+    write_analyze_input(out, [src])
     write_tsv_atomic(
         out / ANALYZE_ERRORS_TSV,
         ("path", "reason"),

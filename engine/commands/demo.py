@@ -37,8 +37,8 @@ def pipeline_steps(
 ) -> list[list[str]]:
     """The CLI invocations of the pipeline, in order; convert once per subject/session.
 
-    Every convert names the DICOM folder (works whether or not ``analyze`` recorded its input);
-    only the last one runs bids-validator, over the whole dataset by then.
+    ``convert`` finds the DICOM where ``analyze`` recorded it, as it does for a user; only the
+    last one runs bids-validator, over the whole dataset by then.
     """
     dicom = str(study / "dicom")
     steps = [
@@ -50,7 +50,7 @@ def pipeline_steps(
     ]
     cells = [(subject, session) for subject in subjects for session in sessions or [""]]
     for i, (subject, session) in enumerate(cells):
-        cmd = ["convert", str(out), "--subject", subject, "--dicom-dir", dicom]
+        cmd = ["convert", str(out), "--subject", subject]
         if session:
             cmd += ["--session", session]
         if i < len(cells) - 1:
