@@ -617,6 +617,41 @@ def same_constants(ds: Dataset, tds: Dataset | None) -> bool:
     return True
 
 
+def _csa_image_facts(
+    img_raw: bytes, bvals: set[float], bdirs: set[tuple[float, ...]], pe_positive: set[str]
+) -> int:
+    """Add the Siemens CSA image header's PE polarity and diffusion encoding to the sets;
+    return the mosaic's image count (0 when not a mosaic or no CSA header)."""
+    if not img_raw:
+        return 0
+    n_mosaic = 0
+    pep = csa_first(img_raw, "PhaseEncodingDirectionPositive")
+    if pep:
+        pe_positive.add(pep)
+    nm = csa_first(img_raw, "NumberOfImagesInMosaic")
+    if nm:
+        try:
+            n_mosaic = int(float(nm))
+        except ValueError:
+            n_mosaic = 0
+    if not bvals:
+        bv = csa_first(img_raw, "B_value")
+        if bv:
+            try:
+                bvals.add(_round(float(bv)))
+            except ValueError:
+                pass
+    gd = csa_values(img_raw, "DiffusionGradientDirection")
+    if len(gd) == 3:
+        try:
+            vec = tuple(round(float(x), 4) for x in gd)
+            if any(abs(x) > 1e-6 for x in vec):
+                bdirs.add(vec)
+        except ValueError:
+            pass
+    return n_mosaic
+
+
 def _diffusion_and_pe(ds: Dataset, manufacturer: str) -> dict[str, Any]:
     """bvalues, bdirs and pe_positive of a classic file (XA tag, vendor b-values, CSA)."""
     pe_positive: set[str] = set()
@@ -637,32 +672,7 @@ def _diffusion_and_pe(ds: Dataset, manufacturer: str) -> dict[str, Any]:
         bvals.add(_round(b))
     csa_img = ds.get(CSA_IMAGE)
     img_raw = bytes(csa_img[1]) if isinstance(csa_img, tuple) else b""
-    n_mosaic = 0
-    if img_raw:
-        pep = csa_first(img_raw, "PhaseEncodingDirectionPositive")
-        if pep:
-            pe_positive.add(pep)
-        nm = csa_first(img_raw, "NumberOfImagesInMosaic")
-        if nm:
-            try:
-                n_mosaic = int(float(nm))
-            except ValueError:
-                n_mosaic = 0
-        if not bvals:
-            bv = csa_first(img_raw, "B_value")
-            if bv:
-                try:
-                    bvals.add(_round(float(bv)))
-                except ValueError:
-                    pass
-        gd = csa_values(img_raw, "DiffusionGradientDirection")
-        if len(gd) == 3:
-            try:
-                vec = tuple(round(float(x), 4) for x in gd)
-                if any(abs(x) > 1e-6 for x in vec):
-                    bdirs.add(vec)
-            except ValueError:
-                pass
+    n_mosaic = _csa_image_facts(img_raw, bvals, bdirs, pe_positive)
     return {
         "bvalues": sorted(bvals),
         "bdirs": sorted(bdirs),
@@ -859,32 +869,7 @@ def facts_from_dataset(ds: Dataset, meta: dict[str, Any]) -> dict[str, Any]:
     csa_ser = ds.get(CSA_SERIES)
     img_raw = bytes(csa_img[1]) if isinstance(csa_img, tuple) else b""
     ser_raw = bytes(csa_ser[1]) if isinstance(csa_ser, tuple) else b""
-    n_mosaic = 0
-    if img_raw:
-        pep = csa_first(img_raw, "PhaseEncodingDirectionPositive")
-        if pep:
-            pe_positive.add(pep)
-        nm = csa_first(img_raw, "NumberOfImagesInMosaic")
-        if nm:
-            try:
-                n_mosaic = int(float(nm))
-            except ValueError:
-                n_mosaic = 0
-        if not bvals:
-            bv = csa_first(img_raw, "B_value")
-            if bv:
-                try:
-                    bvals.add(_round(float(bv)))
-                except ValueError:
-                    pass
-        gd = csa_values(img_raw, "DiffusionGradientDirection")
-        if len(gd) == 3:
-            try:
-                vec = tuple(round(float(x), 4) for x in gd)
-                if any(abs(x) > 1e-6 for x in vec):
-                    bdirs.add(vec)
-            except ValueError:
-                pass
+    n_mosaic = _csa_image_facts(img_raw, bvals, bdirs, pe_positive)
     f["is_mosaic"] = "MOSAIC" in [x.upper() for x in f["image_type"]] and n_mosaic > 0
     f["n_mosaic"] = n_mosaic
     f["csa_protocol_name"] = (
