@@ -153,14 +153,18 @@ def _require(module: str, extra: str) -> Any:
         ) from exc
 
 
+# Backend name, the module it needs, and the pip extra that installs it.
+BACKEND_MODULES: tuple[tuple[str, str, str], ...] = (
+    ("llama-cpp", "llama_cpp", "llamacpp"),
+    ("transformers", "transformers", "hf"),
+    ("ollama", "ollama", "ollama"),
+)
+
+
 def available_backends() -> dict[str, str]:
     """Backend name -> "" when its library imports here, else the reason it does not."""
     out: dict[str, str] = {}
-    for name, module, extra in (
-        ("llama-cpp", "llama_cpp", "llamacpp"),
-        ("transformers", "transformers", "hf"),
-        ("ollama", "ollama", "ollama"),
-    ):
+    for name, module, extra in BACKEND_MODULES:
         try:
             importlib.import_module(module)
             out[name] = ""

@@ -132,12 +132,10 @@ def detect_gpus() -> list[dict[str, Any]]:
 
 def quick_backends() -> dict[str, str]:
     """Backend name -> "" when its library is installed (found, not imported: hello stays fast)."""
+    from engine.llm.backend import BACKEND_MODULES
+
     out: dict[str, str] = {}
-    for name, module, extra in (
-        ("llama-cpp", "llama_cpp", "llamacpp"),
-        ("transformers", "transformers", "hf"),
-        ("ollama", "ollama", "ollama"),
-    ):
+    for name, module, extra in BACKEND_MODULES:
         try:
             found = importlib.util.find_spec(module) is not None
         except (ImportError, ValueError):
