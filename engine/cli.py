@@ -53,6 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"llm-heuristics {__version__}")
+    parser.add_argument(
+        "--engine",
+        metavar="SPEC",
+        help="run the pipeline step on this engine: local, ssh:HOST, slurm:OPTS, "
+        "apptainer:IMAGE (joined with +) or a profile name; also accepted after the step",
+    )
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument(
         "-v", "--verbose", action="store_const", const=1, dest="verbosity", help="debug logging"
@@ -73,7 +79,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Steps that may run on another engine (``--engine SPEC``): same arguments, same files.
+REMOTE_COMMANDS = frozenset({"analyze", "group", "map", "generate", "validate", "convert"})
+
+
+def _remote(argv: list[str]) -> tuple[str | None, list[str]]:
+    """``(spec, argv without --engine)`` when a pipeline step should run on an engine."""
+    from engine.rpc.client import strip_engine_option
+
+    spec, rest = strip_engine_option(argv)
+    command = next((a for a in rest if not a.startswith("-")), "")
+    if spec is None or command not in REMOTE_COMMANDS:
+        return None, argv
+    return spec, rest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--engine" in argv or any(a.startswith("--engine=") for a in argv):
+        spec, rest = _remote(argv)
+        if spec is not None:
+            from engine.rpc.client import run_command
+
+            _configure_logging(-1 if "-q" in rest or "--quiet" in rest else 0)
+            return run_command(
+                spec, [a for a in rest if a not in {"-q", "--quiet", "-v", "--verbose"}]
+            )
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbosity)

@@ -26,3 +26,18 @@ def test_engine_imports_without_textual():
         "assert 'textual' not in sys.modules, [k for k in sys.modules if k.startswith('textual')]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_engine_option_runs_step_on_that_engine(tmp_path):
+    """``--engine local`` runs the step in an engine subprocess and writes the same files."""
+    from engine.synth import generate_study
+
+    generate_study(tmp_path / "study", subjects=1)
+    dicom = str(tmp_path / "study" / "dicom")
+    assert main(["analyze", dicom, str(tmp_path / "a"), "--no-progress"]) == 0
+    assert main(["--engine", "local", "analyze", dicom, str(tmp_path / "b"), "--no-progress"]) == 0
+    assert main(["group", str(tmp_path / "b"), "--engine=local"]) == 0
+    name = "aggregated_dicominfo.tsv"
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert (tmp_path / "b" / "aggregated_dicominfo_groups.tsv").exists()
+    assert main(["--engine", "no-such-profile", "group", str(tmp_path / "b")]) != 0
