@@ -102,9 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from engine.rpc.client import run_command
 
             _configure_logging(-1 if "-q" in rest or "--quiet" in rest else 0)
-            return run_command(
-                spec, [a for a in rest if a not in {"-q", "--quiet", "-v", "--verbose"}]
-            )
+            step = [a for a in rest if a not in {"-q", "--quiet", "-v", "--verbose"}]
+            try:
+                return run_command(spec, step)
+            except UserError as exc:
+                print(f"llm-heuristics: engine {spec!r}: error: {exc}", file=sys.stderr)
+                return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbosity)
