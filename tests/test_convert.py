@@ -45,10 +45,15 @@ def _placed(bids: Path) -> set[str]:
 
 
 @pytest.mark.parametrize(
-    ("vendor", "layout", "sessions"),
-    [("siemens", "nested", 1), ("mixed", "flat", 2)],
+    ("vendor", "layout", "sessions", "gzip", "reproin"),
+    [
+        ("siemens", "nested", 1, False, False),
+        ("mixed", "flat", 2, False, False),
+        ("philips", "dicomdir", 1, False, True),
+        ("ge", "nested", 1, True, False),
+    ],
 )
-def test_synthetic_study_converts_and_validates(tmp_path, vendor, layout, sessions):
+def test_synthetic_study_converts_and_validates(tmp_path, vendor, layout, sessions, gzip, reproin):
     _need("heudiconv", "dcm2niix")
     _need_module("engine.synth", "generate_study")
     from engine.synth import generate_study
@@ -58,9 +63,9 @@ def test_synthetic_study_converts_and_validates(tmp_path, vendor, layout, sessio
         subjects=2,
         sessions=sessions,
         layout=layout,
-        gzip=False,
+        gzip=gzip,
         vendor=vendor,
-        reproin=False,
+        reproin=reproin,
         seed=0,
     )
     out = tmp_path / "OUT"
@@ -89,6 +94,10 @@ def test_synthetic_study_converts_and_validates(tmp_path, vendor, layout, sessio
         assert meta.get("IntendedFor"), js
         for target in meta["IntendedFor"]:
             assert (bids / js.relative_to(bids).parts[0] / target).exists(), target
+        # a multi-echo target is listed with all its echoes
+        for target in meta["IntendedFor"]:
+            if "_echo-1_" in target:
+                assert target.replace("_echo-1_", "_echo-2_") in meta["IntendedFor"], js
     if shutil.which("bids-validator"):
         from engine.heuristic.convert import run_bids_validator
 

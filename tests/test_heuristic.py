@@ -340,6 +340,88 @@ def test_convert_finds_dicom_via_analyze_input(tmp_path):
         raise AssertionError("a missing input must be a UserError naming --dicom-dir")
 
 
+def test_convert_stages_gzipped_dicom_decompressed(tmp_path):
+    """``.dcm.gz`` series are found by their header and staged as plain DICOM (heudiconv and
+    dcm2niix read no gzip); plain files are linked; the input tree is left as it was."""
+    import gzip
+
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    from engine.heuristic.convert import files_for_series, link_files
+
+    dicom = tmp_path / "dicom"
+    dicom.mkdir()
+    uids = {"gz": "1.2.3.1", "plain": "1.2.3.2"}
+    for kind, uid in uids.items():
+        ds = pydicom.Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.4"
+        ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+        ds.SeriesInstanceUID = uid
+        path = dicom / f"{kind}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        if kind == "gz":
+            (dicom / "gz.dcm.gz").write_bytes(gzip.compress(path.read_bytes()))
+            path.unlink()
+    (dicom / "notes.txt.gz").write_bytes(gzip.compress(b"not DICOM"))
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in dicom.iterdir())
+    rows = [_s("01", "", n, kind, series_uid=uid) for n, (kind, uid) in enumerate(uids.items())]
+    (tmp_path / "OUT").mkdir()
+    found = files_for_series(tmp_path / "OUT", rows, dicom)
+    assert found == {
+        uids["gz"]: [str(dicom / "gz.dcm.gz")],
+        uids["plain"]: [str(dicom / "plain.dcm")],
+    }
+    staged = link_files(found, tmp_path / "OUT" / ".convert_work" / "x")
+    (gz,) = (staged / "s0000").iterdir()
+    (plain,) = (staged / "s0001").iterdir()
+    assert gz.name == "000000_gz.dcm" and not gz.is_symlink()
+    assert pydicom.dcmread(gz).SeriesInstanceUID == uids["gz"]
+    assert plain.is_symlink() and plain.resolve() == (dicom / "plain.dcm").resolve()
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in dicom.iterdir()) == before
+
+
+def test_dcm2niix_wrapper_restores_the_convert_line(tmp_path, monkeypatch):
+    """dcm2niix's Philips field-map warning lacks its newline, gluing ``Convert ...`` onto it;
+    nipype then finds no output. The wrapper convert puts on heudiconv's PATH splits the line."""
+    import os
+
+    from engine.heuristic.convert import write_dcm2niix_wrapper
+
+    fake = tmp_path / "real" / "dcm2niix"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        'printf "Found 8 DICOM file(s)\\nWarning: Unable to distinguish Philips fieldmaps.'
+        'Convert 8 DICOM as /o/x_e2_ph (16x16x8x1)\\nConvert 8 DICOM as /o/y (16x16x8x1)\\n"\n'
+        'echo "args: $*" >&2\nexit 3\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", os.pathsep.join([str(fake.parent), os.environ.get("PATH", "")]))
+    wrapper = write_dcm2niix_wrapper(tmp_path / "bin")
+    assert wrapper is not None
+    proc = subprocess.run(
+        [str(wrapper / "dcm2niix"), "-b", "y", "dir with space"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 3
+    assert proc.stderr.strip() == "args: -b y dir with space"
+    lines = proc.stdout.splitlines()
+    assert lines == [
+        "Found 8 DICOM file(s)",
+        "Warning: Unable to distinguish Philips fieldmaps.",
+        "Convert 8 DICOM as /o/x_e2_ph (16x16x8x1)",
+        "Convert 8 DICOM as /o/y (16x16x8x1)",
+    ]
+
+
 def test_load_heuristic_leaves_no_pycache(tmp_path):
     h = tmp_path / "heuristic.py"
     h.write_text("def infotodict(seqinfo):\n    return {}\n")

@@ -3,15 +3,25 @@ sidecars (:mod:`.sidecars`), run bids-validator.
 
 The DICOM input is only read: heudiconv gets a folder of symlinks to this session's files
 (inside OUT), so its ``.heudiconv`` bookkeeping lands in the BIDS folder, never in the input.
-The DICOM files are found through a files table in OUT, else under ``--dicom-dir``, else under
-the inputs ``analyze`` recorded in ``OUT/analyze_input.json``, else under the series' folders.
+Gzipped DICOM (``.dcm.gz``, which neither heudiconv nor dcm2niix reads) is staged there
+decompressed instead of linked. The DICOM files are found through a files table in OUT, else
+under ``--dicom-dir``, else under the inputs ``analyze`` recorded in ``OUT/analyze_input.json``,
+else under the series' folders. Everything staged (``OUT/.convert_work``) is removed afterwards.
+
+dcm2niix is run through a small wrapper (:func:`write_dcm2niix_wrapper`): some dcm2niix
+warnings lack their newline (Philips phase-difference field maps: "Unable to distinguish
+Philips fieldmaps..."), which glues the next ``Convert N DICOM as FILE`` line onto the warning;
+nipype only reads outputs from lines that *start* with ``Convert``, so heudiconv would see no
+output and stop (``AssertionError: we do expect some files``). The wrapper restores the newline.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -31,10 +41,11 @@ from engine.heuristic.sidecars import (
     restore_previous,
 )
 from engine.model import SeriesInfo
+from engine.workspace import ANALYZE_INPUT_JSON
 
 # tables a scanner may write listing every file of every series (first one found is used)
 FILES_TABLES = ("series_files.tsv", "dicom_files.tsv", "files.tsv")
-ANALYZE_INPUT_FILE = "analyze_input.json"  # {"inputs": ["/abs/path", ...]}, written by analyze
+ANALYZE_INPUT_FILE = ANALYZE_INPUT_JSON
 
 
 def analyze_inputs(out_dir: Path) -> list[Path]:
@@ -50,11 +61,27 @@ def analyze_inputs(out_dir: Path) -> list[Path]:
     return [Path(x) for x in raw if isinstance(x, str) and x]
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: str) -> bool:
+    """The file is gzip-compressed (by its magic bytes, whatever its name)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(2) == GZIP_MAGIC
+    except OSError:
+        return False
+
+
 def _uid_of(path: str) -> str | None:
+    """SeriesInstanceUID of a DICOM file, plain or gzipped; None when it is not DICOM."""
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
+        with open(path, "rb") as raw:
+            fh = gzip.GzipFile(fileobj=raw) if raw.read(2) == GZIP_MAGIC else raw
+            raw.seek(0)
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
     except Exception:
         return None
     v = ds.get("SeriesInstanceUID")
@@ -146,6 +173,8 @@ def heudiconv_command(
 
 
 def link_files(files: dict[str, list[str]], dest: Path) -> Path:
+    """One folder per series under ``dest``: symlinks to plain files, decompressed copies of
+    gzipped ones (heudiconv and dcm2niix read no gzip); the input is never written."""
     if dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
@@ -153,8 +182,45 @@ def link_files(files: dict[str, list[str]], dest: Path) -> Path:
         d = dest / f"s{i:04d}"
         d.mkdir()
         for j, p in enumerate(sorted(paths)):
-            (d / f"{j:06d}_{os.path.basename(p)}").symlink_to(os.path.abspath(p))
+            name = os.path.basename(p)
+            if is_gzip(p):
+                name = name[: -len(".gz")] if name.lower().endswith(".gz") else name
+                with gzip.open(p, "rb") as src, open(d / f"{j:06d}_{name}", "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+            else:
+                (d / f"{j:06d}_{name}").symlink_to(os.path.abspath(p))
     return dest
+
+
+# Puts back the newline some dcm2niix warnings lack before "Convert N DICOM as FILE (...)",
+# the only line nipype's Dcm2niix reads its outputs from. Run as: python FIX REAL_DCM2NIIX ARGS.
+_DCM2NIIX_FIX = """\
+import re, subprocess, sys
+p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE)
+out = re.sub(rb"(?<=[^\\n])(?=Convert [0-9]+ DICOM as )", b"\\n", p.stdout)
+sys.stdout.buffer.write(out)
+sys.stdout.flush()
+sys.exit(p.returncode)
+"""
+
+
+def write_dcm2niix_wrapper(bin_dir: Path) -> Path | None:
+    """A ``dcm2niix`` in ``bin_dir`` (put first on heudiconv's PATH) that runs the real one and
+    repairs its stdout for nipype; None when no dcm2niix is installed (heudiconv then says so)."""
+    real = shutil.which("dcm2niix")
+    if real is None:
+        return None
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    fix = bin_dir / "dcm2niix_stdout_fix.py"
+    fix.write_text(_DCM2NIIX_FIX)
+    exe = bin_dir / "dcm2niix"
+    exe.write_text(
+        "#!/bin/sh\n"
+        f"exec {shlex.quote(sys.executable)} -S {shlex.quote(str(fix))} "
+        f'{shlex.quote(os.path.abspath(real))} "$@"\n'
+    )
+    exe.chmod(0o755)
+    return bin_dir
 
 
 def written_niftis(bids_dir: Path, subject: str, session: str) -> list[str]:
@@ -186,7 +252,8 @@ def fix_intended_for(
         targets: list[str] = []
         for tg in m.intended_for:
             for stem in by_group.get(tg, []):
-                for p in sorted(bids_dir.glob(stem + "*.nii*")):
+                # a multi-echo series is expected as its echo-1 name: every echo is a target
+                for p in sorted(bids_dir.glob(re.sub(r"_echo-\d+_", "_echo-*_", stem) + "*.nii*")):
                     if p.parent.name != "fmap":
                         targets.append(str(p.relative_to(subj_dir)))
         targets = sorted(set(targets))
@@ -343,22 +410,27 @@ def convert(
         if lacking:
             raise UserError(f"no DICOM files found for series {', '.join(lacking)}")
         work = out / ".convert_work" / f"sub-{sub}" / (f"ses-{ses}" if ses else "nosession")
-        link_files({u: p for u, p in files.items()}, work)
-        cmd = heudiconv_command(h.resolve(), work, sub, ses, bids)
-        log(f"sub-{sub}{' ses-' + ses if ses else ''}: {' '.join(cmd)}")
-        bids.mkdir(parents=True, exist_ok=True)
-        restore_previous(bids, incomplete, sub, ses)
-        # heudiconv imports the heuristic: no __pycache__ next to it in OUT
-        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+        try:
+            link_files(files, work / "dicom")
+            cmd = heudiconv_command(h.resolve(), work / "dicom", sub, ses, bids)
+            log(f"sub-{sub}{' ses-' + ses if ses else ''}: {' '.join(cmd)}")
+            bids.mkdir(parents=True, exist_ok=True)
+            restore_previous(bids, incomplete, sub, ses)
+            # heudiconv imports the heuristic: no __pycache__ next to it in OUT
+            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+            wrapper = write_dcm2niix_wrapper(work / "bin")
+            if wrapper is not None:
+                env["PATH"] = os.pathsep.join([str(wrapper.resolve()), env.get("PATH", "")])
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+            for d in (work.parent, work.parent.parent):  # .convert_work/sub-X, .convert_work
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
         res.heudiconv_rc = proc.returncode
         res.heudiconv_log = (proc.stdout + proc.stderr)[-4000:]
-        shutil.rmtree(work, ignore_errors=True)
-        for d in (work.parent, work.parent.parent):  # .convert_work/sub-X, .convert_work
-            try:
-                d.rmdir()
-            except OSError:
-                break
         if proc.returncode != 0:
             results.append(res)
             continue
