@@ -350,7 +350,8 @@ def apply_decision(m: Mapping, d: Decision) -> Mapping:
         return out  # a rules/LLM skip needs a name to be undone; nothing to apply
     out.source = "user"
     out.confidence = 1.0
-    out.evidence = [*m.evidence, f"user decision: {d.describe()}"]
+    note = f"user decision: {d.describe()}"
+    out.evidence = [e for e in m.evidence if not e.startswith("user decision: ")] + [note]
     if d.note:
         out.rationale = d.note
     return out
@@ -369,6 +370,61 @@ def apply_user_decisions(mappings: list[Mapping], out_dir: str | os.PathLike[str
     return [
         apply_decision(m, decisions[m.group_id]) if m.group_id in decisions else m for m in mappings
     ]
+
+
+def _name(m: Mapping) -> tuple[Any, ...]:
+    return (m.datatype, m.suffix, sorted(m.entities.items()), m.skip_reason, m.extra_suffixes)
+
+
+def reviewed_inputs(
+    out_dir: str | os.PathLike[str],
+    series: list[Any],
+    groups: list[Any],
+    mappings: list[Mapping],
+    assignments: list[Any] | None,
+) -> tuple[list[Mapping], list[Any] | None]:
+    """``generate``'s hook: the loaded mapping with the decisions applied.
+
+    When a decision changes a group's name or skip (the mapped TSV was written before it),
+    IntendedFor and the series assignments are recomputed, exactly as ``map`` would.
+    """
+    if not (Path(out_dir).is_dir() and current_decisions(out_dir)):
+        return mappings, assignments
+    from engine.mapping import validate_mapping
+
+    decided = apply_user_decisions(mappings, out_dir)
+    changed = False
+    for i, (old, new) in enumerate(zip(mappings, decided, strict=True)):
+        if new is not old:
+            decided[i] = validate_mapping(new)
+            changed = changed or _name(decided[i]) != _name(old)
+    if not changed:
+        return decided, assignments
+    from engine.grouping import fill_subjects, group_series
+    from engine.mapping.fieldmaps import assign_intended_for
+    from engine.mapping.runs import assign_series
+
+    by_id = {m.group_id: m for m in decided}
+    for g in groups:
+        by_id.setdefault(g.group_id, Mapping(g.group_id, skip_reason="not mapped"))
+    fill_subjects(series)
+    flags = group_series(series).series_flags
+    assign_intended_for(groups, by_id, series)
+    series_group = {k: g.group_id for g in groups for k in g.series_keys}
+    return decided, assign_series(series, series_group, by_id, flags)
+
+
+def save_proposal(
+    out_dir: str | os.PathLike[str], columns: Any, rows: list[dict[str, Any]]
+) -> None:
+    """``map`` wrote the mapped TSV with decisions applied: keep the rules/LLM proposal beside it
+    (what undo goes back to) and mark the mapped TSV as a reviewed rewrite."""
+    from engine.atomic import write_text_atomic, write_tsv_atomic
+    from engine.workspace import MAPPED_TSV
+
+    out = Path(out_dir)
+    write_tsv_atomic(out / PROPOSED_TSV, columns, rows)
+    write_text_atomic(out / APPLIED_FILE, _sha(out / MAPPED_TSV) + "\n")
 
 
 def write_reviewed_mapping(out_dir: str | os.PathLike[str]) -> dict[str, Any]:

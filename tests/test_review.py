@@ -132,3 +132,179 @@ def test_rpc_methods_inprocess(tmp_path: Path) -> None:
         assert (out / "heuristic.py").read_text() == "x = 1\n"
         with pytest.raises(RpcError):
             c.call("heuristic.save", {"out_dir": str(out), "text": "", "name": "../evil.py"})
+
+
+def test_decision_survives_map_rerun_and_reaches_heuristic(tmp_path: Path) -> None:
+    from engine.atomic import read_tsv
+    from engine.cli import main
+    from tui.demo_workspace import build_workspace
+
+    out = build_workspace(tmp_path / "out")
+    review.decide(
+        out, "g02_t1_mprage_sag", "edit", datatype="anat", suffix="T1w", entities={"acq": "mp"}
+    )
+    review.decide(out, "g07_mystery_sequence", "skip")
+    assert main(["map", str(out)]) == 0  # a re-run: the rules alone would undo both
+    rows = {r["group_id"]: r for r in read_tsv(out / "aggregated_dicominfo_mapped.tsv")}
+    assert rows["g02_t1_mprage_sag"]["source"] == "user"
+    assert "acq-mp" in str(rows["g02_t1_mprage_sag"])
+    assert rows["g07_mystery_sequence"]["skip_reason"] == review.USER_SKIP
+    paths = [r["bids_path"] for r in read_tsv(out / "series_assignments.tsv")]
+    assert any("acq-mp_T1w" in p for p in paths)
+    # the proposal is kept beside it: undo goes back to the rules' name
+    prop = {m["group_id"]: m for m in read_tsv(review.proposal_path(out))}
+    assert prop["g02_t1_mprage_sag"]["source"] == "rules"
+    assert main(["generate", str(out)]) == 0
+    text = (out / "heuristic.py").read_text()
+    assert "acq-mp_T1w" in text
+
+
+def test_generate_applies_decisions_made_after_map(tmp_path: Path) -> None:
+    from engine.cli import main
+    from tui.demo_workspace import build_workspace
+
+    out = build_workspace(tmp_path / "out")
+    review.decide(
+        out, "g03_t2_tse_tra", "edit", datatype="anat", suffix="T2w", entities={"acq": "late"}
+    )  # no map, no review.apply after it
+    assert main(["generate", str(out)]) == 0
+    assert "acq-late_T2w" in (out / "heuristic.py").read_text()
+
+
+def test_map_groups_out_dir_and_only(tmp_path: Path) -> None:
+    from engine.mapping import BACKENDS, map_groups
+    from tui.demo_workspace import build_workspace, make_series
+
+    out = build_workspace(tmp_path / "out")
+    review.decide(out, "g01_localizer", "edit", datatype="anat", suffix="T1w")
+    asked: list[list[str]] = []
+
+    def fake_llm(series, groups):  # type: ignore[no-untyped-def]
+        asked.append([g.group_id for g in groups])
+        return {
+            g.group_id: Mapping(
+                g.group_id, "anat", "T2w", {"acq": "llm"}, confidence=0.8, source="llm"
+            )
+            for g in groups
+        }
+
+    BACKENDS["fake-llm"] = fake_llm
+    try:
+        series = make_series()
+        res = map_groups(series, backend="fake-llm", out_dir=out)
+        assert "g01_localizer" not in asked[-1]  # decided: never asked
+        by = {m.group_id: m for m in res.mappings}
+        assert by["g01_localizer"].source == "user" and res.decided == ["g01_localizer"]
+        assert by["g03_t2_tse_tra"].source == "llm"
+        current = {m.group_id: m for m in res.proposed}
+        current["g04_ep2d_bold_rest"].rationale = "kept"
+        res = map_groups(
+            series, backend="fake-llm", out_dir=out, only=["g07_mystery_sequence"], current=current
+        )
+        assert asked[-1] == ["g07_mystery_sequence"]
+        by = {m.group_id: m for m in res.mappings}
+        assert by["g04_ep2d_bold_rest"].rationale == "kept"
+        assert by["g07_mystery_sequence"].entities == {"acq": "llm"}
+    finally:
+        BACKENDS.pop("fake-llm", None)
+
+
+@pytest.fixture
+def fake_llm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """``map --backend X`` registers this instead of a model: it streams a rationale through
+    ``on_delta`` and, with ``slow``, waits for the engine's cancel event."""
+    import engine.llm
+    from engine.mapping import BACKENDS
+
+    monkeypatch.setenv("LLMH_CONFIG", str(tmp_path / "none.toml"))
+    state: dict = {"slow": False, "cancelled": False, "asked": [], "settings": None}
+    saved = dict(BACKENDS)
+
+    def register(name, settings, out_dir=None, *, on_delta=None, cancel=None):  # type: ignore[no-untyped-def]
+        state["settings"] = settings
+
+        def run(series, groups):  # type: ignore[no-untyped-def]
+            import time
+
+            res = {}
+            for g in groups:
+                state["asked"].append(g.group_id)
+                on_delta(g.group_id, "rationale", "looks like ")
+                on_delta(g.group_id, "rationale", "a T2w")
+                if state["slow"]:  # an interruptible method may also get a KeyboardInterrupt
+                    end = time.time() + 20
+                    try:
+                        while not cancel.is_set() and time.time() < end:
+                            time.sleep(0.02)
+                    finally:
+                        state["cancelled"] = cancel.is_set()
+                    return {}
+                res[g.group_id] = Mapping(
+                    g.group_id, "anat", "T2w", {"acq": "llm"}, confidence=0.8, source="llm"
+                )
+            return res
+
+        BACKENDS[name] = run
+        return name
+
+    monkeypatch.setattr(engine.llm, "register_mapping_backend", register)
+    yield state
+    BACKENDS.clear()
+    BACKENDS.update(saved)
+
+
+def test_review_remap_streams_one_group_and_keeps_the_others(tmp_path: Path, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    import engine.rpc.review_methods  # noqa: F401
+    from engine.atomic import read_tsv
+    from engine.rpc.client import EngineClient
+    from tui.demo_workspace import build_workspace
+
+    out = build_workspace(tmp_path / "out")
+    review.decide(
+        out, "g02_t1_mprage_sag", "edit", datatype="anat", suffix="T1w", entities={"acq": "me"}
+    )
+    events: list = []
+    with EngineClient("inprocess") as c:
+        res = c.call(
+            "review.remap",
+            {"out_dir": str(out), "group_ids": ["g07_mystery_sequence"], "backend": "ollama"},
+            on_event=lambda m, p: events.append((m, p)),
+        )
+    assert res["group_ids"] == ["g07_mystery_sequence"] and fake_llm["settings"].llm_all
+    assert fake_llm["asked"] == ["g07_mystery_sequence"]
+    deltas = [p for m, p in events if m == "delta"]
+    assert "".join(p["text"] for p in deltas) == "looks like a T2w"
+    assert {(p["group_id"], p["phase"]) for p in deltas} == {("g07_mystery_sequence", "rationale")}
+    rows = {r["group_id"]: r for r in read_tsv(out / "aggregated_dicominfo_mapped.tsv")}
+    assert rows["g07_mystery_sequence"]["source"] == "llm"
+    assert rows["g04_ep2d_bold_rest"]["source"] == "rules"
+    assert rows["g02_t1_mprage_sag"]["source"] == "user"  # the decision still wins
+
+
+def test_review_remap_is_cancelled_by_the_client(tmp_path: Path, fake_llm) -> None:  # type: ignore[no-untyped-def]
+    import threading
+
+    import engine.rpc.review_methods  # noqa: F401
+    from engine.rpc.client import EngineClient
+    from engine.rpc.protocol import REQUEST_CANCELLED, RpcError
+    from tui.demo_workspace import build_workspace
+
+    out = build_workspace(tmp_path / "out")
+    fake_llm["slow"] = True
+    first = threading.Event()
+    with EngineClient("inprocess") as c:
+        call = c.request(
+            "review.remap",
+            {"out_dir": str(out), "group_ids": ["g07_mystery_sequence"], "backend": "ollama"},
+            on_event=lambda m, p: first.set() if m == "delta" else None,
+        )
+        assert first.wait(20)
+        call.cancel_request()
+        with pytest.raises(RpcError) as exc:
+            call.result(20)
+        assert exc.value.code == REQUEST_CANCELLED
+        for _ in range(200):
+            if fake_llm["cancelled"]:
+                break
+            threading.Event().wait(0.05)
+    assert fake_llm["cancelled"]

@@ -76,7 +76,7 @@ class Tmux:
             ["tmux", "capture-pane", "-t", self.name, "-p"], capture_output=True, text=True
         ).stdout
 
-    def wait_for(self, text: str, timeout: float = 30) -> str:
+    def wait_for(self, text: str, timeout: float = 60) -> str:
         end = time.time() + timeout
         while time.time() < end:
             s = self.screen()
@@ -85,22 +85,34 @@ class Tmux:
             time.sleep(0.2)
         raise AssertionError(f"{text!r} never appeared; screen:\n{self.screen()}")
 
+    def wait_gone(self, text: str, timeout: float = 60) -> str:
+        end = time.time() + timeout
+        while time.time() < end:
+            s = self.screen()
+            if text not in s:
+                return s
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never went away; screen:\n{self.screen()}")
+
     def kill(self) -> None:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
 
-def _session(out: Path, engine: list[str], env: dict[str, str], name: str) -> None:
+def _session(out: Path, engine: list[str], env: dict[str, str], name: str, mode: str) -> None:
+    """``mode``: the engine's server mode the status line must show (which engine answered)."""
     env = {"LLMH_TUI_IMAGE": "halfcell", "TERM": "xterm-256color", **env}
     t = Tmux(name, [sys.executable, "-m", "engine", "tui", str(out), *engine], env)
     try:
         t.wait_for("g01_localizer")
-        t.wait_for("engine:")
+        t.wait_for(f"({mode}, pid ")
         t.keys("Down")  # g02
         t.keys("e")
         t.wait_for("BIDS name for g02")
         t.keys("C-u")
         t.type("anat/acq-tmux_T1w")
+        t.wait_for("anat/acq-tmux_T1w")  # typed into the dialog (a slow machine: keys queue)
         t.keys("Enter")
+        t.wait_gone("BIDS name for g02")  # saved and closed, not refused
         t.wait_for("anat/acq-tmux_T1w")
         t.keys("Down", "s")  # skip g03
         t.wait_for("skipped by user")
@@ -119,24 +131,12 @@ def _session(out: Path, engine: list[str], env: dict[str, str], name: str) -> No
 def test_tmux_session(study: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     shutil.copytree(study, out)
-    _session(out, [], {"LLMH_CONFIG": str(tmp_path / "none.toml")}, "llmh-tui-test")
+    _session(out, [], {"LLMH_CONFIG": str(tmp_path / "none.toml")}, "llmh-tui-test", "inprocess")
 
 
-def test_tmux_session_over_ssh(study: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    try:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from sshd_fixture import start_sshd  # noqa: F401
-    except ImportError:
-        pytest.skip("tests/sshd_fixture.py is not there yet")
-    sshd = request.getfixturevalue("sshd")
-    import subprocess as sp
-
-    probe = "import engine.rpc.server, engine.rpc.methods as m; print('decide' in m.METHODS)"
-    if (
-        sp.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip()
-        != "True"
-    ):
-        pytest.skip("engine.rpc.review_methods is not loaded by the engine server yet")
+def test_tmux_session_over_ssh(study: Path, tmp_path: Path, sshd) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The same session with the engine behind ``ssh`` (tests/sshd_fixture.py; it skips with the
+    reason when sshd/ssh are missing). The review methods are part of every engine."""
     out = tmp_path / "out"
     shutil.copytree(study, out)
     cfg = tmp_path / "config.toml"
@@ -146,13 +146,10 @@ def test_tmux_session_over_ssh(study: Path, tmp_path: Path, request: pytest.Fixt
         f"ssh_options = {[*sshd.ssh_options]!r}\n".replace("'", '"')
         + f'command = ["{sys.executable}", "-m", "engine"]\n'
     )
-    _session(out, ["--engine", "testssh"], {"LLMH_CONFIG": str(cfg)}, "llmh-tui-ssh")
+    _session(out, ["--engine", "testssh"], {"LLMH_CONFIG": str(cfg)}, "llmh-tui-ssh", "stdio")
 
 
-try:  # the sshd fixture, when the RPC engineer's helper exists
-    sys.path.insert(0, str(Path(__file__).parent))
-    from sshd_fixture import sshd  # noqa: F401,E402
-except ImportError:  # pragma: no cover
-    pass
+sys.path.insert(0, str(Path(__file__).parent))
+from sshd_fixture import sshd  # noqa: E402,F401 - the fixture
 
 os.environ.setdefault("LLMH_TUI_IMAGE", "halfcell")

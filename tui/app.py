@@ -191,6 +191,9 @@ class LlmhApp(App[int]):
             self.client.start()
         elif self.client.on_notification is None:
             self.client.on_notification = self._on_engine_event
+        # known here, before the loads below pick their methods (the handler of EngineReady
+        # runs later, on the app's thread: waiting for it meant the slow fallbacks)
+        self.engine_methods = set(self.client.hello.get("methods", []))
         self.post_message(msg.EngineReady(dict(self.client.hello)))
         self._load_workspace()
 

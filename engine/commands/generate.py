@@ -11,6 +11,7 @@ from engine.heuristic.inputs import load_inputs
 from engine.heuristic.policy import CONTEXT_FILE, Policy, save_policy
 from engine.heuristic.report import generation_report
 from engine.heuristic.validate import HEURISTIC_FILE, load_heuristic, validate_module
+from engine.review import reviewed_inputs
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,6 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     series, groups, mappings, assignments = load_inputs(out)
+    mappings, assignments = reviewed_inputs(out, series, groups, mappings, assignments)
     policy = Policy(
         include_derived=args.include_derived,
         exclude_sbref=args.exclude_sbref,

@@ -9,10 +9,13 @@ register in :data:`BACKENDS` with the same signature as :func:`rules_backend`.
 
 from __future__ import annotations
 
+import copy
+import os
 import re
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 from engine.bids_schema import get_schema, sanitize_label
 from engine.grouping import GroupingResult, fill_subjects, group_series
@@ -31,6 +34,8 @@ class MappingResult:
     assignments: list[SeriesAssignment]
     report: str = ""
     groups: list[Group] = field(default_factory=list)
+    proposed: list[Mapping] = field(default_factory=list)  # before the person's decisions
+    decided: list[str] = field(default_factory=list)  # group ids a user decision settled
 
 
 def representative(group: Group, by_key: dict[str, SeriesInfo]) -> SeriesInfo:
@@ -68,8 +73,19 @@ def map_groups(
     groups: list[Group] | None = None,
     backend: str = "rules",
     grouping: GroupingResult | None = None,
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    only: Collection[str] | None = None,
+    current: dict[str, Mapping] | None = None,
 ) -> MappingResult:
-    """Map every group, assign every series, write nothing. ``groups`` default: regrouped."""
+    """Map every group, assign every series, write nothing. ``groups`` default: regrouped.
+
+    ``out_dir``: the person's decisions in ``OUT/user_decisions.jsonl`` win. They are applied
+    after validation and before IntendedFor and the series assignment (so a renamed field map
+    or a skipped run is numbered right), and an LLM backend is never asked about a decided
+    group. ``only``: the LLM backend is asked about these groups alone; every other group keeps
+    its mapping from ``current`` (the proposal on disk), or the rules' when it has none.
+    """
     fill_subjects(series)
     if grouping is None:
         grouping = group_series(series)
@@ -78,15 +94,50 @@ def map_groups(
     series_group = {k: g.group_id for g in groups for k in g.series_keys}
     if backend not in BACKENDS:
         raise ValueError(f"unknown mapping backend {backend!r} (have: {', '.join(BACKENDS)})")
-    mappings = BACKENDS[backend](series, groups)
+    decisions: dict[str, Any] = {}
+    if out_dir is not None:
+        from engine.review import current_decisions
+
+        decisions = current_decisions(out_dir) if os.path.isdir(out_dir) else {}
+    rules = rules_backend(series, groups)  # cross-group passes see every group
+    mappings = dict(rules)
+    if backend != "rules":
+        ask = [
+            g
+            for g in groups
+            if g.group_id not in decisions and (only is None or g.group_id in only)
+        ]
+        answered = BACKENDS[backend](series, ask) if ask else {}
+        for gid, m in answered.items():
+            if m.source == "llm" or gid not in rules:
+                mappings[gid] = m
+            else:  # no usable answer: the rules' mapping (seen with all groups) and the reason
+                r = copy.deepcopy(rules[gid])
+                r.evidence += [e for e in m.evidence if e not in r.evidence]
+                r.rationale = m.rationale or r.rationale
+                mappings[gid] = r
+    if only is not None:
+        for gid, m in (current or {}).items():
+            if gid in mappings and gid not in only:
+                mappings[gid] = copy.deepcopy(m)
     for g in groups:
         mappings.setdefault(g.group_id, Mapping(g.group_id, skip_reason="not mapped by backend"))
         validate_mapping(mappings[g.group_id])
+    decided = [g.group_id for g in groups if g.group_id in decisions]
+    proposed: list[Mapping] = []
+    if decided:  # keep the proposal (undo goes back to it), IntendedFor as it would be
+        from engine.review import apply_decision
+
+        before = {gid: copy.deepcopy(m) for gid, m in mappings.items()}
+        assign_intended_for(groups, before, series)
+        proposed = [before[g.group_id] for g in groups]
+        for gid in decided:
+            mappings[gid] = validate_mapping(apply_decision(mappings[gid], decisions[gid]))
     assign_intended_for(groups, mappings, series)
     assignments = assign_series(series, series_group, mappings, grouping.series_flags)
     ordered = [mappings[g.group_id] for g in groups]
     report = mapping_report(series, groups, ordered, assignments)
-    return MappingResult(ordered, assignments, report, groups)
+    return MappingResult(ordered, assignments, report, groups, proposed or ordered, decided)
 
 
 # --- validation ------------------------------------------------------------------------------

@@ -68,6 +68,35 @@ def m_review_apply(ctx: Any, out_dir: str) -> dict[str, Any]:
     return review.write_reviewed_mapping(out_dir)
 
 
+@method("review.remap", interruptible=True)
+def m_review_remap(
+    ctx: Any,
+    out_dir: str,
+    group_ids: list[str],
+    backend: str | None = None,
+    model: str | None = None,
+    args: list[str] | None = None,
+) -> dict[str, Any]:
+    """Ask the LLM again about ``group_ids`` only (``map --groups``); every other group keeps its
+    mapping and the person's decisions still win. The rationale streams as ``delta``
+    notifications with ``group_id`` and ``phase``; the client's cancel stops the model."""
+    from engine.errors import UserError
+    from engine.rpc.methods import _step
+
+    gids = [str(g) for g in group_ids or [] if str(g).strip()]
+    if not gids:
+        raise UserError("review.remap: no group given")
+    if not backend or backend == "rules":
+        from engine.config import load_settings
+
+        backend = load_settings().backend
+    argv = ["map", out_dir, "--groups", ",".join(gids), "--backend", backend]
+    if model:
+        argv += ["--model", model]
+    res = _step(ctx, [*argv, *[str(a) for a in args or []]])
+    return {**res, "group_ids": gids, "backend": backend}
+
+
 @method("review.proposed")
 def m_review_proposed(ctx: Any, out_dir: str) -> dict[str, Any]:
     """The rules/LLM mapping rows the decisions apply to (kept aside once decisions are applied)."""

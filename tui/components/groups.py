@@ -46,6 +46,28 @@ def _sort_value(g: GroupView, col: str) -> Any:
     }[col]
 
 
+def _width(cell: Any) -> int:
+    return cell.cell_len if isinstance(cell, Text) else len(str(cell))
+
+
+def fit_columns(table: DataTable[Any], rows: list[tuple[Any, ...]], cap: int = 60) -> bool:
+    """Give every column a fixed width that fits its label and ``rows`` (capped).
+
+    Textual measures auto-width columns on the table's Idle event but does not drop the rows it
+    rendered before that (their cache key has no widths), so an early paint can leave a row drawn
+    with the header's widths for good. Fixed widths render right from the first paint, cost a
+    ``len`` per cell, and keep the screen the same however busy the machine is. Returns whether
+    any width changed.
+    """
+    changed = False
+    for i, col in enumerate(table.ordered_columns):
+        w = max([col.label.cell_len, *(_width(r[i]) for r in rows if i < len(r))])
+        w = min(w, cap)
+        if col.auto_width or col.width != w:
+            col.auto_width, col.width, changed = False, w, True
+    return changed
+
+
 class GroupsPane(Vertical):
     BORDER_TITLE = "Sequence groups"
     ALLOW_MAXIMIZE = True
@@ -94,9 +116,11 @@ class GroupsPane(Vertical):
         """Rebuild the rows in one batch (``add_rows``), keeping the cursor on ``keep``."""
         table = self.table
         keep = keep or self.selected()
-        table.clear()
         rows = self.visible_rows()
-        table.add_rows([_cells(g) for g in rows])
+        cells = [_cells(g) for g in rows]
+        fit_columns(table, cells)
+        table.clear()  # after the widths: clear() also drops the render caches
+        table.add_rows(cells)
         # row keys: DataTable assigns its own; remember the order for lookups
         self._order = [g.group_id for g in rows]
         if keep in self._order:
@@ -108,9 +132,14 @@ class GroupsPane(Vertical):
         if self.ws is None or gid not in getattr(self, "_order", []):
             return
         g = self.ws.groups[gid]
+        cells = _cells(g)
+        widths = [c.width for c in self.table.ordered_columns]
+        if any(_width(v) > w for v, w in zip(cells, widths, strict=True)):
+            self.refill()  # a wider name: new widths, and a clean render
+            return
         row = self._order.index(gid)
         row_key = self.table.coordinate_to_cell_key((row, 0)).row_key
-        for (col, _), value in zip(COLUMNS, _cells(g), strict=True):
+        for (col, _), value in zip(COLUMNS, cells, strict=True):
             self.table.update_cell(row_key, col, value)
 
     def selected(self) -> str | None:

@@ -8,6 +8,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Label
 
+from tui.components.groups import fit_columns
 from tui.viewmodel import Workspace
 
 
@@ -35,7 +36,9 @@ class MatrixScreen(ModalScreen[str | None]):
         table.add_column("group", key="group")
         for c in cells:
             table.add_column(c, key=c)
-        table.add_rows([(gid, *[str(n) if n else "." for n in counts]) for gid, counts in rows])
+        cells_rows = [(gid, *[str(n) if n else "." for n in counts]) for gid, counts in rows]
+        fit_columns(table, cells_rows)
+        table.add_rows(cells_rows)
         self._gids = [gid for gid, _ in rows]
         table.focus()
 
