@@ -69,9 +69,18 @@ class Decision:
     reproin: bool = False
 
 
-_DIR_RE = re.compile(r"(?:^|[_\s\-.(])(AP|PA|LR|RL|A-P|P-A|L-R|R-L|A>>P|P>>A)(?=$|[_\s\-.)])", re.I)
-_DIR_SI_RE = re.compile(r"(?:^|[_\s\-.])(SI|IS)(?=$|[_\s\-.])")
-_PE_TO_DIR = {"j-": "AP", "j": "PA", "i": "LR", "i-": "RL", "k": "IS", "k-": "SI"}
+_DIR_RE = re.compile(
+    r"(?:^|[_\s\-.(=:])(AP|PA|LR|RL|A-P|P-A|L-R|R-L|A>>P|P>>A|R>>L|L>>R)(?=$|[_\s\-.)])", re.I
+)
+_DIR_SI_RE = re.compile(r"(?:^|[_\s\-.=:])(SI|IS)(?=$|[_\s\-.])")
+# PhaseEncodingDirection is in the voxel frame of dcm2niix's NIfTI, so its anatomical meaning
+# depends on the slice orientation: there +i runs right->left, and +j runs posterior->anterior
+# (axial) or inferior->superior (coronal, sagittal); sagittal +i runs anterior->posterior.
+_PE_TO_DIR: dict[str, dict[str, str]] = {
+    "tra": {"i": "RL", "i-": "LR", "j": "PA", "j-": "AP", "k": "IS", "k-": "SI"},
+    "cor": {"i": "RL", "i-": "LR", "j": "IS", "j-": "SI", "k": "AP", "k-": "PA"},
+    "sag": {"i": "AP", "i-": "PA", "j": "IS", "j-": "SI", "k": "LR", "k-": "RL"},
+}
 
 
 def direction_of(s: SeriesInfo) -> tuple[str, str]:
@@ -80,8 +89,9 @@ def direction_of(s: SeriesInfo) -> tuple[str, str]:
         m = _DIR_RE.search(text or "") or _DIR_SI_RE.search(text or "")
         if m:
             return re.sub(r"[^A-Z]", "", m.group(1).upper()), f"direction {m.group(1)} in name"
-    if s.pe_direction in _PE_TO_DIR:
-        return _PE_TO_DIR[s.pe_direction], f"PhaseEncodingDirection {s.pe_direction}"
+    label = _PE_TO_DIR.get(s.orientation, {}).get(s.pe_direction, "")
+    if label:
+        return label, f"PhaseEncodingDirection {s.pe_direction} in a {s.orientation} slice"
     return "", ""
 
 
