@@ -73,6 +73,11 @@ async def test_panes_load(out: Path) -> None:
         leaves = tree.root.children[0].children
         assert len(leaves) == 7 and any("aborted" in str(n.label) for n in leaves)
         assert "g01_localizer" in str(app.rationale.query_one("#rationale-text").render())
+        assert not app.reports.ready  # built, and its reports fetched, once shown
+        assert any("workspace: 14 series" in str(x) for x in app.reports.pending_log)
+        app.reports.show("grouping")
+        await _settle(app, pilot)
+        assert app.reports.ready and not app.reports.pending_log  # written to the log
         assert app.reports.report("grouping").startswith("Grouping:")
 
 
@@ -386,7 +391,7 @@ async def _quiet(pilot, stable: int = 3) -> None:  # type: ignore[no-untyped-def
 def _fixed(app: LlmhApp) -> None:
     app.set_status("engine: test (inprocess)   OUT: out")
     app.sub_title = "out"
-    app.reports.query_one("#engine-log").clear()
+    app.reports.clear_log()
 
 
 def _main_app(out: Path) -> LlmhApp:

@@ -1,8 +1,10 @@
 """The real program in a tmux session of fixed size, driven by send-keys, read by capture-pane.
 
 Runs on the synthetic study (analyze -> group -> map by the CLI), then: navigate, edit a
-group's name, skip one, generate, validate; checks the screen and the files written. The same
-session against an engine over SSH when ``tests/sshd_fixture.py`` can start sshd.
+group's name, skip one, re-map one with the LLM (a tiny random GGUF from
+``tests/fixtures_models.py`` through llama-cpp; that step is left out when ``llama_cpp`` is not
+importable), generate, validate; checks the screen and the files written. The same session
+(without the re-map) against an engine over SSH when ``tests/sshd_fixture.py`` can start sshd.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from engine import review
+from engine.atomic import read_tsv
 
 pytestmark = pytest.mark.slow
 if shutil.which("tmux") is None:
@@ -61,6 +64,10 @@ class Tmux:
             ],
             check=True,
         )
+        # a tmux server started by new-session may keep its default 80x24: insist on the size
+        subprocess.run(
+            ["tmux", "resize-window", "-t", name, "-x", "120", "-y", "40"], capture_output=True
+        )
 
     def keys(self, *keys: str, pause: float = 0.3) -> None:
         for k in keys:
@@ -98,10 +105,78 @@ class Tmux:
         subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
 
-def _session(out: Path, engine: list[str], env: dict[str, str], name: str, mode: str) -> None:
-    """``mode``: the engine's server mode the status line must show (which engine answered)."""
+def _tiny_gguf(tmp_path: Path) -> Path | None:
+    """The tiny random GGUF, or None when llama-cpp-python (or gguf) is not installed."""
+    try:
+        import gguf  # noqa: F401
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return None
+    sys.path.insert(0, str(ROOT))
+    from tests.fixtures_models import make_tiny_gguf
+
+    return make_tiny_gguf(tmp_path / "tiny.gguf")
+
+
+REMAP_GROUP = "g04_"  # the first fMRI group of the synthetic study (its id starts so)
+
+
+def _remap(t: Tmux) -> None:
+    """Select the group, press r, see the rationale stream and the mapping come back."""
+    t.keys("Down")  # g04
+    t.wait_for(f"{REMAP_GROUP}")
+    t.keys("r")
+    seen = ""
+    end = time.time() + 180  # llama.cpp loads the model, then decodes on the CPU
+    while time.time() < end:
+        s = t.screen()
+        if "LLM (streaming):" in s or "LLM rationale #1" in s:
+            seen = seen or s
+        if "re-mapped g04" in s:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the re-map never finished; screen:\n{t.screen()}")
+    assert seen, f"no streamed rationale was shown; screen:\n{t.screen()}"
+
+
+def _check_remap(out: Path) -> None:
+    import json
+
+    gid = next(
+        g["group_id"]
+        for g in read_tsv(out / "aggregated_dicominfo_groups.tsv")
+        if g["group_id"].startswith(REMAP_GROUP)
+    )
+    assert (out / "llm" / "rationales" / f"{gid}.txt").exists()
+    answers = [json.loads(x) for x in (out / "llm" / "answers.jsonl").read_text().splitlines()]
+    asked = [a for a in answers if a["group_id"] == gid]
+    assert asked, "the model was not asked about the group"
+    m = asked[-1]["mapping"]
+    rows = {r["group_id"]: r for r in read_tsv(review.proposal_path(out))}
+    assert rows[gid]["source"] == m["source"]  # the mapping TSV has the answer
+    if m["source"] == "rules":  # random weights: the rules' answer, with the reason recorded
+        assert any("LLM not used" in e for e in m["evidence"]), m
+        assert "LLM not used" in rows[gid]["evidence"]
+    else:
+        assert m["source"] == "llm"
+    others = [a for a in answers if a["group_id"] != gid]
+    assert not others, "r re-maps the selected group only"
+
+
+def _session(
+    out: Path,
+    engine: list[str],
+    env: dict[str, str],
+    name: str,
+    mode: str,
+    model: Path | None = None,
+) -> None:
+    """``mode``: the engine's server mode the status line must show (which engine answered);
+    ``model``: a GGUF to re-map one group with (llama-cpp backend)."""
     env = {"LLMH_TUI_IMAGE": "halfcell", "TERM": "xterm-256color", **env}
-    t = Tmux(name, [sys.executable, "-m", "engine", "tui", str(out), *engine], env)
+    llm = ["--backend", "llama-cpp", "--model", str(model)] if model else []
+    t = Tmux(name, [sys.executable, "-m", "engine", "tui", str(out), *engine, *llm], env)
     try:
         t.wait_for("g01_localizer")
         t.wait_for(f"({mode}, pid ")
@@ -116,6 +191,8 @@ def _session(out: Path, engine: list[str], env: dict[str, str], name: str, mode:
         t.wait_for("anat/acq-tmux_T1w")
         t.keys("Down", "s")  # skip g03
         t.wait_for("skipped by user")
+        if model is not None:
+            _remap(t)
         t.keys("g")
         t.wait_for("wrote heuristic.py", timeout=60)
         t.keys("v")
@@ -126,12 +203,16 @@ def _session(out: Path, engine: list[str], env: dict[str, str], name: str, mode:
     assert dec["g02_t1_mprage_sag_p2_iso"].entities == {"acq": "tmux"}
     assert dec["g03_t2_tse_tra"].action == "skip"
     assert "acq-tmux" in (out / "heuristic.py").read_text()
+    if model is not None:
+        _check_remap(out)
 
 
 def test_tmux_session(study: Path, tmp_path: Path) -> None:
+    """With llama-cpp-python installed, the session also re-maps g04 with the tiny GGUF."""
     out = tmp_path / "out"
     shutil.copytree(study, out)
-    _session(out, [], {"LLMH_CONFIG": str(tmp_path / "none.toml")}, "llmh-tui-test", "inprocess")
+    env = {"LLMH_CONFIG": str(tmp_path / "none.toml")}
+    _session(out, [], env, "llmh-tui-test", "inprocess", model=_tiny_gguf(tmp_path))
 
 
 def test_tmux_session_over_ssh(study: Path, tmp_path: Path, sshd) -> None:  # type: ignore[no-untyped-def]  # noqa: F811

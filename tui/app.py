@@ -17,7 +17,16 @@ from textual import on, work
 from textual.app import App, ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Header, Input, Static, Tree
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Static,
+    TabbedContent,
+    TabPane,
+    Tree,
+)
 from textual.worker import Worker, WorkerState
 
 from tui import messages as msg
@@ -29,7 +38,7 @@ from tui.components.rationale import RationalePane
 from tui.components.reports import ReportsPane
 from tui.components.tree import DicomTree
 from tui.keymap import KEYS, bindings, load_keymap
-from tui.viewmodel import GroupView, Workspace
+from tui.viewmodel import GroupView, Workspace, index_rows
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +80,7 @@ class LlmhApp(App[int]):
         self.engine_lost = ""
         self.running: Any = None  # the engine call that x cancels
         self.remap_group: str | None = None
+        self.reports_wanted = False  # the Reports tab was shown: keep its texts loaded
         self.started = time.perf_counter()
         self.ready_at: float | None = None  # seconds from construction to a loaded workspace
 
@@ -82,12 +92,15 @@ class LlmhApp(App[int]):
             with Vertical(id="left"):
                 yield DicomTree(id="tree")
                 yield PreviewPane(id="preview")
-            with Vertical(id="center"):
-                yield GroupsPane(id="groups")
-                yield RationalePane(id="rationale")
-            with Vertical(id="right"):
-                yield HeuristicEditor(id="editor")
-                yield ReportsPane(id="reports")
+            with Vertical(id="work"):
+                yield GroupsPane(id="groups")  # the heart of the review: the widest pane
+                with Horizontal(id="bottom"):
+                    yield RationalePane(id="rationale")
+                    with TabbedContent(id="side", initial="side-heuristic"):
+                        with TabPane("Heuristic", id="side-heuristic"):
+                            yield HeuristicEditor(id="editor")
+                        with TabPane("Reports", id="side-reports"):
+                            yield ReportsPane(id="reports")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -212,10 +225,10 @@ class LlmhApp(App[int]):
                 missing.append(f"{method}: {getattr(exc, 'message', exc)}")
                 return []
 
-        series = get(
-            "review.index" if "review.index" in self.engine_methods else "workspace.series",
-            "series",
-        )
+        if "review.index" in self.engine_methods:
+            series = self._series_index(missing)
+        else:
+            series = get("workspace.series", "series")
         groups = get("workspace.groups", "groups")
         proposal = (
             "review.proposed" if "review.proposed" in self.engine_methods else "workspace.mappings"
@@ -225,17 +238,55 @@ class LlmhApp(App[int]):
         if "decisions" in self.engine_methods:
             review = self.call_engine("decisions", {"out_dir": out})
         self.post_message(msg.WorkspaceLoaded(series, groups, mappings, review, missing))
-        for name in ("grouping", "mapping", "heuristic_report.txt", "conversion_report.txt"):
-            try:
-                text = self.call_engine("workspace.report", {"out_dir": out, "name": name})["text"]
-            except Exception:  # noqa: BLE001 - reports appear as steps run
-                continue
-            self.post_message(msg.ReportText(name, text))
         try:
             text = self.call_engine("workspace.report", {"out_dir": out, "name": HEURISTIC})["text"]
             self.post_message(msg.HeuristicText(text))
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - not generated yet
             pass
+        if self.reports_wanted:
+            self._load_reports()
+
+    def _series_index(self, missing: list[str]) -> list[dict[str, Any]]:
+        """``review.index`` in its compact (column arrays) shape; the row shape from an engine
+        that does not know ``columns``."""
+        from engine.rpc.protocol import EngineGone, RpcError
+
+        for params in ({"out_dir": self.out_dir, "columns": True}, {"out_dir": self.out_dir}):
+            try:
+                return index_rows(self.call_engine("review.index", params))
+            except EngineGone:
+                raise
+            except RpcError as exc:
+                if exc.code == -32602 and "columns" in params:  # invalid params: an older engine
+                    continue
+                missing.append(f"review.index: {exc.message}")
+                return []
+        return []
+
+    def _load_reports(self) -> None:
+        """The step reports (large on big studies: fetched only once the Reports tab shows)."""
+        for name in ("grouping", "mapping", "heuristic_report.txt", "conversion_report.txt"):
+            try:
+                res = self.call_engine("workspace.report", {"out_dir": self.out_dir, "name": name})
+            except Exception as exc:  # noqa: BLE001 - reports appear as steps run
+                from engine.rpc.protocol import EngineGone
+
+                if isinstance(exc, EngineGone):
+                    raise
+                continue
+            self.post_message(msg.ReportText(name, res["text"]))
+
+    @work(thread=True, name="reports", group="reports", exclusive=True, exit_on_error=False)
+    def load_reports(self) -> None:
+        self._load_reports()
+
+    @on(TabbedContent.TabActivated, "#side")
+    def _side_tab(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "side-reports":
+            self.reports.build()
+            if not self.reports_wanted:
+                self.reports_wanted = True
+                self.load_reports()
 
     def on_engine_ready(self, m: msg.EngineReady) -> None:
         self.engine_lost = ""
@@ -635,6 +686,15 @@ class LlmhApp(App[int]):
             return
         pane = self._pane_of(self.focused) or self.groups
         self.screen.maximize(pane, container=False)
+
+    def action_toggle_side(self) -> None:
+        """Switch the side area between the heuristic editor and the reports, focusing it."""
+        side = self.main_screen.query_one("#side", TabbedContent)
+        side.active = "side-reports" if side.active == "side-heuristic" else "side-heuristic"
+        if side.active == "side-reports":
+            self.reports.focus_tabs()
+        else:
+            self.call_after_refresh(self.editor.area.focus)
 
     def action_resize(self, delta: int) -> None:
         left = self.query_one("#left")

@@ -61,6 +61,7 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("view.filter", "slash", "focus_filter", "filter groups", show=False),
     KeySpec("view.sort", "o", "sort", "sort groups by next column", show=False),
     KeySpec("view.maximize", "f11", "maximize", "maximize/restore pane"),
+    KeySpec("view.side", "f2", "toggle_side", "show heuristic/reports", show=False),
     KeySpec("view.grow", "right_square_bracket", "resize(4)", "widen tree pane", show=False),
     KeySpec("view.shrink", "left_square_bracket", "resize(-4)", "narrow tree pane", show=False),
     KeySpec("view.refresh", "f5", "refresh", "reload workspace", show=False),

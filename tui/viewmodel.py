@@ -22,6 +22,14 @@ def _listish(raw: Any) -> list[str]:
     return li(raw)
 
 
+def index_rows(res: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a ``review.index`` answer in either shape (``columns=True`` or not)."""
+    if "columns" in res:
+        cols = list(res["columns"])
+        return [dict(zip(cols, vals, strict=True)) for vals in zip(*res["values"], strict=True)]
+    return list(res.get("series", []))
+
+
 def mapping_from_any(d: dict[str, Any]) -> Mapping:
     if isinstance(d.get("entities"), dict):
         return Mapping.from_dict(d)

@@ -152,9 +152,15 @@ INDEX_COLUMNS = (
 
 
 @method("review.index")
-def m_review_index(ctx: Any, out_dir: str) -> dict[str, Any]:
-    """The few series columns a tree needs, read straight from the TSV (fast on 10k series)."""
+def m_review_index(ctx: Any, out_dir: str, columns: bool = False) -> dict[str, Any]:
+    """The few series columns a tree needs, read straight from the TSV (fast on 10k series).
+
+    ``columns=True``: ``{"columns": [name, ...], "values": [[column 0...], ...], "n": N}``, one
+    array per column and no ``key`` (the client joins ``subject|session|series_id``): a third
+    of the bytes, and no per-row objects to encode and decode. Otherwise ``{"series": [row]}``.
+    """
     import csv
+    import io
     from pathlib import Path
 
     from engine.errors import UserError
@@ -163,11 +169,22 @@ def m_review_index(ctx: Any, out_dir: str) -> dict[str, Any]:
     path = Path(out_dir).expanduser() / SERIES_TSV
     if not path.is_file():
         raise UserError(f"{path} not found: run `llm-heuristics analyze DICOM_DIR {out_dir}` first")
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh, delimiter="\t")
-        header = next(reader, [])
-        idx = [(c, header.index(c)) for c in INDEX_COLUMNS if c in header]
-        rows = [{c: r[i] for c, i in idx if i < len(r)} for r in reader]
+    text = path.read_text(encoding="utf-8")
+    if '"' in text:  # csv quoted a cell (a tab, newline or quote in it): the csv module's job
+        parsed = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter="\t") if r]
+    else:  # nothing quoted: a plain split is exact and several times faster
+        parsed = [ln.rstrip("\r").split("\t") for ln in text.split("\n") if ln.strip("\r")]
+    header, table = (parsed[0], parsed[1:]) if parsed else ([], [])
+    idx = [(c, header.index(c)) for c in INDEX_COLUMNS if c in header]
+    width = len(header)
+    table = [r if len(r) >= width else r + [""] * (width - len(r)) for r in table]
+    if columns:
+        return {
+            "columns": [c for c, _ in idx],
+            "values": [[r[i] for r in table] for _, i in idx],
+            "n": len(table),
+        }
+    rows = [{c: r[i] for c, i in idx} for r in table]
     for r in rows:
         r["key"] = f"{r.get('subject', '')}|{r.get('session', '')}|{r.get('series_id', '')}"
     return {"series": rows}

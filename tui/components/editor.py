@@ -9,6 +9,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static, TextArea
 
+from tui.components import reveal
+
 
 def syntax_problems(text: str) -> list[tuple[int, str]]:
     """A syntax error as ``[(line, message)]`` (checked locally: instant, before the engine)."""
@@ -79,6 +81,7 @@ class HeuristicEditor(Vertical):
             w.set_class(False, "-problems")
             return
         w.set_class(True, "-problems")
+        reveal(self)
         w.update("\n".join(f"line {n}: {msg}" if n else msg for n, msg in problems))
         first = next((n for n, _ in problems if n), 0)
         if first:

@@ -14,24 +14,44 @@ from tui.viewmodel import GroupView, Workspace
 COLUMNS = (
     ("group", "group"),
     ("name", "proposed BIDS name"),
-    ("source", "source"),
+    ("source", "src"),
     ("conf", "conf"),
-    ("n", "series"),
+    ("n", "n"),
     ("flags", "flags"),
 )
+
+
+def short_flag(flag: str) -> str:
+    """A grouping flag as one short word for the table (the rationale pane shows it in full):
+    ``drift:repetition_time`` -> ``drift``, ``missing:S01,S02`` -> ``missing``, ``DERIVED`` ->
+    ``derived``, ``part=mag`` -> ``mag``."""
+    word = flag.split(":", 1)[0].split("=", 1)[-1] if "=" in flag else flag.split(":", 1)[0]
+    return word.lower()
+
+
+def short_flags(flags: list[str]) -> str:
+    return " ".join(dict.fromkeys(short_flag(f) for f in flags))
+
+
+GROUP_CAP = 28  # the table's widest group id / name; the rationale pane shows them in full
+NAME_CAP = 32
+
+
+def clip(text: str, cap: int) -> str:
+    return text if len(text) <= cap else text[: cap - 1] + "…"
 
 
 def _cells(g: GroupView) -> tuple[Any, ...]:
     m = g.mapping
     style = "green" if m.source == "user" else ("yellow" if g.unsure else "")
-    name = Text(g.name, style="dim" if m.is_skip else style)
+    name = Text(clip(g.name, NAME_CAP), style="dim" if m.is_skip else style)
     return (
-        g.group_id,
+        clip(g.group_id, GROUP_CAP),
         name,
         m.source,
         f"{m.confidence:.2f}",
         len(g.series_keys),
-        " ".join(g.flags),
+        short_flags(g.flags),
     )
 
 
@@ -42,7 +62,7 @@ def _sort_value(g: GroupView, col: str) -> Any:
         "name": g.name,
         "source": g.mapping.source,
         "conf": g.mapping.confidence,
-        "flags": " ".join(g.flags),
+        "flags": short_flags(g.flags),
     }[col]
 
 
@@ -80,7 +100,9 @@ class GroupsPane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter groups (/)", id="group-filter")
-        table: DataTable[Any] = DataTable(id="groups-table", cursor_type="row", zebra_stripes=True)
+        table: DataTable[Any] = DataTable(
+            id="groups-table", cursor_type="row", zebra_stripes=True, cell_padding=1
+        )
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table

@@ -40,6 +40,8 @@ class RationalePane(VerticalScroll):
             if text.strip():
                 self.history.setdefault(g, []).append(text.strip())
         self._redraw()
+        if self.group is not None and (gid is None or self.group.group_id == gid):
+            self.call_after_refresh(self.scroll_end, animate=False)  # the newest rationale
 
     def _redraw(self) -> None:
         g = self.group
@@ -50,6 +52,8 @@ class RationalePane(VerticalScroll):
         lines = [f"{g.group_id}  ({g.label})", f"-> {g.name}  [{m.source}, {m.confidence:.2f}]"]
         if g.decision is not None:
             lines.append(f"your decision: {g.decision.describe()}")
+        if g.flags:
+            lines.append(f"flags: {', '.join(g.flags)}")
         lines += [f"  because: {e}" for e in m.evidence]
         if m.rationale:
             lines += ["", "rationale:", m.rationale]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
@@ -26,9 +27,8 @@ class DicomTree(Tree[dict[str, Any]]):
         self.clear()
         for sub, sessions in ws.tree.items():
             n = sum(len(v) for v in sessions.values())
-            node = self.root.add(
-                f"sub-{sub} [dim]({n} series)[/]", data={"kind": "subject", "subject": sub}
-            )
+            label = Text.assemble(f"sub-{sub} ", (f"({n} series)", "dim"))  # no markup parse
+            node = self.root.add(label, data={"kind": "subject", "subject": sub})
             node.allow_expand = True
         self.root.expand()
 
