@@ -309,3 +309,28 @@ def test_dir_label_from_names_and_headers_of_real_epi(shared_data, tmp_path) -> 
         s = next(s for s in series if s.series_id == sid)
         s.series_description = s.protocol_name = "epi"
         assert direction_of(s)[0] == pe
+
+
+def test_real_field_maps_of_three_vendors(shared_data, tmp_path) -> None:
+    """dcm_qa_fmap: Siemens GRE pairs become magnitude1(+2)/phasediff; GE and Philips B0 maps
+    (magnitude + field map in Hz in one series) are never named magnitude1 - left to a person."""
+    out = tmp_path / "out"
+    assert (
+        main(
+            [
+                "analyze",
+                str(shared_data / "dicom" / "dcm_qa_fmap" / "In"),
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    series = read_series(out)
+    res = map_groups(series)
+    maker = {s.series_id: s.manufacturer.upper()[:2] for s in series}
+    for a in res.assignments:
+        if maker[a.series_id] in {"GE", "PH"}:
+            assert not a.bids_path and "B0 map" in a.skip_reason, a
+        else:
+            assert a.bids_path.endswith(("_magnitude1", "_phasediff")), a

@@ -95,6 +95,14 @@ def direction_of(s: SeriesInfo) -> tuple[str, str]:
     return "", ""
 
 
+def _is_vendor_b0_map(f: Facts) -> bool:
+    """GE B0map/3db0map and Philips B0 field maps: one series holds a magnitude volume and a
+    field map in Hz (two volumes, one echo, or Philips' "MIXED" image type), not two echoes."""
+    if re.search(r"b0map|3db0|b0rf", f.seq):
+        return True
+    return f.nvol == 2 and not f.is_phase and (f.echoes <= 1 or "MIXED" in f.itype)
+
+
 def facts_of(s: SeriesInfo) -> Facts:
     name = f"{s.protocol_name} {s.series_description}".lower()
     tokens = {t for t in _TOKEN_SPLIT.split(name) if t}
@@ -436,6 +444,14 @@ def from_evidence(f: Facts) -> Decision:
         ]
         if epi and not fm_seq:
             return _se_epi(f, ev)
+        if _is_vendor_b0_map(f):
+            return _skip(
+                "vendor B0 map (magnitude and field map in Hz in one series): BIDS "
+                "fieldmap + magnitude; map by hand",
+                0.5,
+                *ev,
+                f"{f.nvol} volumes in one series with {max(f.echoes, 1)} echo",
+            )
         if (
             f.is_phase
             or f.is_echo2_only
