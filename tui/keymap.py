@@ -11,8 +11,6 @@ key in the ``[keymap]`` table of the config file (``llm-heuristics config show``
 from __future__ import annotations
 
 import logging
-import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,33 +72,15 @@ def bindings() -> list[Binding]:
     return [Binding(k.key, k.action, k.description, show=k.show, id=k.id) for k in KEYS]
 
 
-def config_file() -> Path:
-    """The config file, through :mod:`engine.config` (``LLMH_CONFIG`` or platformdirs)."""
-    try:
-        from engine.config import config_path
-
-        return config_path()
-    except ImportError:  # pragma: no cover - engine.config is part of the package
-        from platformdirs import user_config_dir
-
-        env = os.environ.get("LLMH_CONFIG")
-        return (
-            Path(env).expanduser()
-            if env
-            else Path(user_config_dir("llm-heuristics")) / "config.toml"
-        )
-
-
 def load_keymap(path: Path | None = None) -> dict[str, str]:
     """``{binding id: keys}`` from the ``[keymap]`` table; unknown ids are logged and dropped."""
-    path = path or config_file()
-    if not path.is_file():
-        return {}
+    from engine.config import load_config_document
+    from engine.errors import UserError
+
     try:
-        with path.open("rb") as fh:
-            table = tomllib.load(fh).get("keymap", {})
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        log.warning("config file %s: %s (keymap ignored)", path, exc)
+        table = load_config_document(path).get("keymap", {})
+    except UserError as exc:  # a broken config file must not stop the UI
+        log.warning("%s (keymap ignored)", exc)
         return {}
     known = {k.id for k in KEYS}
     out = {}
