@@ -24,7 +24,7 @@ for arg in "$@"; do
     --gguf) WANT_GGUF=1; ANY=1 ;;
     --ollama) WANT_OLLAMA=1; ANY=1 ;;
     --all) WANT_8B=1; WANT_70B=1; WANT_GGUF=1; WANT_OLLAMA=1; ANY=1 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "setup_models.sh: unknown option $arg (try --help)" >&2; exit 2 ;;
   esac
 done
