@@ -230,3 +230,24 @@ def test_dcm_qa_xa30_without_asl_metadata(xa30_out, tmp_path):
         assert not any("_asl" in t for t in json.loads(js.read_text()).get("IntendedFor", []))
     if shutil.which("bids-validator"):
         assert "bids-validator: 0 error(s)" in report, report
+
+
+def test_ge_b0_maps_convert_to_fieldmap_and_magnitude(shared_data, tmp_path):
+    """GE B0map series (magnitude + field map in Hz in one series): heudiconv numbers the two
+    images _fieldmap1/_fieldmap2; convert names them _magnitude/_fieldmap and the dataset
+    validates."""
+    _need("heudiconv", "dcm2niix")
+    out = tmp_path / "OUT"
+    _pipeline(shared_data / "dicom" / "dcm_qa_fmap" / "In" / "GE", out)
+    assert main(["convert", str(out), "--subject", "geservice"]) == 0
+    placed = _placed(out / "bids")
+    assert {p.rsplit("_", 1)[-1] for p in placed} == {"fieldmap", "magnitude"}, placed
+    assert len(placed) == 4  # two B0 map series, each a field map and its magnitude
+    for js in (out / "bids").glob("sub-*/fmap/*_fieldmap.json"):
+        assert json.loads(js.read_text())["Units"] == "Hz"
+    scans = next((out / "bids").glob("sub-*/*_scans.tsv")).read_text()
+    assert "_fieldmap1" not in scans and "_magnitude" in scans
+    if shutil.which("bids-validator"):
+        from engine.heuristic.convert import run_bids_validator
+
+        assert run_bids_validator(out / "bids").errors == []

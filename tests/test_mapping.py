@@ -312,8 +312,9 @@ def test_dir_label_from_names_and_headers_of_real_epi(shared_data, tmp_path) -> 
 
 
 def test_real_field_maps_of_three_vendors(shared_data, tmp_path) -> None:
-    """dcm_qa_fmap: Siemens GRE pairs become magnitude1(+2)/phasediff; GE and Philips B0 maps
-    (magnitude + field map in Hz in one series) are never named magnitude1 - left to a person."""
+    """dcm_qa_fmap: Siemens GRE pairs become magnitude1(+2)/phasediff; GE B0 maps (magnitude +
+    field map in Hz in one series) become fieldmap + magnitude; Philips' B0 map is left to a
+    person. None is ever named magnitude1."""
     out = tmp_path / "out"
     assert (
         main(
@@ -330,7 +331,9 @@ def test_real_field_maps_of_three_vendors(shared_data, tmp_path) -> None:
     res = map_groups(series)
     maker = {s.series_id: s.manufacturer.upper()[:2] for s in series}
     for a in res.assignments:
-        if maker[a.series_id] in {"GE", "PH"}:
+        if maker[a.series_id] == "GE":
+            assert a.bids_path.endswith("_fieldmap") and a.extra_paths[0].endswith("_magnitude"), a
+        elif maker[a.series_id] == "PH":
             assert not a.bids_path and "B0 map" in a.skip_reason, a
         else:
             assert a.bids_path.endswith(("_magnitude1", "_phasediff")), a

@@ -149,6 +149,7 @@ class ConversionResult:
     heudiconv_rc: int = 0
     heudiconv_log: str = ""
     intended_for: dict[str, list[str]] = field(default_factory=dict)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # vendor B0 maps, see below
     sidecars: SidecarOutcome | None = None  # what was filled in, what was left out and why
 
     @property
@@ -230,6 +231,65 @@ def written_niftis(bids_dir: Path, subject: str, session: str) -> list[str]:
     if not base.is_dir():
         return []
     return sorted(str(p.relative_to(bids_dir)) for p in base.rglob("*.nii*"))
+
+
+_NUMBERED_FIELDMAP = re.compile(r"^(?P<stem>.+)_fieldmap(?P<n>\d+)(?P<ext>\.nii(?:\.gz)?)$")
+
+
+def split_vendor_fieldmaps(bids_dir: Path, subject: str, session: str) -> list[tuple[str, str]]:
+    """Name the two images of a GE/Philips B0-map series as BIDS wants them.
+
+    dcm2niix writes such a series as a magnitude image and a field map in Hz (ImageType ends
+    in MAGNITUDE / FIELDMAPHZ); heudiconv numbers them ``_fieldmap1``/``_fieldmap2``, which BIDS
+    rejects. They become ``_magnitude`` and ``_fieldmap`` (with ``Units: Hz``); ``*_scans.tsv``
+    follows. Returns the (old, new) relative paths.
+    """
+    base = bids_dir / f"sub-{subject}" / (f"ses-{session}" if session else "") / "fmap"
+    renamed: list[tuple[str, str]] = []
+    for nii in sorted(base.glob("*_fieldmap[0-9]*.nii*")) if base.is_dir() else []:
+        m = _NUMBERED_FIELDMAP.match(nii.name)
+        sidecar = nii.with_name(nii.name[: -len(m["ext"])] + ".json") if m else None
+        if m is None or sidecar is None or not sidecar.exists():
+            continue
+        meta = json.loads(sidecar.read_text())
+        kinds = {str(t).upper() for t in meta.get("ImageType", [])}
+        if "FIELDMAPHZ" in kinds or meta.get("Units") == "Hz":
+            suffix = "fieldmap"
+            meta["Units"] = "Hz"
+        elif "MAGNITUDE" in kinds or "M" in kinds:
+            suffix = "magnitude"
+        else:
+            continue
+        new_nii = nii.with_name(f"{m['stem']}_{suffix}{m['ext']}")
+        if new_nii.exists():
+            continue
+        write_text_atomic(
+            new_nii.with_name(new_nii.name[: -len(m["ext"])] + ".json"),
+            json.dumps(meta, indent=2) + "\n",
+        )
+        sidecar.unlink()
+        nii.rename(new_nii)
+        renamed.append((str(nii.relative_to(bids_dir)), str(new_nii.relative_to(bids_dir))))
+    if renamed:
+        _rename_in_scans(bids_dir, subject, session, renamed)
+    return renamed
+
+
+def _rename_in_scans(
+    bids_dir: Path, subject: str, session: str, renamed: list[tuple[str, str]]
+) -> None:
+    folder = bids_dir / f"sub-{subject}" / (f"ses-{session}" if session else "")
+    prefix = f"sub-{subject}" + (f"_ses-{session}" if session else "")
+    scans = folder / f"{prefix}_scans.tsv"
+    if not scans.exists():
+        return
+    text = scans.read_text()
+    for old, new in renamed:
+        text = text.replace(
+            str(Path(old).relative_to(folder.relative_to(bids_dir))),
+            str(Path(new).relative_to(folder.relative_to(bids_dir))),
+        )
+    write_text_atomic(scans, text)
 
 
 def fix_intended_for(
@@ -434,6 +494,7 @@ def convert(
         if proc.returncode != 0:
             results.append(res)
             continue
+        res.renamed = split_vendor_fieldmaps(bids, sub, ses)
         res.intended_for = fix_intended_for(plan, bids, sub, ses)
         res.sidecars = complete_sidecars(
             bids,

@@ -103,6 +103,12 @@ def _is_vendor_b0_map(f: Facts) -> bool:
     return f.nvol == 2 and not f.is_phase and (f.echoes <= 1 or "MIXED" in f.itype)
 
 
+def _is_philips_b0_map(f: Facts) -> bool:
+    """Philips keeps its B0 map as two echoes (the second the Hz map): left to a person, since
+    heudiconv's echo renaming of that pair is not BIDS."""
+    return "MIXED" in f.itype or f.series.manufacturer.upper().startswith("PHILIPS")
+
+
 def facts_of(s: SeriesInfo) -> Facts:
     name = f"{s.protocol_name} {s.series_description}".lower()
     tokens = {t for t in _TOKEN_SPLIT.split(name) if t}
@@ -444,10 +450,24 @@ def from_evidence(f: Facts) -> Decision:
         ]
         if epi and not fm_seq:
             return _se_epi(f, ev)
+        if _is_vendor_b0_map(f) and not _is_philips_b0_map(f):
+            return Decision(
+                "fmap",
+                "fieldmap",
+                {},
+                confidence=0.75,
+                evidence=ev
+                + [
+                    f"{f.nvol} volumes, one echo: a B0 map (magnitude + field map in Hz)",
+                    "dcm2niix writes the field map and its magnitude -> fieldmap + magnitude",
+                ],
+                extra_suffixes=["magnitude"],
+                kind="vendor_b0",
+            )
         if _is_vendor_b0_map(f):
             return _skip(
-                "vendor B0 map (magnitude and field map in Hz in one series): BIDS "
-                "fieldmap + magnitude; map by hand",
+                "Philips B0 map (magnitude and field map in Hz as two echoes of one series): "
+                "BIDS fieldmap + magnitude; map by hand",
                 0.5,
                 *ev,
                 f"{f.nvol} volumes in one series with {max(f.echoes, 1)} echo",
