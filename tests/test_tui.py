@@ -149,6 +149,8 @@ async def test_filter_sort_matrix_maximize(out: Path) -> None:
     app = LlmhApp(out, keymap={})
     async with app.run_test(size=(100, 30)) as pilot:
         await _ready(app, pilot)
+        await _settle(app, pilot)
+        _all_columns_fit(app)  # 100x30: the flags column is in view, not scrolled off
         await pilot.press("slash", *"bold")
         await pilot.pause()
         assert app.groups._order == ["g04_ep2d_bold_rest", "g05_ep2d_bold_ft"]
@@ -169,6 +171,18 @@ async def test_filter_sort_matrix_maximize(out: Path) -> None:
         assert app.screen.maximized is None
         await pilot.press("right_square_bracket")
         assert app.main_screen.query_one("#left").styles.width.value == 26  # narrow layout 22 + 4
+        await _settle(app, pilot)
+        await pilot.pause(0.1)
+        await _settle(app, pilot)
+        _all_columns_fit(app)  # a narrower groups pane re-clips the names
+
+
+def _all_columns_fit(app: LlmhApp) -> None:
+    table = app.groups.table
+    widths = [c.get_render_width(table) for c in table.ordered_columns]
+    assert sum(widths) <= table.scrollable_content_region.width, (widths, table.size)
+    flags = [str(table.get_row_at(i)[-1]) for i in range(table.row_count)]
+    assert "aborted" in flags, flags
 
 
 async def test_generate_edit_save_validate(out: Path) -> None:
@@ -238,6 +252,68 @@ async def test_preview_and_convert_report_errors_as_notifications(out: Path) -> 
         await pilot.press("c")
         await _settle(app, pilot)
         assert any("convert" in n.message or "preview" in n.message for n in app._notifications)
+
+
+@pytest.fixture(scope="module")
+def synth_out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (small) synthetic study taken through analyze/group/map/generate by the CLI."""
+    import shutil
+
+    for b in ("heudiconv", "dcm2niix"):
+        if shutil.which(b) is None:
+            pytest.skip(f"{b} not installed")
+    from engine.cli import main
+    from engine.synth import generate_study
+
+    base = tmp_path_factory.mktemp("tui-convert")
+    generate_study(base, subjects=1, sessions=1, vendor="siemens", seed=0)
+    out = base / "out"
+    assert main(["analyze", str(base / "dicom"), str(out), "--no-progress"]) == 0
+    for step in ("group", "map", "generate"):
+        assert main([step, str(out)]) == 0
+    return out
+
+
+@pytest.mark.slow
+async def test_convert_dry_run_then_real(
+    synth_out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``c`` (dry run) writes nothing and shows the plan; ``C`` writes OUT/bids and the report."""
+    import shutil
+
+    monkeypatch.setenv("LLMH_CONFIG", str(tmp_path / "none.toml"))
+    out = tmp_path / "out"
+    shutil.copytree(synth_out, out)
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        sub = app.selected_subject()[0]
+        assert sub
+        await pilot.press("c")
+        for _ in range(3):
+            await _settle(app, pilot)
+        dry = app.reports.report("conversion")
+        assert dry.strip(), "the dry run printed nothing"
+        assert not list(out.glob("bids/sub-*/**/*.nii*")), "a dry run wrote NIfTI files"
+        assert app.reports.active == "conversion"
+        assert any(f"dry run of sub-{sub} done" in n.message for n in app._notifications)
+        await pilot.press("C")
+        for _ in range(3):
+            await _settle(app, pilot)
+        real = app.reports.report("conversion")
+        assert real.strip() and real != dry
+        assert any(n.message == f"sub-{sub} done" for n in app._notifications), [
+            n.message for n in app._notifications
+        ]
+        # on screen: the Reports tab in front, its Conversion tab holding the report
+        assert app.main_screen.query_one("#side").active == "side-reports"
+        from textual.widgets import TextArea
+
+        area = app.main_screen.query_one("#report-conversion", TextArea)
+        assert area.text == real
+    niftis = list(out.glob(f"bids/sub-{sub}/**/*.nii*"))
+    assert niftis, "no NIfTI files in OUT/bids"
+    assert (out / "conversion_report.txt").exists()
 
 
 async def test_preview_image(out: Path, tmp_path: Path) -> None:

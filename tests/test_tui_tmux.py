@@ -3,8 +3,9 @@
 Runs on the synthetic study (analyze -> group -> map by the CLI), then: navigate, edit a
 group's name, skip one, re-map one with the LLM (a tiny random GGUF from
 ``tests/fixtures_models.py`` through llama-cpp; that step is left out when ``llama_cpp`` is not
-importable), generate, validate; checks the screen and the files written. The same session
-(without the re-map) against an engine over SSH when ``tests/sshd_fixture.py`` can start sshd.
+importable), generate, validate; checks the screen and the files written. The same session, re-map
+included, against an engine over SSH when ``tests/sshd_fixture.py`` can start sshd (the engine
+on the far side is this machine, so it reads the same GGUF path).
 """
 
 from __future__ import annotations
@@ -217,7 +218,9 @@ def test_tmux_session(study: Path, tmp_path: Path) -> None:
 
 def test_tmux_session_over_ssh(study: Path, tmp_path: Path, sshd) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
     """The same session with the engine behind ``ssh`` (tests/sshd_fixture.py; it skips with the
-    reason when sshd/ssh are missing). The review methods are part of every engine."""
+    reason when sshd/ssh are missing). The review methods are part of every engine; the re-map
+    runs in the far engine (the same machine: the GGUF path is valid there), and is left out
+    only when ``llama_cpp`` is not importable."""
     out = tmp_path / "out"
     shutil.copytree(study, out)
     cfg = tmp_path / "config.toml"
@@ -227,7 +230,14 @@ def test_tmux_session_over_ssh(study: Path, tmp_path: Path, sshd) -> None:  # ty
         f"ssh_options = {[*sshd.ssh_options]!r}\n".replace("'", '"')
         + f'command = ["{sys.executable}", "-m", "engine"]\n'
     )
-    _session(out, ["--engine", "testssh"], {"LLMH_CONFIG": str(cfg)}, "llmh-tui-ssh", "stdio")
+    _session(
+        out,
+        ["--engine", "testssh"],
+        {"LLMH_CONFIG": str(cfg)},
+        "llmh-tui-ssh",
+        "stdio",
+        model=_tiny_gguf(tmp_path),
+    )
 
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -35,18 +35,48 @@ def short_flags(flags: list[str]) -> str:
 
 GROUP_CAP = 28  # the table's widest group id / name; the rationale pane shows them in full
 NAME_CAP = 32
+GROUP_MIN = 12  # on a narrow pane the two are clipped further, down to these, so that the
+NAME_MIN = 20  # short key columns (src, conf, n, flags) stay in view without scrolling
 
 
 def clip(text: str, cap: int) -> str:
     return text if len(text) <= cap else text[: cap - 1] + "…"
 
 
-def _cells(g: GroupView) -> tuple[Any, ...]:
+def fit_caps(
+    groups: list[GroupView], avail: int, padding: int = 1, scrollbar: int = 0
+) -> tuple[int, int]:
+    """The widths to clip group ids and names to so that all columns fit ``avail`` cells.
+
+    The short columns keep their natural widths; the group id and the name give up cells,
+    the wider of the two (over its minimum) first, never below ``GROUP_MIN``/``NAME_MIN``.
+    ``avail <= 0`` (not laid out yet) keeps the full caps."""
+    gw = max([len(COLUMNS[0][1]), *(min(len(g.group_id), GROUP_CAP) for g in groups)])
+    nw = max([len(COLUMNS[1][1]), *(min(len(g.name), NAME_CAP) for g in groups)])
+    if avail <= 0 or not groups:
+        return GROUP_CAP, NAME_CAP
+    rest = [_cells(g)[2:] for g in groups]
+    fixed = sum(
+        max([len(label), *(_width(r[i]) for r in rest)]) for i, (_, label) in enumerate(COLUMNS[2:])
+    )
+    budget = avail - scrollbar - 2 * padding * len(COLUMNS) - fixed
+    gmin, nmin = min(gw, GROUP_MIN), min(nw, NAME_MIN)
+    while gw + nw > budget:
+        if nw > nmin and nw - nmin >= gw - gmin:
+            nw -= 1
+        elif gw > gmin:
+            gw -= 1
+        else:
+            break
+    return min(gw, GROUP_CAP), min(nw, NAME_CAP)
+
+
+def _cells(g: GroupView, caps: tuple[int, int] = (GROUP_CAP, NAME_CAP)) -> tuple[Any, ...]:
     m = g.mapping
     style = "green" if m.source == "user" else ("yellow" if g.unsure else "")
-    name = Text(clip(g.name, NAME_CAP), style="dim" if m.is_skip else style)
+    name = Text(clip(g.name, caps[1]), style="dim" if m.is_skip else style)
     return (
-        clip(g.group_id, GROUP_CAP),
+        clip(g.group_id, caps[0]),
         name,
         m.source,
         f"{m.confidence:.2f}",
@@ -97,6 +127,7 @@ class GroupsPane(Vertical):
         self.ws: Workspace | None = None
         self.sort_col = "group"
         self.sort_reverse = False
+        self.caps = (GROUP_CAP, NAME_CAP)  # what the rows' group ids and names are clipped to
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter groups (/)", id="group-filter")
@@ -139,7 +170,8 @@ class GroupsPane(Vertical):
         table = self.table
         keep = keep or self.selected()
         rows = self.visible_rows()
-        cells = [_cells(g) for g in rows]
+        self.caps = self._caps(rows)
+        cells = [_cells(g, self.caps) for g in rows]
         fit_columns(table, cells)
         table.clear()  # after the widths: clear() also drops the render caches
         table.add_rows(cells)
@@ -154,7 +186,7 @@ class GroupsPane(Vertical):
         if self.ws is None or gid not in getattr(self, "_order", []):
             return
         g = self.ws.groups[gid]
-        cells = _cells(g)
+        cells = _cells(g, self.caps)
         widths = [c.width for c in self.table.ordered_columns]
         if any(_width(v) > w for v, w in zip(cells, widths, strict=True)):
             self.refill()  # a wider name: new widths, and a clean render
@@ -163,6 +195,21 @@ class GroupsPane(Vertical):
         row_key = self.table.coordinate_to_cell_key((row, 0)).row_key
         for (col, _), value in zip(COLUMNS, cells, strict=True):
             self.table.update_cell(row_key, col, value)
+
+    def _caps(self, rows: list[GroupView]) -> tuple[int, int]:
+        table = self.table
+        height = table.size.height
+        # a vertical scrollbar (rows + header taller than the table) takes its cells
+        bar = table.styles.scrollbar_size_vertical if height and len(rows) + 1 > height else 0
+        return fit_caps(rows, table.size.width, table.cell_padding, bar)
+
+    def on_resize(self) -> None:
+        """A new width (terminal, ``[``/``]``, f11): re-clip when the caps change."""
+        self.call_after_refresh(self._refit)
+
+    def _refit(self) -> None:
+        if self.ws is not None and self._caps(self.visible_rows()) != self.caps:
+            self.refill()
 
     def selected(self) -> str | None:
         order = getattr(self, "_order", [])
