@@ -364,3 +364,13 @@ def grouping_report(series: list[SeriesInfo], res: GroupingResult) -> str:
         for k, v in sorted(flagged.items()):
             lines.append(f"  {k}: {', '.join(v)}")
     return "\n".join(lines) + "\n"
+
+
+def write_grouping(out_dir: str | Path, res: GroupingResult) -> None:
+    """Write ``aggregated_dicominfo_groups.tsv`` and ``grouping_report.txt`` into OUT."""
+    from engine.atomic import write_text_atomic, write_tsv_atomic
+    from engine.workspace import GROUPING_REPORT, GROUPS_TSV
+
+    out = Path(out_dir)
+    write_tsv_atomic(out / GROUPS_TSV, GROUP_COLUMNS, group_rows(res))
+    write_text_atomic(out / GROUPING_REPORT, res.report)

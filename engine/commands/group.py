@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from engine.atomic import write_text_atomic, write_tsv_atomic
 from engine.errors import UserError
-from engine.grouping import GROUP_COLUMNS, group_rows, group_series
-from engine.workspace import GROUPING_REPORT, GROUPS_TSV, read_series
+from engine.grouping import group_series, write_grouping
+from engine.workspace import GROUPING_REPORT, read_series
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +28,6 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         raise UserError(str(exc)) from exc
     res = group_series(series)
-    write_tsv_atomic(out / GROUPS_TSV, GROUP_COLUMNS, group_rows(res))
-    write_text_atomic(out / GROUPING_REPORT, res.report)
+    write_grouping(out, res)
     print(f"{len(series)} series -> {len(res.groups)} groups; see {out / GROUPING_REPORT}")
     return 0

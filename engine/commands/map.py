@@ -11,7 +11,7 @@ from engine import review
 from engine.atomic import write_text_atomic, write_tsv_atomic
 from engine.config import add_llm_arguments, settings_from_args
 from engine.errors import UserError
-from engine.grouping import GROUP_COLUMNS, group_rows, group_series
+from engine.grouping import group_series, write_grouping
 from engine.heuristic.inputs import read_mappings
 from engine.mapping import BACKENDS, map_groups
 from engine.mapping.report import (
@@ -21,7 +21,6 @@ from engine.mapping.report import (
     mapped_rows,
 )
 from engine.workspace import (
-    GROUPING_REPORT,
     GROUPS_TSV,
     MAPPED_TSV,
     MAPPING_REPORT,
@@ -101,8 +100,7 @@ def run(args: argparse.Namespace) -> int:
     # Grouping is recomputed (deterministic, same ids as `group`) so series flags are known.
     grouping = group_series(series)
     if not (out / GROUPS_TSV).exists():
-        write_tsv_atomic(out / GROUPS_TSV, GROUP_COLUMNS, group_rows(grouping))
-        write_text_atomic(out / GROUPING_REPORT, grouping.report)
+        write_grouping(out, grouping)
     current = None
     if only:
         known = {g.group_id for g in grouping.groups}
