@@ -23,7 +23,7 @@ SETS = ["dcm_qa_nih", "dcm_qa_fmap", "dcm_qa_xa30", "heudiconv_testdata"]
 
 def _full(path: Path) -> dict | None:
     try:
-        return json.loads(json.dumps(facts_from_bytes(path.read_bytes())))
+        return json.loads(json.dumps(facts_from_bytes(path.read_bytes(), plain=True)))
     except NotDicom:
         return None
 

@@ -14,78 +14,24 @@ import threading
 import zlib
 from typing import Any
 
-PIXEL_GROUP = 0x7FE0
-ITEM = 0xFFFEE000
-ITEM_DELIM = 0xFFFEE00D
-SEQ_DELIM = 0xFFFEE0DD
-UNDEFINED = 0xFFFFFFFF
-
-# VRs with a 2-byte reserved field and a 4-byte length in explicit VR.
-_LONG_VRS = frozenset(
-    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+from engine.scan.dcmbase import (  # noqa: F401 - re-exported for the readers
+    _HEAD_ELE,
+    _HEADER_LEN,
+    _LONG_VRS,
+    _U32_LE,
+    _VALID_VRS,
+    ITEM,
+    ITEM_DELIM,
+    MAX_DEPTH,
+    PIXEL_GROUP,
+    SEQ_DELIM,
+    UNDEFINED,
+    Dataset,
+    DicomParseError,
+    Spec,
+    _t,
 )
-_VALID_VRS = (
-    frozenset(
-        {
-            b"AE",
-            b"AS",
-            b"AT",
-            b"CS",
-            b"DA",
-            b"DS",
-            b"DT",
-            b"FL",
-            b"FD",
-            b"IS",
-            b"LO",
-            b"LT",
-            b"PN",
-            b"SH",
-            b"SL",
-            b"SS",
-            b"ST",
-            b"TM",
-            b"UI",
-            b"UL",
-            b"US",
-        }
-    )
-    | _LONG_VRS
-)
-
-MAX_DEPTH = 12
-
-
-class DicomParseError(Exception):
-    """The bytes are not a (complete) DICOM header."""
-
-
-def _t(group: int, elem: int) -> int:
-    return (group << 16) | elem
-
-
-class Spec:
-    """Which tags to keep and which sequences to descend into.
-
-    ``keep`` holds tags whose raw value bytes are returned; ``seqs`` holds SQ tags parsed into
-    lists of item dicts (with the same rules applied inside).  Private creator elements
-    (gggg,0010-00FF) of the listed ``private_groups`` are always kept so private tags can be
-    resolved by creator name.
-    """
-
-    def __init__(
-        self, keep: set[int], seqs: set[int], private_groups: set[int], vrs: dict[int, bytes]
-    ):
-        self.keep = frozenset(keep)
-        self.seqs = frozenset(seqs)
-        self.private_groups = frozenset(private_groups)
-        self.vrs = vrs  # implicit-VR fallbacks for the tags we decode
-
-
-class Dataset(dict):
-    """tag -> (vr, raw bytes) or tag -> list[Dataset] (sequences). Carries the byte order."""
-
-    __slots__ = ("little",)
+from engine.scan.dcmitems import ItemTemplate, Leaf, NotFlat, flat_item
 
 
 def parse_file_bytes(
@@ -94,6 +40,7 @@ def parse_file_bytes(
     total: int | None = None,
     layout: Layout | None = None,
     record: list[tuple[int, int, int]] | None = None,
+    plain: bool = False,
 ) -> tuple[Dataset, dict[str, Any]]:
     """Parse a DICOM byte buffer (bytes or mmap). Returns (dataset, meta).
 
@@ -106,10 +53,11 @@ def parse_file_bytes(
     ``layout`` (from an earlier file of the same series, see :class:`Layout`) lets the walk
     jump over runs of top-level elements whose bytes equal that file's; ``record`` collects
     ``(tag, start, end)`` of every top-level element so a :class:`Layout` can be made.
+    ``plain`` walks every element of every item (no templates): the reference for tests.
     """
     n = len(buf)
     meta: dict[str, Any] = {"preamble": False, "transfer_syntax": ""}
-    _MEMO.items = {}
+    _MEMO.plain = plain
     if total is None or total < n:
         total = n
     pos = 0
@@ -266,11 +214,6 @@ def _parse(
     if until_item_delim:
         raise DicomParseError("missing item delimiter")
     return pos
-
-
-_HEAD_ELE = struct.Struct("<HH2sH").unpack_from
-_U32_LE = struct.Struct("<I").unpack_from
-_HEADER_LEN = {vr: (12 if vr in _LONG_VRS else 8) for vr in _VALID_VRS}
 
 
 def _parse_ele(
@@ -449,15 +392,19 @@ def _walk_like(
             if (group << 16) | elem != tag:
                 return _parse_ele(buf, pos, n, spec, out, depth, until, total)
             hl = hlen.get(vr)
-            if vr == b"SQ" and tag in seqs and pos + 12 <= n:
-                items: list[Dataset] = []
-                st = lay.sub.get(i)
-                if st is None:
-                    st = lay.sub[i] = [None, None]
+            if vr == b"SQ" and pos + 12 <= n:
                 length = u32(buf, pos + 8)[0]
-                pos = _parse_seq(buf, pos + 12, n, length, True, True, spec, items, depth, st)
-                out[tag] = items
-                continue
+                # kept, or dropped but of undefined length (its end is found by walking its
+                # items, like the same sequence's items in the layout's file)
+                if tag in seqs or length == UNDEFINED:
+                    items: list[Dataset] = []
+                    st = lay.sub.get(i)
+                    if st is None:
+                        st = lay.sub[i] = [None, 0]
+                    pos = _parse_seq(buf, pos + 12, n, length, True, True, spec, items, depth, st)
+                    if tag in seqs:
+                        out[tag] = items
+                    continue
             if hl is not None and vr != b"SQ" and group != 0xFFFE:
                 if hl == 12:
                     length = u32(buf, pos + 8)[0]
@@ -501,25 +448,9 @@ _STRUCTS = {
 }
 
 
-class _Held:
-    """A first item's dataset and the buffer its record points into (for a later Layout)."""
-
-    __slots__ = ("buf", "ds")
-
-    def __init__(self, buf: Any, ds: Dataset) -> None:
-        self.buf = buf
-        self.ds = ds
-
-    def __contains__(self, tag: int) -> bool:
-        return tag in self.ds
-
-    def __getitem__(self, tag: int) -> Any:
-        return self.ds[tag]
-
-
 _SEQ_LE = (struct.Struct("<HH").unpack_from, struct.Struct("<I").unpack_from)
 _SEQ_BE = (struct.Struct(">HH").unpack_from, struct.Struct(">I").unpack_from)
-_MEMO = threading.local()  # .items: item bytes -> Dataset, for the file being parsed
+_MEMO = threading.local()  # .plain: no templates (the reference walk the tests compare with)
 
 
 def _parse_seq(
@@ -536,13 +467,10 @@ def _parse_seq(
 ) -> int:
     """Items of one sequence into ``items`` (or walked and dropped when ``items`` is None).
 
-    Undefined-length items after the first are walked like the first (:class:`Layout`);
-    ``state`` ([first item's record, layout]) carries that over to the next instance of the
-    same sequence (the same macro in the next frame's per-frame functional group item).
-
-    A dropped sequence of defined length is jumped over whole.  Defined-length items whose
-    bytes repeat an earlier item of this file (per-frame functional groups of enhanced files
-    repeat most macros frame after frame) reuse that item's parsed dataset.
+    Kept explicit-little-endian sequences read their items after the first against it
+    (:class:`~engine.scan.dcmitems.ItemTemplate`); ``state`` carries that template over to
+    the same sequence of the next file of a series.  A dropped sequence of defined length is
+    jumped over whole.
     """
     if length != UNDEFINED:
         seq_end = pos + length
@@ -552,9 +480,9 @@ def _parse_seq(
             return seq_end
     else:
         seq_end = end
+    if items is not None and little and explicit and not _MEMO.plain:
+        return _template_seq(buf, pos, seq_end, length, spec, items, depth, state)
     unpack_tag, unpack_u32 = _SEQ_LE if little else _SEQ_BE
-    memo = _MEMO.items
-    st = state if state is not None else [None, None]
     while pos + 8 <= seq_end:
         group, elem = unpack_tag(buf, pos)
         tag = (group << 16) | elem
@@ -564,48 +492,77 @@ def _parse_seq(
             return pos
         if tag != ITEM:
             raise DicomParseError(f"expected item in sequence, got {tag:08X}")
+        ds = Dataset()
+        ds.little = little
         if ilen == UNDEFINED:
-            ds = Dataset()
-            ds.little = little
-            if st[1] is not None:
-                pos = _walk_like(buf, pos, seq_end, spec, ds, 0, st[1], depth + 1, True)
-            elif st[0] is not None:
-                # second item: make the layout from the first, then walk like it
-                first_rec, first_ds = st[0]
-                st[0] = None
-                st[1] = Layout(first_ds.buf, "", first_rec, first_ds) if first_rec else None
-                if st[1] is not None:
-                    pos = _walk_like(buf, pos, seq_end, spec, ds, 0, st[1], depth + 1, True)
-                else:
-                    pos = _parse(
-                        buf, pos, seq_end, little, explicit, spec, ds, depth + 1,
-                        until_item_delim=True,
-                    )  # fmt: skip
-            elif items is not None and little and explicit and not items:
-                rec: list[tuple[int, int, int]] = []
-                pos = _parse_ele(buf, pos, seq_end, spec, ds, depth + 1, True, 0, rec)
-                st[0] = (rec, _Held(buf, ds))
-            else:
-                pos = _parse(
-                    buf, pos, seq_end, little, explicit, spec, ds, depth + 1, until_item_delim=True
-                )
+            pos = _parse(
+                buf, pos, seq_end, little, explicit, spec, ds, depth + 1, until_item_delim=True
+            )
         else:
             iend = pos + ilen
             if iend > seq_end:
                 raise DicomParseError("item runs past its sequence")
-            key = (little, explicit, depth, buf[pos:iend]) if items is not None else None
-            hit = memo.get(key) if key is not None else None
-            if hit is not None:
-                ds = hit
-            else:
-                ds = Dataset()
-                ds.little = little
-                _parse(buf, pos, iend, little, explicit, spec, ds, depth + 1)
-                if key is not None and len(memo) < 4096:
-                    memo[key] = ds
+            _parse(buf, pos, iend, little, explicit, spec, ds, depth + 1)
             pos = iend
         if items is not None:
             items.append(ds)
+    if length == UNDEFINED:
+        raise DicomParseError("truncated sequence (no delimiter)")
+    return seq_end
+
+
+def _template_seq(
+    buf: Any,
+    pos: int,
+    seq_end: int,
+    length: int,
+    spec: Spec,
+    items: list[Dataset],
+    depth: int,
+    state: list[Any] | None,
+) -> int:
+    """:func:`_parse_seq` of a kept explicit-VR-little-endian sequence: the first item is
+    walked in full and becomes the template; later items are read against it."""
+    st = state if state is not None else [None, 0]  # [template, 1 when not flat-walkable]
+    while pos + 8 <= seq_end:
+        group, elem = _SEQ_LE[0](buf, pos)
+        tag = (group << 16) | elem
+        ilen = _U32_LE(buf, pos + 4)[0]
+        pos += 8
+        if tag == SEQ_DELIM:
+            return pos
+        if tag != ITEM:
+            raise DicomParseError(f"expected item in sequence, got {tag:08X}")
+        until = ilen == UNDEFINED
+        iend = seq_end if until else pos + ilen
+        if iend > seq_end:
+            raise DicomParseError("item runs past its sequence")
+        tpl = st[0]
+        got = tpl.read(buf, pos, iend) if tpl is not None and tpl.defined != until else None
+        if got is not None and (until or got[1] == iend):
+            ds = got[0]
+            pos = got[1]
+        else:
+            ds = Dataset()
+            ds.little = True
+            leaves: list[Leaf] = []
+            start = pos
+            try:
+                after = flat_item(buf, pos, iend, spec, ds, depth + 1, until, (), leaves, pos,
+                                  not until)  # fmt: skip
+            except NotFlat:  # e.g. a private SQ sent as UN: the general walk, no template
+                ds = Dataset()
+                ds.little = True
+                after = _parse(buf, pos, iend, True, True, spec, ds, depth + 1,
+                               until_item_delim=until)  # fmt: skip
+                st[0], st[1] = None, 1
+            else:
+                if tpl is not None and not tpl.learn(buf, start, after, leaves):
+                    tpl = None  # another structure (a new file, a new kind of frame)
+                if tpl is None and not st[1]:
+                    st[0] = ItemTemplate(buf, start, after, ds, leaves, not until)
+            pos = after if until else iend
+        items.append(ds)
     if length == UNDEFINED:
         raise DicomParseError("truncated sequence (no delimiter)")
     return seq_end

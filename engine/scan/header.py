@@ -312,6 +312,7 @@ class Reader:
         self.tpl_json = ""
         self.tpl_ds: Dataset | None = None
         self.layout_series: tuple[Any, Any] = (None, None)
+        self.foreign = False  # set by _select: this file's series UID is none we hold state for
         # series UID -> the state above for the last few series, so that files of several
         # series interleaved in path order (flat exports named by UID) keep their templates
         self.recent: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
@@ -329,6 +330,17 @@ class Reader:
                 self._select(data)
                 return self._facts(data, None)
             self._select(buf)
+            if len(buf) < size and _enhanced(buf):
+                # functional groups make the header hundreds of KiB: no prefix attempt
+                if size > MMAP_OVER:
+                    mm = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+                    try:
+                        self._select(mm)
+                        return self._facts(mm, size)
+                    finally:
+                        mm.close()
+                buf += _read_rest(fd, size)
+                self._select(buf)  # the series UID may lie past the prefix
             if len(buf) < size:
                 try:
                     ds, meta = self._parse(buf, size)
@@ -352,19 +364,25 @@ class Reader:
     def _select(self, buf: Any) -> None:
         """Switch to the remembered state of this file's series (found by a byte search for
         SeriesInstanceUID); only a hint: the walk and the UID checks decide."""
-        i = buf.find(_SERIES_UID_ELE)
-        if i < 0 or i + 8 > len(buf):
+        self.foreign = False
+        uids = _uids_in(buf)
+        if not uids:
             return
-        n = buf[i + 6] | (buf[i + 7] << 8)
-        uid = bytes(buf[i + 8 : i + 8 + n]).decode("latin-1").strip("\x00 ")
         current = self.tpl["series_uid"] if self.tpl is not None else self.layout_series[1]
-        if uid == current:
+        if current in uids:
             return
-        state = self.recent.get(uid)
-        if state is not None:
-            self.recent.move_to_end(uid)
-            for name, value in zip(self._STATE, state, strict=True):
-                setattr(self, name, value)
+        if len(uids) > 1:
+            return  # ambiguous: walk like the current layout's file, as before
+        for uid in uids:
+            state = self.recent.get(uid)
+            if state is not None:
+                self.recent.move_to_end(uid)
+                for name, value in zip(self._STATE, state, strict=True):
+                    setattr(self, name, value)
+                return
+        # a series not met lately: walking it like the current layout's file would only
+        # mismatch, and a new layout would need a second walk to record its elements
+        self.foreign = True
 
     def _remember(self, uid: str) -> None:
         self.recent[uid] = tuple(getattr(self, name) for name in self._STATE)
@@ -373,7 +391,7 @@ class Reader:
             self.recent.popitem(last=False)
 
     def _parse(self, buf: Any, total: int | None) -> tuple[Dataset, dict[str, Any]]:
-        lay = self.layout
+        lay = None if self.foreign else self.layout
         rec: list[tuple[int, int, int]] | None = [] if lay is None else None
         varying = set(lay.varying) if lay is not None else None
         ds, meta = parse_file_bytes(buf, SPEC, total, lay, rec)
@@ -402,7 +420,8 @@ class Reader:
     def _from_dataset(
         self, ds: Dataset, meta: dict[str, Any], buf: Any, size: int | None
     ) -> dict[str, Any]:
-        self.hint = max(PREFIX, meta.get("header_end", 0) + 4096)
+        if not ds.keys() & _MULTIFRAME:  # enhanced files are read whole (see ``read``)
+            self.hint = max(PREFIX, meta.get("header_end", 0) + 4096)
         tpl = self.tpl
         try:
             if (
@@ -449,6 +468,42 @@ class Reader:
         if f.get("kind") == "image":
             self._remember(f["series_uid"])
         return f
+
+
+def _uids_in(buf: Any) -> list[str]:
+    """The file's own SeriesInstanceUID, found by a byte search (explicit VR), as a one-item
+    list; else every candidate.  Referenced or related series in group-0008 sequences come
+    before the file's own, which is told apart by the group-0020 element after it (StudyID,
+    SeriesNumber: type 2, always there) where a referenced one ends its item."""
+    out = []
+    i = buf.find(_SERIES_UID_ELE)
+    while 0 <= i and i + 8 <= len(buf):
+        n = buf[i + 6] | (buf[i + 7] << 8)
+        uid = bytes(buf[i + 8 : i + 8 + n]).decode("latin-1").strip("\x00 ")
+        if buf[i + 8 + n : i + 10 + n] == b"\x20\x00":
+            return [uid]
+        out.append(uid)
+        i = buf.find(_SERIES_UID_ELE, i + 8 + n)
+    return out
+
+
+# SOP classes whose files carry per-frame functional groups (header of hundreds of KiB)
+_ENHANCED_SOPS = (
+    b"1.2.840.10008.5.1.4.1.1.4.1", b"1.2.840.10008.5.1.4.1.1.4.2",
+    b"1.2.840.10008.5.1.4.1.1.4.3", b"1.2.840.10008.5.1.4.1.1.4.4",
+    b"1.2.840.10008.5.1.4.1.1.2.1", b"1.2.840.10008.5.1.4.1.1.2.2",
+    b"1.2.840.10008.5.1.4.1.1.128.1", b"1.2.840.10008.5.1.4.1.1.130",
+)  # fmt: skip
+_MEDIA_SOP_ELE = b"\x02\x00\x02\x00UI"
+
+
+def _enhanced(buf: Any) -> bool:
+    """Whether the file meta names an enhanced (functional-group) SOP class."""
+    i = buf.find(_MEDIA_SOP_ELE, 0, 512)
+    if i < 0 or i + 8 > len(buf):
+        return False
+    n = buf[i + 6] | (buf[i + 7] << 8)
+    return bytes(buf[i + 8 : i + 8 + n]).rstrip(b"\x00 ") in _ENHANCED_SOPS
 
 
 def _read_rest(fd: int, size: int) -> bytes:
@@ -919,8 +974,9 @@ def _ge_view_order(ds: Dataset) -> str:
     return ""
 
 
-def facts_from_bytes(buf: bytes) -> dict[str, Any]:
-    """Facts from in-memory bytes (used by the fuzz test); raises :class:`NotDicom`."""
+def facts_from_bytes(buf: bytes, plain: bool = False) -> dict[str, Any]:
+    """Facts from in-memory bytes (used by the fuzz test); raises :class:`NotDicom`.
+    ``plain``: the reference walk, every element of every item (tests compare with it)."""
     if buf[:2] == b"\x1f\x8b":
         try:
             buf = gzip.decompress(buf)
@@ -929,7 +985,7 @@ def facts_from_bytes(buf: bytes) -> dict[str, Any]:
     if len(buf) == 0:
         raise NotDicom("empty file")
     try:
-        ds, meta = parse_file_bytes(buf, SPEC)
+        ds, meta = parse_file_bytes(buf, SPEC, plain=plain)
         return facts_from_dataset(ds, meta)
     except DicomParseError as exc:
         raise NotDicom(str(exc)) from None

@@ -1,0 +1,87 @@
+"""The building blocks of the DICOM header walkers: constants, errors, the dataset type.
+
+Shared by :mod:`engine.scan.dcmparse` (whole files) and :mod:`engine.scan.dcmitems`
+(items of long sequences such as per-frame functional groups).
+"""
+
+from __future__ import annotations
+
+import struct
+
+PIXEL_GROUP = 0x7FE0
+ITEM = 0xFFFEE000
+ITEM_DELIM = 0xFFFEE00D
+SEQ_DELIM = 0xFFFEE0DD
+UNDEFINED = 0xFFFFFFFF
+
+# VRs with a 2-byte reserved field and a 4-byte length in explicit VR.
+_LONG_VRS = frozenset(
+    {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+)
+_VALID_VRS = (
+    frozenset(
+        {
+            b"AE",
+            b"AS",
+            b"AT",
+            b"CS",
+            b"DA",
+            b"DS",
+            b"DT",
+            b"FL",
+            b"FD",
+            b"IS",
+            b"LO",
+            b"LT",
+            b"PN",
+            b"SH",
+            b"SL",
+            b"SS",
+            b"ST",
+            b"TM",
+            b"UI",
+            b"UL",
+            b"US",
+        }
+    )
+    | _LONG_VRS
+)
+
+MAX_DEPTH = 12
+
+
+class DicomParseError(Exception):
+    """The bytes are not a (complete) DICOM header."""
+
+
+def _t(group: int, elem: int) -> int:
+    return (group << 16) | elem
+
+
+class Spec:
+    """Which tags to keep and which sequences to descend into.
+
+    ``keep`` holds tags whose raw value bytes are returned; ``seqs`` holds SQ tags parsed into
+    lists of item dicts (with the same rules applied inside).  Private creator elements
+    (gggg,0010-00FF) of the listed ``private_groups`` are always kept so private tags can be
+    resolved by creator name.
+    """
+
+    def __init__(
+        self, keep: set[int], seqs: set[int], private_groups: set[int], vrs: dict[int, bytes]
+    ):
+        self.keep = frozenset(keep)
+        self.seqs = frozenset(seqs)
+        self.private_groups = frozenset(private_groups)
+        self.vrs = vrs  # implicit-VR fallbacks for the tags we decode
+
+
+class Dataset(dict):
+    """tag -> (vr, raw bytes) or tag -> list[Dataset] (sequences). Carries the byte order."""
+
+    __slots__ = ("little",)
+
+
+_HEAD_ELE = struct.Struct("<HH2sH").unpack_from
+_U32_LE = struct.Struct("<I").unpack_from
+_HEADER_LEN = {vr: (12 if vr in _LONG_VRS else 8) for vr in _VALID_VRS}
