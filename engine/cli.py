@@ -44,7 +44,18 @@ def command_modules() -> list[str]:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _invoked(argv: Sequence[str]) -> str | None:
+    """The command module named by the first non-option word of ``argv``, if there is one."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    if word is None:
+        return None
+    name = word.replace("-", "_")
+    return name if name in command_modules() else None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv`` naming a command, only that command's module is imported
+    (each imports its step's code: a re-scan should not pay for the mapper's imports)."""
     parser = argparse.ArgumentParser(
         prog="llm-heuristics",
         description=(
@@ -73,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.set_defaults(verbosity=0, func=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in command_modules():
+    only = _invoked(argv) if argv is not None else None
+    for name in [only] if only else command_modules():
         module = importlib.import_module(f"engine.commands.{name}")
         module.register(sub)
     return parser
@@ -108,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             except UserError as exc:
                 print(f"llm-heuristics: engine {spec!r}: error: {exc}", file=sys.stderr)
                 return 2
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     _configure_logging(args.verbosity)
     if args.func is None:

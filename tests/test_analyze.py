@@ -114,6 +114,66 @@ def test_incremental_rescan_changed_and_deleted(shared_data: Path, tmp_path: Pat
     cache.close()
 
 
+def _age_folders(root: Path, seconds: int = 3600) -> None:
+    """Folder times an hour old: a scan trusts no folder modified just before it began."""
+    past = (os.stat(root).st_atime_ns, os.stat(root).st_mtime_ns - seconds * 10**9)
+    for d in [root, *(p for p in root.rglob("*") if p.is_dir())]:
+        os.utime(d, ns=past)
+
+
+def test_trust_folder_times(shared_data: Path, tmp_path: Path) -> None:
+    """``--trust-folder-times``: no stat per file while no folder changed; a file added,
+    removed or renamed changes its folder; a file rewritten in place is the documented miss."""
+    src = _copy_tree(shared_data, tmp_path)
+    out = tmp_path / "out"
+    _age_folders(src)
+    scan = pipeline.scan
+    r1 = scan(src, out, n_cpus=1, progress=False, trust_folder_times=True)
+    assert r1.reused == "" and r1.n_read == r1.n_files
+    r2 = scan(src, out, n_cpus=1, progress=False, trust_folder_times=True)
+    assert r2.reused == "folders" and r2.n_files == r1.n_files
+    assert [s.to_row() for s in r2.series] == [s.to_row() for s in r1.series]
+    assert r2.errors == r1.errors and r2.n_dicom == r1.n_dicom
+    # other options: the folder times say nothing about that result
+    r3 = scan(src, out, n_cpus=1, progress=False, trust_folder_times=True,
+              subject_pattern=r"(?P<subject>In)")  # fmt: skip
+    assert r3.reused != "folders"
+    scan(src, out, n_cpus=1, progress=False)
+    # a file added: its folder's time changes, the walk runs and reads just that file
+    series_dir = sorted(d for d in src.iterdir() if d.is_dir())[0]
+    first = sorted(series_dir.iterdir())[0]
+    shutil.copy2(first, series_dir / "zz_copy.dcm")
+    r4 = scan(src, out, n_cpus=1, progress=False, trust_folder_times=True)
+    assert r4.reused == "" and r4.n_read == 1 and r4.n_files == r1.n_files + 1
+    # ... modified just now: not trusted by the next run (could change again in the same tick)
+    r5 = scan(src, out, n_cpus=1, progress=False, trust_folder_times=True)
+    assert r5.reused == "files"
+    _age_folders(src)
+    scan(src, out, n_cpus=1, progress=False, trust_folder_times=True)
+    assert scan(src, out, n_cpus=1, progress=False, trust_folder_times=True).reused == "folders"
+    # rewritten in place (same name): the folder's time stays -> not seen with the option ...
+    st = first.stat()
+    first.write_bytes(b"not a DICOM file any more")
+    os.utime(first, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    assert scan(src, out, n_cpus=1, progress=False, trust_folder_times=True).reused == "folders"
+    # ... and seen by the default re-scan (a stat per file)
+    r6 = scan(src, out, n_cpus=1, progress=False)
+    assert r6.reused == "" and r6.n_read == 1
+    assert any(p == str(first) and "not DICOM" in why for p, why in r6.errors)
+
+
+def test_trust_folder_times_cli(shared_data: Path, tmp_path: Path, capsys) -> None:
+    src = _copy_tree(shared_data, tmp_path)
+    _age_folders(src)
+    out = tmp_path / "out"
+    assert main(["analyze", str(src), str(out), "--no-progress"]) == 0
+    before = (out / "aggregated_dicominfo.tsv").read_bytes()
+    capsys.readouterr()
+    assert main(["analyze", str(src), str(out), "--no-progress", "--trust-folder-times"]) == 0
+    assert "no folder changed" in capsys.readouterr().err
+    assert (out / "aggregated_dicominfo.tsv").read_bytes() == before
+
+
 def test_interrupted_scan_resumes(shared_data: Path, tmp_path: Path, monkeypatch) -> None:
     src = tmp_path / "in"
     shutil.copytree(shared_data / "dicom/dcm_qa_fmap/In/Siemens", src)

@@ -51,6 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--files-per-task", type=int, default=2000, help="with --slurm: files per array task"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--trust-folder-times",
+        action="store_true",
+        help="re-scan: when no folder of the last scan changed (no file added, removed or "
+        "renamed), reuse its result without a stat per file; misses files rewritten in place",
+    )
     p.set_defaults(func=run)
 
 
@@ -104,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         subject_pattern=args.subject_pattern,
         session_pattern=args.session_pattern,
         progress=not args.no_progress,
+        trust_folder_times=args.trust_folder_times,
     )
     if not res.series:
         tsvs = find_dicominfo(src) if src.is_dir() else []
@@ -140,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"analyze: {res.n_files} files, {res.n_dicom} DICOM, {len(res.series)} series, "
         f"{subjects} subject(s); {len(res.errors)} problem(s) listed in {ANALYZE_ERRORS_TSV}; "
-        f"read {res.n_read} header(s) in {res.seconds:.2f} s -> {out / SERIES_TSV}",
+        f"read {res.n_read} header(s) in {res.seconds:.3f} s"
+        f"{' (no folder changed since the last scan)' if res.reused == 'folders' else ''}"
+        f" -> {out / SERIES_TSV}",
         file=sys.stderr,
     )
     return 0

@@ -13,7 +13,10 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-FACTS_VERSION = "3"
+FACTS_VERSION = "4"
+# A folder modified less than this before a scan began may change again within the same
+# timestamp tick (1 s on some file systems) unseen: such a scan's folder times are not kept.
+RACY_NS = 2_000_000_000
 TEMPLATE = "template"  # status of a row that is a series template, not a file
 CACHE_NAME = ".analyze_cache.sqlite"
 
@@ -39,6 +42,10 @@ class FactsCache:
         # Facts shared by the files of one series, stored once; a file row's facts are then
         # {"@": template id, per-file facts}.  Content-addressed, so never stale.
         self.db.execute("CREATE TABLE IF NOT EXISTS templates (id TEXT PRIMARY KEY, facts TEXT)")
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS folders (path TEXT PRIMARY KEY, dev INTEGER, "
+            "ino INTEGER, mtime_ns INTEGER)"
+        )
         self.db.commit()
 
     def known(self) -> dict[str, tuple[int, int]]:
@@ -113,6 +120,42 @@ class FactsCache:
             [("result_sig", signature), ("result", json.dumps(result))],
         )
         self.db.commit()
+
+    def put_folders(
+        self, folders: list[tuple[str, int, int, int]], signature: str, options: str,
+        began_ns: int,
+    ) -> None:  # fmt: skip
+        """Keep the folder times of the scan whose result is ``signature`` (for
+        :meth:`unchanged_signature`); none when a folder was modified just before the scan."""
+        self.db.execute("DELETE FROM folders")
+        racy = any(m >= began_ns - RACY_NS for *_, m in folders)
+        if not racy:
+            self.db.executemany("INSERT OR REPLACE INTO folders VALUES (?,?,?,?)", folders)
+        self.db.executemany(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+            [("folders_sig", "" if racy else signature), ("folders_options", options)],
+        )
+        self.db.commit()
+
+    def unchanged_signature(self, options: str) -> str | None:
+        """The last scan's result signature when no folder it walked has changed since
+        (same device, inode and mtime: no entry added, removed or renamed), else None.
+
+        Trusting folder times misses a file rewritten in place (its folder's time stays);
+        it is what ``analyze --trust-folder-times`` asks for, never the default.
+        """
+        meta = dict(self.db.execute("SELECT k, v FROM meta WHERE k LIKE 'folders_%'"))
+        if not meta.get("folders_sig") or meta.get("folders_options") != options:
+            return None
+        stat = os.stat
+        for path, dev, ino, mtime in self.db.execute("SELECT path, dev, ino, mtime_ns FROM folders"):
+            try:
+                st = stat(path)
+            except OSError:
+                return None
+            if st.st_mtime_ns != mtime or st.st_ino != ino or st.st_dev != dev:
+                return None
+        return meta["folders_sig"]
 
     def close(self) -> None:
         self.db.close()

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 class Discovered:
     files: list[tuple[str, int, int]] = field(default_factory=list)  # path, size, mtime_ns
     errors: list[tuple[str, str]] = field(default_factory=list)  # path, reason
+    # every folder walked: path, device, inode, mtime_ns (see FactsCache.put_folders)
+    folders: list[tuple[str, int, int, int]] = field(default_factory=list)
 
 
 def discover(root: str, exclude: tuple[str, ...] = ()) -> Discovered:
@@ -47,6 +49,7 @@ def discover(root: str, exclude: tuple[str, ...] = ()) -> Discovered:
         seen.add(key)
         if key in excl:
             continue
+        out.folders.append((d, st.st_dev, st.st_ino, st.st_mtime_ns))
         try:
             entries = list(os.scandir(d))
         except OSError as exc:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import sys
 import time
@@ -37,6 +36,9 @@ class ScanResult:
     n_dicom: int = 0
     n_read: int = 0
     seconds: float = 0.0
+    # how an unchanged tree was recognised: "" (headers read), "files" (every path, size
+    # and mtime as before), "folders" (no folder changed; --trust-folder-times)
+    reused: str = ""
 
 
 Row = tuple[str, int, int, str, str | None, str]  # path, size, mtime, status, facts JSON, error
@@ -112,6 +114,8 @@ def read_into_cache(
             if on_progress:
                 on_progress(len(c))
         return
+    import multiprocessing as mp  # here: a re-scan that reads nothing need not load it
+
     ctx = mp.get_context("fork") if sys.platform.startswith("linux") else mp.get_context()
     with ctx.Pool(processes=min(n_cpus, len(chunks))) as pool:
         for rows in pool.imap_unordered(read_chunk, chunks):
@@ -135,25 +139,37 @@ def scan(
     session_pattern: str | None = None,
     progress: bool = True,
     files: list[str] | None = None,
+    trust_folder_times: bool = False,
 ) -> ScanResult:
-    """Scan ``input_path`` (or just ``files``) into the cache in ``out_dir``; aggregate series."""
+    """Scan ``input_path`` (or just ``files``) into the cache in ``out_dir``; aggregate series.
+
+    An unchanged file set (every path, size and mtime) gives the last result without reading
+    a header.  ``trust_folder_times`` skips even the stat of each file when no folder of the
+    last scan changed (see :meth:`FactsCache.unchanged_signature`).
+    """
     t0 = time.perf_counter()
+    began_ns = time.time_ns()
     out_dir = os.path.abspath(out_dir)
     n_cpus = n_cpus or default_cpus()
+    options = repr((os.path.abspath(input_path), subject_pattern, session_pattern, files))
+    cache = FactsCache(os.path.join(out_dir, CACHE_NAME))
+    if trust_folder_times and files is None:
+        sig = cache.unchanged_signature(options)
+        memo = cache.get_result(sig) if sig else None
+        if memo is not None and "n_files" in memo:
+            cache.close()
+            return _from_memo(memo, memo["n_files"], t0, "folders")
     if files is None:
         found = discover(os.fspath(input_path), exclude=(out_dir,))
     else:
         found = discover_list(files)
-    cache = FactsCache(os.path.join(out_dir, CACHE_NAME))
     sig = _signature(found.files, found.errors, subject_pattern, session_pattern)
     memo = cache.get_result(sig)
     if memo is not None:
+        if files is None:
+            cache.put_folders(found.folders, sig, options, began_ns)
         cache.close()
-        res = ScanResult(n_files=len(found.files), n_dicom=memo["n_dicom"], n_read=0)
-        res.series = [SeriesInfo.from_row(r) for r in memo["series"]]
-        res.errors = [tuple(e) for e in memo["errors"]]
-        res.seconds = time.perf_counter() - t0
-        return res
+        return _from_memo(memo, len(found.files), t0, "files")
     try:
         todo, gone = cache.stale(found.files)
         if gone:
@@ -179,13 +195,24 @@ def scan(
         cache.put_result(
             sig,
             {
+                "n_files": res.n_files,
                 "n_dicom": res.n_dicom,
                 "series": [s.to_row() for s in res.series],
                 "errors": res.errors,
             },
         )
+        if files is None:
+            cache.put_folders(found.folders, sig, options, began_ns)
     finally:
         cache.close()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _from_memo(memo: dict[str, Any], n_files: int, t0: float, reused: str) -> ScanResult:
+    res = ScanResult(n_files=n_files, n_dicom=memo["n_dicom"], n_read=0, reused=reused)
+    res.series = [SeriesInfo.from_row(r) for r in memo["series"]]
+    res.errors = [tuple(e) for e in memo["errors"]]
     res.seconds = time.perf_counter() - t0
     return res
 
