@@ -148,7 +148,9 @@ class FactsCache:
         if not meta.get("folders_sig") or meta.get("folders_options") != options:
             return None
         stat = os.stat
-        for path, dev, ino, mtime in self.db.execute("SELECT path, dev, ino, mtime_ns FROM folders"):
+        for path, dev, ino, mtime in self.db.execute(
+            "SELECT path, dev, ino, mtime_ns FROM folders"
+        ):
             try:
                 st = stat(path)
             except OSError:
