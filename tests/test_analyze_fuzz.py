@@ -58,3 +58,44 @@ def test_fuzz_no_crash(shared_data: Path, tmp_path: Path) -> None:
             row = read_one((str(p), len(data), 0))
             assert row[3] in {"image", "error", "dicomdir"}
     assert outcomes["ok"] > 0 and outcomes["rejected"] > 0
+
+
+def _enhanced_sources(root: Path) -> list[bytes]:
+    files = sorted((root / "dcm_qa_xa30" / "In").rglob("*.dcm"))
+    files = [p for p in files if "DWI" in str(p) or "gre_field" in str(p)][:4]
+    files += sorted((root / "dcm_qa_fmap" / "In" / "Philips").rglob("*.dcm"))[:2]
+    return [p.read_bytes() for p in files]
+
+
+def test_fuzz_enhanced_fast_equals_plain(shared_data: Path) -> None:
+    """Mutated enhanced files: the per-frame template reading gives the plain walk's facts,
+    or both reject the file (the template must never make up or hide a frame)."""
+    rng = random.Random(99)
+    sources = _enhanced_sources(shared_data / "dicom")
+    assert sources
+    agree = {"same facts": 0, "both rejected": 0}
+    for _ in range(300):
+        src = rng.choice(sources)
+        b = bytearray(src)
+        start = src.find(b"\x00\x52\x30\x92")  # inside the per-frame functional groups
+        for _ in range(rng.randrange(1, 6)):
+            j = rng.randrange(max(start, 132), max(start + 1, min(len(b), start + 400_000)))
+            kind = rng.randrange(3)
+            if kind == 0:
+                b[j] = rng.randrange(256)
+            elif kind == 1:
+                del b[j : j + rng.randrange(1, 16)]
+            else:
+                b[j:j] = rng.randbytes(rng.randrange(1, 16))
+        data = bytes(b)
+        try:
+            fast = facts_from_bytes(data)
+        except NotDicom:
+            fast = None
+        try:
+            plain = facts_from_bytes(data, plain=True)
+        except NotDicom:
+            plain = None
+        assert fast == plain
+        agree["same facts" if fast is not None else "both rejected"] += 1
+    assert all(agree.values()), agree

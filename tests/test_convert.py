@@ -103,7 +103,13 @@ def test_synthetic_study_converts_and_validates(tmp_path, vendor, layout, sessio
 
         verdict = run_bids_validator(bids)
         assert verdict.errors == [], verdict.errors
-    assert (out / "conversion_report.txt").exists()
+    # every subject/session run keeps its report; the study report holds them all
+    report = (out / "conversion_report.txt").read_text()
+    for sub, ses in cells:
+        where = f"sub-{sub}" + (f" ses-{ses}" if ses else "")
+        assert f"{where}: OK" in report, report
+        name = f"sub-{sub}" + (f"_ses-{ses}" if ses else "") + ".txt"
+        assert (out / "conversion_reports" / name).read_text().startswith(f"{where}: OK")
     assert not list((tmp_path / "dicom").rglob(".heudiconv"))
 
 

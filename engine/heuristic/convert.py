@@ -521,8 +521,30 @@ def convert(
             verdict = run_bids_validator(bids)
     text = conversion_report(results, verdict, dry_run=dry_run, metadata_path=str(meta_path))
     if not dry_run:
-        write_text_atomic(out / "conversion_report.txt", text)
+        write_reports(out, results, verdict, str(meta_path))
     return results, verdict, text
+
+
+REPORTS_DIR = "conversion_reports"
+
+
+def write_reports(
+    out: Path, results: list[ConversionResult], verdict: ValidatorResult | None, metadata_path: str
+) -> None:
+    """One report per subject/session in ``OUT/conversion_reports/`` (a later subject's run
+    does not wipe an earlier one's), and ``OUT/conversion_report.txt``: all of them, then the
+    verdict on the whole dataset from this run."""
+    from engine.heuristic.report import conversion_report
+
+    folder = out / REPORTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in results:
+        name = f"sub-{r.subject}" + (f"_ses-{r.session}" if r.session else "") + ".txt"
+        write_text_atomic(folder / name, conversion_report([r], None, metadata_path=metadata_path))
+    parts = [p.read_text() for p in sorted(folder.glob("sub-*.txt"))]
+    if verdict is not None:
+        parts.append(conversion_report([], verdict))
+    write_text_atomic(out / "conversion_report.txt", "".join(parts))
 
 
 def _title(series: list[SeriesInfo]) -> str:
