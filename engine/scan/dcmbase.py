@@ -85,3 +85,38 @@ class Dataset(dict):
 _HEAD_ELE = struct.Struct("<HH2sH").unpack_from
 _U32_LE = struct.Struct("<I").unpack_from
 _HEADER_LEN = {vr: (12 if vr in _LONG_VRS else 8) for vr in _VALID_VRS}
+
+_SEQ_UNPACK = {
+    True: (struct.Struct("<HH").unpack_from, struct.Struct("<I").unpack_from),
+    False: (struct.Struct(">HH").unpack_from, struct.Struct(">I").unpack_from),
+}
+
+
+def item_header(buf: object, pos: int, little: bool = True) -> int | None:
+    """The length of the item whose header is at ``pos`` (UNDEFINED if so), or None at the
+    sequence delimiter; anything else there is a :class:`DicomParseError`."""
+    unpack_tag, unpack_u32 = _SEQ_UNPACK[little]
+    group, elem = unpack_tag(buf, pos)
+    tag = (group << 16) | elem
+    if tag == SEQ_DELIM:
+        return None
+    if tag != ITEM:
+        raise DicomParseError(f"expected item in sequence, got {tag:08X}")
+    return unpack_u32(buf, pos + 4)[0]
+
+
+def element_header(buf: object, pos: int, end: int) -> tuple[int, int, bytes, int, int]:
+    """(group, element, VR, value length, header length) of the explicit-VR-little-endian
+    element at ``pos``; a delimiter (group FFFE) comes back as read, with header length 8.
+    The walkers' hot loops inline this; the rarer ones call it."""
+    group, elem, vr, length = _HEAD_ELE(buf, pos)
+    if group == 0xFFFE:
+        return group, elem, vr, length, 8
+    hl = _HEADER_LEN.get(vr)
+    if hl is None:
+        raise DicomParseError(f"bad VR {vr!r} at ({group:04X},{elem:04X})")
+    if hl == 12:
+        if pos + 12 > end:
+            raise DicomParseError("truncated element header")
+        length = _U32_LE(buf, pos + 8)[0]
+    return group, elem, vr, length, hl

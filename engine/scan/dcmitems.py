@@ -18,24 +18,20 @@ structure is walked in full as well and becomes the template.
 
 from __future__ import annotations
 
-import struct
 from typing import Any
 
 from engine.scan.dcmbase import (
     _HEAD_ELE,
-    _HEADER_LEN,
     _U32_LE,
-    ITEM,
     ITEM_DELIM,
     MAX_DEPTH,
-    SEQ_DELIM,
     UNDEFINED,
     Dataset,
     DicomParseError,
     Spec,
+    element_header,
+    item_header,
 )
-
-_TAG_LE = struct.Struct("<HH").unpack_from
 
 # leaf: (header start, value start, value end, tag, VR, header length, dataset path or None,
 #        inside a defined-length item or sequence); positions relative to the item's start
@@ -64,23 +60,15 @@ def flat_item(
     dataset (None inside a sequence that is not kept)."""
     if depth > MAX_DEPTH:
         raise DicomParseError("sequences nested too deep")
-    head, u32, hlen = _HEAD_ELE, _U32_LE, _HEADER_LEN
     keep, seqs, pgroups = spec.keep, spec.seqs, spec.private_groups
     while pos + 8 <= end:
         start = pos
-        group, elem, vr, length = head(buf, pos)
+        group, elem, vr, length, hl = element_header(buf, pos, end)
         if group == 0xFFFE:
             tag = (group << 16) | elem
             if tag == ITEM_DELIM and until:
                 return pos + 8
             raise DicomParseError(f"unexpected delimiter {tag:08X}")
-        hl = hlen.get(vr)
-        if hl is None:
-            raise DicomParseError(f"bad VR {vr!r} at ({group:04X},{elem:04X})")
-        if hl == 12:
-            if pos + 12 > end:
-                raise DicomParseError("truncated element header")
-            length = u32(buf, pos + 8)[0]
         pos += hl
         tag = (group << 16) | elem
         if vr == b"SQ" and (length == UNDEFINED or (path is not None and tag in seqs)):
@@ -133,16 +121,11 @@ def _flat_seq(
             raise DicomParseError("sequence runs past the end of the file")
     else:
         seq_end = end
-    u32 = _U32_LE
     while pos + 8 <= seq_end:
-        group, elem = _TAG_LE(buf, pos)
-        tag = (group << 16) | elem
-        ilen = u32(buf, pos + 4)[0]
+        ilen = item_header(buf, pos)
         pos += 8
-        if tag == SEQ_DELIM:
+        if ilen is None:
             return pos
-        if tag != ITEM:
-            raise DicomParseError(f"expected item in sequence, got {tag:08X}")
         ds = Dataset()
         ds.little = True
         ipath = path + (len(items),) if path is not None else None

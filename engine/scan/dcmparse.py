@@ -30,6 +30,7 @@ from engine.scan.dcmbase import (  # noqa: F401 - re-exported for the readers
     DicomParseError,
     Spec,
     _t,
+    item_header,
 )
 from engine.scan.dcmitems import ItemTemplate, Leaf, NotFlat, flat_item
 
@@ -448,8 +449,6 @@ _STRUCTS = {
 }
 
 
-_SEQ_LE = (struct.Struct("<HH").unpack_from, struct.Struct("<I").unpack_from)
-_SEQ_BE = (struct.Struct(">HH").unpack_from, struct.Struct(">I").unpack_from)
 _MEMO = threading.local()  # .plain: no templates (the reference walk the tests compare with)
 
 
@@ -482,16 +481,11 @@ def _parse_seq(
         seq_end = end
     if items is not None and little and explicit and not _MEMO.plain:
         return _template_seq(buf, pos, seq_end, length, spec, items, depth, state)
-    unpack_tag, unpack_u32 = _SEQ_LE if little else _SEQ_BE
     while pos + 8 <= seq_end:
-        group, elem = unpack_tag(buf, pos)
-        tag = (group << 16) | elem
-        ilen = unpack_u32(buf, pos + 4)[0]
+        ilen = item_header(buf, pos, little)
         pos += 8
-        if tag == SEQ_DELIM:
+        if ilen is None:
             return pos
-        if tag != ITEM:
-            raise DicomParseError(f"expected item in sequence, got {tag:08X}")
         ds = Dataset()
         ds.little = little
         if ilen == UNDEFINED:
@@ -525,14 +519,10 @@ def _template_seq(
     walked in full and becomes the template; later items are read against it."""
     st = state if state is not None else [None, 0]  # [template, 1 when not flat-walkable]
     while pos + 8 <= seq_end:
-        group, elem = _SEQ_LE[0](buf, pos)
-        tag = (group << 16) | elem
-        ilen = _U32_LE(buf, pos + 4)[0]
+        ilen = item_header(buf, pos)
         pos += 8
-        if tag == SEQ_DELIM:
+        if ilen is None:
             return pos
-        if tag != ITEM:
-            raise DicomParseError(f"expected item in sequence, got {tag:08X}")
         until = ilen == UNDEFINED
         iend = seq_end if until else pos + ilen
         if iend > seq_end:
