@@ -2,8 +2,8 @@
 
 Fast paths: prefix reads (``os.read`` of the header's size, whole file only when needed),
 series templates (a file of the previous file's series decodes only its per-file facts),
-layout walks (runs of elements byte-identical to the template file's are jumped over, also
-for the per-frame items of enhanced files), and the compact cache rows (template once,
+layout walks (runs of elements byte-identical to the template file's are jumped over),
+per-frame items read against the first item, and the compact cache rows (template once,
 per-file differences per row).
 """
 

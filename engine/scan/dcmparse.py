@@ -58,7 +58,7 @@ def parse_file_bytes(
     """
     n = len(buf)
     meta: dict[str, Any] = {"preamble": False, "transfer_syntax": ""}
-    _MEMO.plain = plain
+    _WALK.plain = plain
     if total is None or total < n:
         total = n
     pos = 0
@@ -345,13 +345,11 @@ def _walk_like(
     out: Dataset,
     total: int,
     lay: Layout,
-    depth: int = 0,
-    until: bool = False,
 ) -> int:
     """:func:`_parse_ele`, skipping runs of elements byte-identical to ``lay``'s.
 
-    At depth 0 for the files of a series; inside a sequence (``depth`` > 0, ``until`` for
-    an undefined-length item) for the items after the first (per-frame functional groups).
+    The top level of the files of a series; a sequence met on the way keeps its item
+    template (``lay.sub``) for the same sequence of the next file.
     """
     tb = lay.buf
     head = _HEAD_ELE
@@ -388,10 +386,10 @@ def _walk_like(
                 varying.add(i)
                 lay._runs = None
             if pos + 12 > n:
-                return _parse_ele(buf, pos, n, spec, out, depth, until, total)
+                return _parse_ele(buf, pos, n, spec, out, 0, False, total)
             group, elem, vr, length = head(buf, pos)
             if (group << 16) | elem != tag:
-                return _parse_ele(buf, pos, n, spec, out, depth, until, total)
+                return _parse_ele(buf, pos, n, spec, out, 0, False, total)
             hl = hlen.get(vr)
             if vr == b"SQ" and pos + 12 <= n:
                 length = u32(buf, pos + 8)[0]
@@ -402,7 +400,7 @@ def _walk_like(
                     st = lay.sub.get(i)
                     if st is None:
                         st = lay.sub[i] = [None, 0]
-                    pos = _parse_seq(buf, pos + 12, n, length, True, True, spec, items, depth, st)
+                    pos = _parse_seq(buf, pos + 12, n, length, True, True, spec, items, 0, st)
                     if tag in seqs:
                         out[tag] = items
                     continue
@@ -416,11 +414,11 @@ def _walk_like(
                     pos = nxt
                     continue
             one: list[tuple[int, int, int]] = []
-            _parse_ele(buf, pos, n, spec, out, depth, False, total, one, True)
+            _parse_ele(buf, pos, n, spec, out, 0, False, total, one, True)
             if not one:  # pixel data or end of buffer where the layout has an element
-                return _parse_ele(buf, pos, n, spec, out, depth, until, total)
+                return _parse_ele(buf, pos, n, spec, out, 0, False, total)
             pos = one[0][2]
-    return _parse_ele(buf, pos, n, spec, out, depth, until, total)
+    return _parse_ele(buf, pos, n, spec, out, 0, False, total)
 
 
 def _parse_meta(buf: Any, pos: int, n: int, spec: Spec, fm: Dataset) -> int:
@@ -449,7 +447,7 @@ _STRUCTS = {
 }
 
 
-_MEMO = threading.local()  # .plain: no templates (the reference walk the tests compare with)
+_WALK = threading.local()  # .plain: no item templates (the reference walk tests compare with)
 
 
 def _parse_seq(
@@ -479,7 +477,7 @@ def _parse_seq(
             return seq_end
     else:
         seq_end = end
-    if items is not None and little and explicit and not _MEMO.plain:
+    if items is not None and little and explicit and not _WALK.plain:
         return _template_seq(buf, pos, seq_end, length, spec, items, depth, state)
     while pos + 8 <= seq_end:
         ilen = item_header(buf, pos, little)
