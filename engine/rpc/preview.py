@@ -1,13 +1,14 @@
 """Series previews: the middle slice of a series as a small windowed PNG.
 
-Only pydicom + numpy + Pillow. The example file of a series (``example_dcm_file``) gives the
-folder; the files of the same SeriesInstanceUID there are sorted by instance number and the
-middle one of the first volume is shown (enhanced multi-frame files: the middle frame).
+The example file of a series (``example_dcm_file``) gives the folder; the files of the same
+SeriesInstanceUID there are sorted by instance number and the middle one of the first volume
+is shown (enhanced multi-frame files: the middle frame).  Pixels go through the one renderer,
+:func:`engine.vision.render.render` (stored window or VOI LUT, else the ``low``/``high``
+percentiles; MONOCHROME1 inverted; colour kept).
 """
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 from typing import Any
@@ -66,42 +67,28 @@ def _series_files(folder: Path, uid: str) -> list[tuple[int, str]]:
     return found
 
 
-def _to_png(arr: Any, size: int, low: float, high: float) -> tuple[bytes, dict[str, Any]]:
-    import numpy as np
-    from PIL import Image
+def _render(
+    path: str, size: int, low: float, high: float, frame: int | None = None
+) -> tuple[bytes, dict[str, Any]]:
+    """The one renderer (:mod:`engine.vision.render`) as a PNG and what the client shows."""
+    from engine.errors import UserError
+    from engine.vision.render import RenderError, render_info, to_png
 
-    a = np.asarray(arr, dtype=np.float64)
-    while a.ndim > 2:  # colour or stacked: take the middle plane / the luminance
-        a = a[..., 0] if a.shape[-1] in (3, 4) else a[a.shape[0] // 2]
-    finite = a[np.isfinite(a)]
-    lo, hi = (
-        (float(np.percentile(finite, low)), float(np.percentile(finite, high)))
-        if finite.size
-        else (0.0, 1.0)
-    )
-    if hi <= lo:
-        hi = lo + 1.0
-    img8 = (np.clip((a - lo) / (hi - lo), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-    im = Image.fromarray(img8, mode="L")
-    scale = size / max(im.width, im.height)  # fit the box: shrink smoothly, grow blocky
-    if scale != 1:
-        new = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
-        im = im.resize(new, Image.Resampling.LANCZOS if scale < 1 else Image.Resampling.NEAREST)
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue(), {"width": im.width, "height": im.height, "window": [lo, hi]}
-
-
-def _pixels(path: str, frame_hint: int | None = None) -> tuple[Any, dict[str, Any]]:
-    ds = _read(path)
-    arr = ds.pixel_array
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    if frames > 1 and arr.ndim >= 3:
-        idx = frame_hint if frame_hint is not None else frames // 2
-        arr = arr[min(idx, frames - 1)]
-    slope = float(getattr(ds, "RescaleSlope", 1) or 1)
-    inter = float(getattr(ds, "RescaleIntercept", 0) or 0)
-    return arr * slope + inter, {"frames": frames}
+    try:
+        r = render_info(path, frame, size, percentiles=(low, high))
+    except RenderError as exc:
+        raise UserError(f"cannot preview {path}: {exc}") from None
+    info: dict[str, Any] = {
+        "width": r.image.width,
+        "height": r.image.height,
+        "window": list(r.window) if r.window else None,
+        "method": r.method,
+        "inverted": r.inverted,
+        "mode": r.image.mode,
+        "frames": r.frames,
+        "frame": r.frame,
+    }
+    return to_png(r.image), info
 
 
 def series_preview(
@@ -117,9 +104,13 @@ def series_preview(
         raise FileNotFoundError(f"no DICOM file of series {s.series_id} (UID {s.series_uid}) found")
     per_volume = s.dim3 if s.dim3 and s.dim4 and len(files) >= s.dim3 * s.dim4 > 1 else len(files)
     chosen = files[min(per_volume // 2, len(files) - 1)][1]
-    arr, meta = _pixels(chosen, (s.dim3 // 2) if s.is_multiframe and s.dim3 else None)
-    png, info = _to_png(arr, size, low, high)
-    return png, {**info, **meta, "file": chosen, "key": s.key}
+    frame = None  # the middle frame; an enhanced file of several volumes: the first volume's
+    if s.is_multiframe and s.dim3:
+        from engine.vision.render import frame_count
+
+        frame = min(s.dim3 // 2, frame_count(_read(chosen, pixels=False)) - 1)
+    png, info = _render(chosen, size, low, high, frame)
+    return png, {**info, "file": chosen, "key": s.key}
 
 
 def path_preview(
@@ -133,6 +124,5 @@ def path_preview(
         chosen = files[len(files) // 2][1]
     else:
         chosen = str(p)
-    arr, meta = _pixels(chosen)
-    png, info = _to_png(arr, size, low, high)
-    return png, {**info, **meta, "file": chosen}
+    png, info = _render(chosen, size, low, high)
+    return png, {**info, "file": chosen}
