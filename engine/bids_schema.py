@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from engine.errors import UserError
+
 # MRI raw-data datatypes this tool writes.
 MRI_DATATYPES: tuple[str, ...] = ("anat", "func", "dwi", "fmap", "perf")
 
@@ -25,11 +27,67 @@ class FileRule:
 
 @dataclass(frozen=True)
 class BidsName:
-    """A schema-checked name; ``entities`` holds neither ``sub`` nor ``ses``."""
+    """The one BIDS name value type: datatype, suffix and entities (no ``sub``/``ses``).
+
+    A group's decision is a name without ``run`` (:attr:`template` ``func/task-rest_bold``);
+    a series' file adds ``run`` (:meth:`relpath`). Entities keep schema order when made with
+    :meth:`of`; :meth:`problems` says why the schema refuses a name.
+    """
 
     datatype: str
     suffix: str
-    entities: tuple[tuple[str, str], ...]
+    entities: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, datatype: str, suffix: str, entities: dict[str, str] | None = None) -> BidsName:
+        """A name with ``entities`` in schema order (unknown keys last, as given); unchecked."""
+        ents = {str(k): str(v) for k, v in (entities or {}).items()}
+        order = get_schema().entity_order
+        known = [k for k in order if k in ents]
+        rest = [k for k in ents if k not in order]
+        return cls(datatype, suffix, tuple((k, ents[k]) for k in known + rest))
+
+    @classmethod
+    def parse(cls, text: str) -> BidsName:
+        """``"func/task-rest_bold"`` -> the name; :class:`BidsNameError` says what is wrong."""
+        text = text.strip()
+        datatype, sep, rest = text.partition("/")
+        if not sep or not datatype.strip() or not rest:
+            raise BidsNameError(
+                f"{text!r}: write datatype/[entities_]suffix, e.g. func/task-rest_bold"
+            )
+        *pairs, suffix = rest.split("_")
+        entities: dict[str, str] = {}
+        for p in pairs:
+            k, s, v = p.partition("-")
+            if not s or not k or not v:
+                raise BidsNameError(f"{p!r} is not a key-value entity (like task-rest)")
+            entities[k] = v
+        if not suffix or "-" in suffix:
+            raise BidsNameError(f"{text!r}: the name must end in a suffix such as bold or T1w")
+        return cls.of(datatype.strip(), suffix.strip(), entities)
+
+    @property
+    def entity_dict(self) -> dict[str, str]:
+        return dict(self.entities)
+
+    @property
+    def template(self) -> str:
+        """``func/task-rest_bold``: what a group decides (``run`` is the series')."""
+        ents = "_".join(f"{k}-{v}" for k, v in self.entities if k != "run")
+        return f"{self.datatype}/{ents + '_' if ents else ''}{self.suffix}"
+
+    def with_entities(self, **entities: str) -> BidsName:
+        return BidsName.of(self.datatype, self.suffix, {**self.entity_dict, **entities})
+
+    def problems(self) -> list[str]:
+        """Why the schema refuses this as a group's name (``run`` is numbered per series)."""
+        out = []
+        ents = self.entity_dict
+        if "run" in ents:
+            out.append("entity 'run' is numbered from the series order, not set per group")
+            ents.pop("run")
+        return out + get_schema().check(self.datatype, self.suffix, ents)
 
     def filename(self, subject: str, session: str = "") -> str:
         parts = [f"sub-{subject}"]
@@ -43,8 +101,11 @@ class BidsName:
         folder = f"sub-{subject}" + (f"/ses-{session}" if session else "")
         return f"{folder}/{self.datatype}/{self.filename(subject, session)}"
 
+    def __str__(self) -> str:
+        return self.template
 
-class BidsNameError(ValueError):
+
+class BidsNameError(UserError, ValueError):
     """A name the schema rejects; the message says why."""
 
 

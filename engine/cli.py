@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from engine import __version__
 from engine import commands as _commands_pkg
-from engine.errors import UserError
+from engine.errors import LlmhError, UserError
 
 log = logging.getLogger("llm_heuristics")
 
@@ -66,6 +66,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"llm-heuristics {__version__}")
     parser.add_argument(
         "--engine",
+        dest="engine_spec",
         metavar="SPEC",
         help="run the pipeline step on this engine: local, ssh:HOST, slurm:OPTS, "
         "apptainer:IMAGE (joined with +) or a profile name; also accepted after the step",
@@ -92,45 +93,38 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 
 # Steps that may run on another engine (``--engine SPEC``): same arguments, same files.
-REMOTE_COMMANDS = frozenset({"analyze", "group", "map", "generate", "validate", "convert"})
-
-
-def _remote(argv: list[str]) -> tuple[str | None, list[str]]:
-    """``(spec, argv without --engine)`` when a pipeline step should run on an engine."""
-    from engine.rpc.client import strip_engine_option
-
-    spec, rest = strip_engine_option(argv)
-    command = next((a for a in rest if not a.startswith("-")), "")
-    if spec is None or command not in REMOTE_COMMANDS:
-        return None, argv
-    return spec, rest
+REMOTE_COMMANDS = frozenset(
+    {"analyze", "group", "map", "generate", "validate", "convert", "decide"}
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    spec = None
     if "--engine" in argv or any(a.startswith("--engine=") for a in argv):
-        spec, rest = _remote(argv)
-        if spec is not None:
-            from engine.rpc.client import run_command
+        from engine.rpc.client import strip_engine_option
 
-            _configure_logging(-1 if "-q" in rest or "--quiet" in rest else 0)
-            step = [a for a in rest if a not in {"-q", "--quiet", "-v", "--verbose"}]
-            try:
-                return run_command(spec, step)
-            except UserError as exc:
-                print(f"llm-heuristics: engine {spec!r}: error: {exc}", file=sys.stderr)
-                return 2
+        spec, argv = strip_engine_option(argv)
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     _configure_logging(args.verbosity)
     if args.func is None:
         parser.print_help()
         return 0
+    if spec is not None and args.command not in REMOTE_COMMANDS:
+        print(
+            f"llm-heuristics {args.command}: error: --engine works with the pipeline steps "
+            f"({', '.join(sorted(REMOTE_COMMANDS))})",
+            file=sys.stderr,
+        )
+        return 2
+    args.engine = spec
     try:
         return int(args.func(args) or 0)
-    except UserError as exc:
-        print(f"llm-heuristics {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    except LlmhError as exc:
+        where = f" (engine {spec!r})" if spec else ""
+        print(f"llm-heuristics {args.command}{where}: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UserError) else 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

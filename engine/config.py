@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import UserError
+from engine.model import UNSURE_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ class Settings:
     context: str = field(default="", metadata={"help": "study context given to the model"})
     llm_all: bool = field(default=False, metadata={"help": "ask the model about every group"})
     confidence_threshold: float = field(
-        default=0.7, metadata={"help": "ask the model when rule confidence is below this"}
+        default=UNSURE_THRESHOLD,
+        metadata={"help": "below this confidence a group is unsure: the model is asked, a person looks"},
     )
     gguf_dirs: list[str] = field(
         default_factory=default_gguf_dirs, metadata={"help": "folders searched for GGUF files"}

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.bids_schema import sanitize_label
-from engine.model import Group, SeriesInfo
+from engine.model import GROUP_COLUMNS, Group, SeriesInfo
 
 # Image types that change what a series *is* (vs. ND/NORM/FILTERED which are reconstruction
 # options that do not split a protocol).
@@ -261,71 +261,22 @@ def group_series(series: list[SeriesInfo]) -> GroupingResult:
         groups.append(g)
         for m in members:
             series_group[m.key] = gid
+    for g in groups:
+        g.series_flags = {k: list(series_flags[k]) for k in g.series_keys if series_flags.get(k)}
     res = GroupingResult(groups, series_group, matrix, dict(series_flags))
     res.report = grouping_report(series, res)
     return res
 
 
-GROUP_COLUMNS = (
-    "group_id",
-    "label",
-    "n_series",
-    "flags",
-    "protocol",
-    "description",
-    "family",
-    "image_type",
-    "matrix",
-    "TR",
-    "TE",
-    "TI",
-    "flip",
-    "echoes",
-    "pe",
-    "typical_frames",
-    "series_keys",
-)
-
-
 def group_rows(res: GroupingResult) -> list[dict[str, str]]:
-    rows = []
-    for g in res.groups:
-        sig = g.signature
-        row = {
-            "group_id": g.group_id,
-            "label": g.label,
-            "n_series": str(len(g.series_keys)),
-            "flags": ";".join(g.flags),
-            "series_keys": ";".join(g.series_keys),
-        }
-        for c in GROUP_COLUMNS:
-            if c in row:
-                continue
-            v = sig.get(c)
-            if isinstance(v, list):
-                v = "x".join(map(str, v)) if c == "matrix" else "\\".join(map(str, v))
-            row[c] = "" if v is None else str(v)
-        rows.append(row)
-    return rows
+    return [g.to_row() for g in res.groups]
 
 
 def read_groups(path: str | Path) -> list[Group]:
     """Read ``aggregated_dicominfo_groups.tsv`` back into :class:`Group` objects."""
     from engine.atomic import read_tsv
 
-    out = []
-    for r in read_tsv(path):
-        sig: dict[str, Any] = {c: r.get(c, "") for c in GROUP_COLUMNS[4:-1]}
-        out.append(
-            Group(
-                group_id=r["group_id"],
-                label=r.get("label", ""),
-                series_keys=[k for k in r.get("series_keys", "").split(";") if k],
-                signature=sig,
-                flags=[f for f in r.get("flags", "").split(";") if f],
-            )
-        )
-    return out
+    return [Group.from_row(r) for r in read_tsv(path)]
 
 
 def grouping_report(series: list[SeriesInfo], res: GroupingResult) -> str:

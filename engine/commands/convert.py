@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from engine.heuristic.convert import convert
+from engine.api.types import ConvertParams
+from engine.commands._api import invoke
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,21 +40,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    results, verdict, text = convert(
-        args.out,
-        args.subject,
-        args.session,
-        bids_dir=args.bids_dir,
-        heuristic=args.heuristic,
-        dicom_dir=args.dicom_dir,
-        dry_run=args.dry_run,
-        validator=not args.no_validator,
-        sidecar_metadata=args.sidecar_metadata,
+    res = invoke(
+        args,
+        "convert",
+        ConvertParams(
+            out_dir=args.out,
+            subject=args.subject,
+            session=args.session,
+            bids_dir=args.bids_dir,
+            heuristic=args.heuristic,
+            dicom_dir=args.dicom_dir,
+            dry_run=args.dry_run,
+            validator=not args.no_validator,
+            sidecar_metadata=args.sidecar_metadata,
+        ),
     )
-    print(text, end="")
-    if args.dry_run:
-        return 0
-    failed = any(not r.ok for r in results)  # incl. files left out for missing metadata
-    if verdict is not None and verdict.errors:
-        failed = True
-    return 1 if failed else 0
+    print(res.report, end="")
+    return 0 if res.ok else 1

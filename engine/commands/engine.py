@@ -20,7 +20,7 @@ import argparse
 import json
 import sys
 
-from engine.errors import UserError
+from engine.errors import LlmhError, UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -136,7 +136,6 @@ def _stop(args: argparse.Namespace) -> int:
 
 def _call(args: argparse.Namespace) -> int:
     from engine.rpc.client import call_json
-    from engine.rpc.protocol import USER_ERROR, RpcError
 
     params = None
     if args.params is not None:
@@ -152,16 +151,14 @@ def _call(args: argparse.Namespace) -> int:
             events=sys.stderr if args.events else None,
             timeout=args.timeout,
         )
-    except RpcError as exc:
-        print(f"llm-heuristics engine call: error {exc.code}: {exc.message}", file=sys.stderr)
-        return 2 if exc.code == USER_ERROR else 1
+    except LlmhError as exc:
+        print(f"llm-heuristics engine call: error {exc.code}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UserError) else 1
     print(json.dumps(value, indent=2, ensure_ascii=False))
     return 0
 
 
 def _run(args: argparse.Namespace) -> int:
-    from engine.rpc.client import run_command
-
     argv = list(args.argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -169,5 +166,7 @@ def _run(args: argparse.Namespace) -> int:
         raise UserError(
             "give the command to run after --, e.g. engine run ssh:gpu01 -- analyze DICOM OUT"
         )
+    from engine.cli import main
+
     sys.stdout.flush()
-    return run_command(args.spec, argv)
+    return main(["--engine", args.spec, *argv])

@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from engine.atomic import write_text_atomic
-from engine.heuristic.compiler import compile_heuristic
-from engine.heuristic.inputs import load_inputs
-from engine.heuristic.policy import CONTEXT_FILE, Policy, save_policy
-from engine.heuristic.report import generation_report
-from engine.heuristic.validate import HEURISTIC_FILE, load_heuristic, validate_module
-from engine.review import reviewed_inputs
+from engine.api.types import GenerateParams
+from engine.commands._api import invoke
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -38,33 +32,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    series, groups, mappings, assignments = load_inputs(out)
-    mappings, assignments = reviewed_inputs(out, series, groups, mappings, assignments)
-    policy = Policy(
-        include_derived=args.include_derived,
-        exclude_sbref=args.exclude_sbref,
-        exclude_phase=args.exclude_phase,
-        exclude_datatypes=list(args.exclude_datatype),
+    res = invoke(
+        args,
+        "generate",
+        GenerateParams(
+            out_dir=args.out,
+            output=args.output,
+            context=args.context,
+            include_derived=args.include_derived,
+            exclude_sbref=args.exclude_sbref,
+            exclude_phase=args.exclude_phase,
+            exclude_datatypes=list(args.exclude_datatype),
+        ),
     )
-    save_policy(out, policy)
-    if args.context:
-        write_text_atomic(out / CONTEXT_FILE, args.context.strip() + "\n")
-    context = args.context
-    if not context and (out / CONTEXT_FILE).exists():
-        context = (out / CONTEXT_FILE).read_text()
-    if not policy.is_default():
-        mappings, assignments = policy.apply(mappings), None
-    descs = sorted({s.study_description for s in series if s.study_description})
-    compiled = compile_heuristic(
-        series, groups, mappings, assignments, context=context, title=descs[0] if descs else ""
-    )
-    target = Path(args.output) if args.output else out / HEURISTIC_FILE
-    write_text_atomic(target, compiled.source)
-    report = generation_report(compiled)
-    result = validate_module(load_heuristic(target), series, groups, mappings, assignments)
-    report += result.format_diff() + "\n"
-    write_text_atomic(out / "heuristic_report.txt", report)
-    print(report, end="")
-    print(f"wrote {target}")
-    return 0 if result.ok else 1
+    print(res.report, end="")
+    print(f"wrote {res.path}")
+    return 0 if res.ok else 1

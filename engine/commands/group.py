@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from engine.errors import UserError
-from engine.grouping import group_series, write_grouping
-from engine.workspace import GROUPING_REPORT, read_series
+from engine.commands._api import invoke
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,12 +19,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
-    try:
-        series = read_series(out)
-    except FileNotFoundError as exc:
-        raise UserError(str(exc)) from exc
-    res = group_series(series)
-    write_grouping(out, res)
-    print(f"{len(series)} series -> {len(res.groups)} groups; see {out / GROUPING_REPORT}")
+    res = invoke(args, "group", {"out_dir": args.out})
+    print(res.message)
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.heuristic.validate import validate
+from engine.commands._api import invoke
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -12,7 +12,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "validate",
         help="check a heuristic against the mapping (no DICOM needed)",
         description="Import the heuristic, run its infotodict per subject/session over OUT's "
-        "series and diff the result against the mapping. Exits 1 on any difference.",
+        "series and diff the result against the effective mapping (the proposal with your "
+        "decisions). Exits 1 on any difference.",
     )
     p.add_argument("out", help="output folder of analyze/group/map")
     p.add_argument("heuristic", nargs="?", help="heuristic file (default OUT/heuristic.py)")
@@ -20,6 +21,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = validate(args.out, args.heuristic)
-    print(result.format_diff())
-    return 0 if result.ok else 1
+    res = invoke(args, "validate", {"out_dir": args.out, "heuristic": args.heuristic})
+    print(res.diff)
+    return 0 if res.ok else 1

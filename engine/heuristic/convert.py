@@ -40,7 +40,7 @@ from engine.heuristic.sidecars import (
     load_study_metadata,
     restore_previous,
 )
-from engine.model import SeriesInfo
+from engine.model import Group, Mapping, SeriesAssignment, SeriesInfo
 from engine.workspace import ANALYZE_INPUT_JSON
 
 # tables a scanner may write listing every file of every series (first one found is used)
@@ -411,6 +411,7 @@ def run_bids_validator(bids_dir: Path, timeout: int = 900) -> ValidatorResult:
 
 def convert(
     out_dir: str | Path,
+    inputs: tuple[list[SeriesInfo], list[Group], list[Mapping], list[SeriesAssignment]],
     subject: str,
     session: str | None = None,
     *,
@@ -424,20 +425,17 @@ def convert(
 ) -> tuple[list[ConversionResult], ValidatorResult | None, str]:
     """Convert one subject (all its sessions, or one); returns results, verdict, report text.
 
+    ``inputs``: the effective mapping (series, groups, mappings, assignments) to convert by.
+
     ``sidecar_metadata``: the study metadata file (default ``OUT/sidecar_metadata.json``) with
     the sidecar facts DICOM lacks; see :mod:`engine.heuristic.sidecars`.
     """
-    from engine.heuristic.inputs import load_inputs
     from engine.heuristic.plan import build_plan
-    from engine.heuristic.policy import load_policy
     from engine.heuristic.report import conversion_report
     from engine.heuristic.validate import HEURISTIC_FILE
 
     out = Path(out_dir)
-    series, groups, mappings, assignments = load_inputs(out)
-    policy = load_policy(out)
-    if not policy.is_default():
-        mappings, assignments = policy.apply(mappings), None
+    series, groups, mappings, assignments = inputs
     plan = build_plan(series, groups, mappings, assignments)
     h = Path(heuristic) if heuristic else out / HEURISTIC_FILE
     if not h.exists():

@@ -202,20 +202,3 @@ def validate_module(
     plan = build_plan(series, groups, mappings, assignments)
     produced, errors = run_heuristic(mod, series)
     return compare(plan, produced, errors)
-
-
-def validate(out_dir: str | Path, heuristic: str | Path | None = None) -> ValidationResult:
-    """Validate ``heuristic`` (default ``OUT/heuristic.py``) against OUT's mapping."""
-    from engine.heuristic.inputs import load_inputs
-    from engine.heuristic.policy import load_policy
-
-    series, groups, mappings, assignments = load_inputs(out_dir)
-    policy = load_policy(out_dir)
-    if not policy.is_default():
-        mappings, assignments = policy.apply(mappings), None
-    path = Path(heuristic) if heuristic else Path(out_dir) / HEURISTIC_FILE
-    try:
-        mod = load_heuristic(path)
-    except Exception as exc:
-        return ValidationResult(errors=[f"cannot import {path}: {exc!r}"])
-    return validate_module(mod, series, groups, mappings, assignments)

@@ -25,14 +25,14 @@ from engine.llm.backend import Backend, BackendError, GenerationOptions, Message
 from engine.llm.cache import AnswerCache, cache_key
 from engine.llm.privacy import contains_phi, phi_values
 from engine.llm.prompt import build_messages, json_phase_messages, prompt_text, retry_messages
-from engine.model import Group, Mapping, SeriesInfo
+from engine.model import UNSURE_THRESHOLD, Group, Mapping, SeriesInfo
 
 log = logging.getLogger(__name__)
 
 #: ``on_delta(group_id, phase, text)``; phase is "rationale", "json" or "retry".
 DeltaCallback = Callable[[str, str, str], None]
 
-DEFAULT_THRESHOLD = 0.7
+DEFAULT_THRESHOLD = UNSURE_THRESHOLD
 LLM_DIR = "llm"
 
 

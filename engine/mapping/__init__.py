@@ -10,12 +10,10 @@ register in :data:`BACKENDS` with the same signature as :func:`rules_backend`.
 from __future__ import annotations
 
 import copy
-import os
 import re
 from collections import defaultdict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Any
 
 from engine.bids_schema import get_schema, sanitize_label
 from engine.grouping import GroupingResult, fill_subjects, group_series
@@ -74,17 +72,16 @@ def map_groups(
     backend: str = "rules",
     grouping: GroupingResult | None = None,
     *,
-    out_dir: str | os.PathLike[str] | None = None,
+    decided: Collection[str] = (),
     only: Collection[str] | None = None,
     current: dict[str, Mapping] | None = None,
 ) -> MappingResult:
-    """Map every group, assign every series, write nothing. ``groups`` default: regrouped.
+    """Propose a mapping for every group and assign every series; writes nothing.
 
-    ``out_dir``: the person's decisions in ``OUT/user_decisions.jsonl`` win. They are applied
-    after validation and before IntendedFor and the series assignment (so a renamed field map
-    or a skipped run is numbered right), and an LLM backend is never asked about a decided
-    group. ``only``: the LLM backend is asked about these groups alone; every other group keeps
-    its mapping from ``current`` (the proposal on disk), or the rules' when it has none.
+    ``decided``: groups the person has decided (an LLM backend is never asked about them; the
+    decisions themselves are applied by :mod:`engine.mapping.effective`). ``only``: the LLM
+    backend is asked about these groups alone; every other group keeps its mapping from
+    ``current`` (the proposal on disk), or the rules' when it has none.
     """
     fill_subjects(series)
     if grouping is None:
@@ -94,18 +91,13 @@ def map_groups(
     series_group = {k: g.group_id for g in groups for k in g.series_keys}
     if backend not in BACKENDS:
         raise ValueError(f"unknown mapping backend {backend!r} (have: {', '.join(BACKENDS)})")
-    decisions: dict[str, Any] = {}
-    if out_dir is not None:
-        from engine.review import current_decisions
-
-        decisions = current_decisions(out_dir) if os.path.isdir(out_dir) else {}
     rules = rules_backend(series, groups)  # cross-group passes see every group
     mappings = dict(rules)
     if backend != "rules":
         ask = [
             g
             for g in groups
-            if g.group_id not in decisions and (only is None or g.group_id in only)
+            if g.group_id not in decided and (only is None or g.group_id in only)
         ]
         answered = BACKENDS[backend](series, ask) if ask else {}
         for gid, m in answered.items():
@@ -123,21 +115,12 @@ def map_groups(
     for g in groups:
         mappings.setdefault(g.group_id, Mapping(g.group_id, skip_reason="not mapped by backend"))
         validate_mapping(mappings[g.group_id])
-    decided = [g.group_id for g in groups if g.group_id in decisions]
-    proposed: list[Mapping] = []
-    if decided:  # keep the proposal (undo goes back to it), IntendedFor as it would be
-        from engine.review import apply_decision
-
-        before = {gid: copy.deepcopy(m) for gid, m in mappings.items()}
-        assign_intended_for(groups, before, series)
-        proposed = [before[g.group_id] for g in groups]
-        for gid in decided:
-            mappings[gid] = validate_mapping(apply_decision(mappings[gid], decisions[gid]))
     assign_intended_for(groups, mappings, series)
-    assignments = assign_series(series, series_group, mappings, grouping.series_flags)
+    flags = {k: v for g in groups for k, v in g.series_flags.items()} or grouping.series_flags
+    assignments = assign_series(series, series_group, mappings, flags)
     ordered = [mappings[g.group_id] for g in groups]
     report = mapping_report(series, groups, ordered, assignments)
-    return MappingResult(ordered, assignments, report, groups, proposed or ordered, decided)
+    return MappingResult(ordered, assignments, report, groups, ordered, [])
 
 
 # --- validation ------------------------------------------------------------------------------

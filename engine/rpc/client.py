@@ -22,13 +22,14 @@ import concurrent.futures
 import contextlib
 import json
 import logging
-import os
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import IO, Any
 
+from engine import __version__
+from engine.errors import ProtocolMismatch
 from engine.rpc import protocol
 from engine.rpc.launchers import Launcher, Transport, make_launcher
 from engine.rpc.protocol import EngineGone, RpcError
@@ -137,6 +138,14 @@ class EngineClient:
         with self._lock:
             if self._gen != gen or not self.hello:
                 raise EngineGone(self._death_message(transport, "closed before its hello"))
+        theirs = str(self.hello.get("protocol", "?"))
+        if theirs != protocol.PROTOCOL_VERSION:
+            transport.close()
+            raise ProtocolMismatch(
+                f"the engine {self.launcher.description!r} speaks protocol {theirs}, this client "
+                f"{protocol.PROTOCOL_VERSION} (engine {self.hello.get('engine_version', '?')}, "
+                f"client {__version__}): install the same llm-heuristics version on both sides"
+            )
 
     def close(self, shutdown: bool = False) -> None:
         """Disconnect; ``shutdown=True`` stops the engine too (a detached one keeps running otherwise)."""
@@ -189,6 +198,27 @@ class EngineClient:
         on_event: EventCallback | None = None,
     ) -> Any:
         return self.request(method, params, on_event=on_event).result(timeout)
+
+    def api(
+        self,
+        method: str,
+        params: Any = None,
+        *,
+        timeout: float | None = None,
+        on_event: EventCallback | None = None,
+    ) -> Any:
+        """Call an API method and get its result dataclass back (:data:`engine.api.types.RESULTS`);
+        ``params``: the method's parameters dataclass or a dict. Errors arrive as the engine's
+        typed exceptions (:mod:`engine.errors`)."""
+        import dataclasses
+
+        from engine.api.types import RESULTS
+        from engine.serial import from_json, to_json
+
+        payload = to_json(params) if dataclasses.is_dataclass(params) else to_json(params or {})
+        value = self.call(method, payload, timeout=timeout, on_event=on_event)
+        rtype = RESULTS.get(method)
+        return value if rtype is None else from_json(rtype, value)
 
     def notify(self, method: str, params: Any = None) -> None:
         with self._lock:
@@ -262,7 +292,7 @@ class EngineClient:
             return
         with contextlib.suppress(concurrent.futures.InvalidStateError):
             if "error" in msg:
-                call.set_exception(RpcError.from_dict(msg["error"]))
+                call.set_exception(protocol.error_from(msg["error"]))
             else:
                 call.set_result(msg.get("result"))
 
@@ -398,39 +428,46 @@ def print_event(stdout: IO[str], stderr: IO[str]) -> EventCallback:
     return on_event
 
 
-def run_command(
-    spec: str | Launcher,
-    argv: list[str],
-    *,
-    stdout: IO[str] | None = None,
-    stderr: IO[str] | None = None,
-    shutdown: bool = True,
-) -> int:
-    """Run one ``llm-heuristics`` command on the engine SPEC; its output appears here. Returns rc.
+def print_progress(stderr: IO[str]) -> EventCallback:
+    """An ``on_event`` for the command line: output and logs as the step would print them,
+    streamed model text as it comes, progress as a line that rewrites itself on a terminal."""
+    base = print_event(stderr, stderr)
+    tty = stderr.isatty()
 
-    What a CLI command calls to honour ``--engine SPEC`` (pass its argv without ``--engine``).
-    """
-    out = stdout or sys.stdout
+    def on_event(method: str, params: dict[str, Any]) -> None:
+        if method == protocol.DELTA:
+            stderr.write(str(params.get("text", "")))
+            stderr.flush()
+        elif method == protocol.PROGRESS and tty:
+            frac = params.get("fraction")
+            pct = f"{100 * frac:5.1f}% " if isinstance(frac, int | float) else ""
+            stderr.write(f"\r{pct}{str(params.get('message', ''))[:70]:<70}")
+            stderr.flush()
+        else:
+            base(method, params)
+
+    return on_event
+
+
+def call_api(
+    spec: str | Launcher, method: str, params: dict[str, Any], *, stderr: IO[str] | None = None
+) -> Any:
+    """One API method on the engine SPEC (what ``--engine SPEC`` does for a pipeline step):
+    JSON result; Ctrl-C cancels the request on the engine."""
     err = stderr or sys.stderr
     client = EngineClient(spec, on_stderr=None)
     try:
         client.start()
-        call = client.request(
-            "cli", {"argv": list(argv), "cwd": os.getcwd()}, on_event=print_event(out, err)
-        )
+        call = client.request(method, params, on_event=print_progress(err))
         try:
-            res = call.result()
+            return call.result()
         except KeyboardInterrupt:
             client.cancel(call)
             with contextlib.suppress(Exception):
                 call.result(timeout=10)
-            return 130
-        return int(res.get("rc", 1))
-    except RpcError as exc:
-        err.write(f"llm-heuristics: engine error: {exc.message}\n")
-        return 1
+            raise
     finally:
-        client.close(shutdown=shutdown and not client.launcher.can_resume)
+        client.close(shutdown=not client.launcher.can_resume)
 
 
 def strip_engine_option(argv: list[str]) -> tuple[str | None, list[str]]:

@@ -24,7 +24,9 @@ import math
 from pathlib import PurePath
 from typing import Any
 
-PROTOCOL_VERSION = "1.0"
+from engine.errors import LlmhError, error_class
+
+PROTOCOL_VERSION = "3"  # must equal the client's; bumped with the API's result shapes
 
 # --- JSON-RPC 2.0 and LSP error codes ------------------------------------------------------
 PARSE_ERROR = -32700
@@ -54,14 +56,14 @@ RESUME = "$/resume"
 AUTH = "$/auth"
 
 
-class RpcError(Exception):
-    """A JSON-RPC error, raised by method handlers and by the client for error answers."""
+class RpcError(LlmhError):
+    """A JSON-RPC error of the protocol itself (parse, method, engine gone...); the engine's
+    typed errors (:mod:`engine.errors`) travel with their own codes and come back as their
+    own classes (:func:`error_from`)."""
 
     def __init__(self, code: int, message: str, data: Any = None) -> None:
-        super().__init__(message)
+        super().__init__(message, data)
         self.code = code
-        self.message = message
-        self.data = data
 
     def to_dict(self) -> dict[str, Any]:
         err: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -70,7 +72,7 @@ class RpcError(Exception):
         return err
 
     @classmethod
-    def from_dict(cls, err: dict[str, Any]) -> RpcError:
+    def from_dict(cls, err: dict[str, Any]) -> RpcError:  # noqa: D102
         return cls(
             int(err.get("code", INTERNAL_ERROR)), str(err.get("message", "")), err.get("data")
         )
@@ -198,3 +200,15 @@ def decode(line: bytes | str) -> dict[str, Any]:
     elif not is_response(msg):
         raise ProtocolError(INVALID_REQUEST, 'a message needs "method", "result" or "error"', id_)
     return msg
+
+
+def error_from(err: dict[str, Any]) -> LlmhError:
+    """The exception an error answer stands for: the engine's typed class for its codes
+    (:class:`engine.errors.UserError`, ``NotFound``, ``InvalidParams``...), else RpcError."""
+    code = int(err.get("code", INTERNAL_ERROR)) if isinstance(err, dict) else INTERNAL_ERROR
+    message = str(err.get("message", "")) if isinstance(err, dict) else str(err)
+    data = err.get("data") if isinstance(err, dict) else None
+    cls = error_class(code)
+    if cls is LlmhError:
+        return RpcError(code, message, data)
+    return cls(message, data)

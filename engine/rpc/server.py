@@ -28,8 +28,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from engine.errors import UserError
-from engine.rpc import context, protocol
+from engine import context
+from engine.errors import LlmhError
+from engine.rpc import protocol
 from engine.rpc.protocol import RpcError
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ class Server:
         from engine.rpc import methods as _methods
 
         self.mode = mode
-        self.methods = methods if methods is not None else _methods.METHODS
+        self.methods = methods if methods is not None else _methods.method_table()
         self.retain = retain
         self.heartbeat = heartbeat
         self.started = time.time()
@@ -395,10 +396,8 @@ class Server:
             msg = protocol.result(st.id, value)
         except (Cancelled, KeyboardInterrupt):
             msg = protocol.error(st.id, protocol.REQUEST_CANCELLED, "request cancelled")
-        except RpcError as exc:
-            msg = protocol.error(st.id, exc.code, exc.message, exc.data)
-        except UserError as exc:
-            msg = protocol.error(st.id, protocol.USER_ERROR, str(exc))
+        except LlmhError as exc:  # RpcError and the engine's typed errors carry their code
+            msg = protocol.error(st.id, exc.code, exc.message or str(exc), exc.data)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an answer
             log.debug("request %r failed", st.id, exc_info=True)
             msg = protocol.error(

@@ -1,0 +1,127 @@
+"""The table of API methods: name -> function, with parameter and result types.
+
+The RPC server serves exactly this table (plus hello/status/model methods); the CLI calls the
+same functions in-process, or by name on a remote engine (``--engine SPEC``). Parameters are
+checked against the function's annotations: a wrong type is an :class:`InvalidParams` naming the
+parameter, never a traceback from deep inside a step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from engine.api import review, steps
+from engine.errors import InvalidParams
+from engine.serial import from_json, to_json
+
+
+@dataclass(frozen=True)
+class ApiMethod:
+    name: str
+    func: Callable[..., Any]
+    step: bool = False  # a pipeline step: one at a time per engine, cancellable
+    doc: str = ""
+
+
+def _m(name: str, func: Callable[..., Any], step: bool = False) -> ApiMethod:
+    doc = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
+    return ApiMethod(name, func, step, doc)
+
+
+API: dict[str, ApiMethod] = {
+    m.name: m
+    for m in (
+        _m("analyze", steps.analyze, step=True),
+        _m("group", steps.group, step=True),
+        _m("map", steps.map_, step=True),
+        _m("generate", steps.generate, step=True),
+        _m("validate", steps.validate, step=True),
+        _m("convert", steps.convert, step=True),
+        _m("review.remap", review.remap, step=True),
+        _m("decide", review.decide),
+        _m("undo", review.undo),
+        _m("redo", review.redo),
+        _m("decisions", review.review_view),
+        _m("review.check_name", review.check_name),
+        _m("workspace.view", review.workspace_view),
+        _m("workspace.text", review.read_text),
+        _m("heuristic.save", review.save_heuristic),
+        _m("preview", review.preview),
+    )
+}
+
+
+@cache
+def _signature(func: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, Any]]:
+    return inspect.signature(func), typing.get_type_hints(func)
+
+
+def params_type(func: Callable[..., Any]) -> type | None:
+    """The parameters dataclass of a function that takes one (``map_(p: MapParams)``)."""
+    sig, hints = _signature(func)
+    ps = list(sig.parameters)
+    if len(ps) == 1:
+        tp = hints.get(ps[0])
+        if dataclasses.is_dataclass(tp):
+            return tp  # type: ignore[return-value]
+    return None
+
+
+def bind(func: Callable[..., Any], params: Any) -> dict[str, Any]:
+    """Keyword arguments for ``func`` from JSON ``params``, checked against its annotations."""
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        raise InvalidParams("params must be an object of named parameters")
+    sig, hints = _signature(func)
+    ptype = params_type(func)
+    if ptype is not None:
+        names = {f.name for f in dataclasses.fields(ptype)}
+        unknown = sorted(set(params) - names)
+        if unknown:
+            raise InvalidParams(f"unknown parameter(s): {', '.join(unknown)}")
+        missing = [
+            f.name
+            for f in dataclasses.fields(ptype)
+            if f.name not in params
+            and f.default is dataclasses.MISSING
+            and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+        ]
+        if missing:
+            raise InvalidParams(f"missing parameter(s): {', '.join(missing)}")
+        try:
+            return {next(iter(sig.parameters)): from_json(ptype, params)}
+        except TypeError as exc:
+            raise InvalidParams(str(exc)) from None
+    unknown = sorted(set(params) - set(sig.parameters))
+    if unknown:
+        raise InvalidParams(f"unknown parameter(s): {', '.join(unknown)}")
+    kwargs: dict[str, Any] = {}
+    for name, par in sig.parameters.items():
+        if name not in params:
+            if par.default is inspect.Parameter.empty:
+                raise InvalidParams(f"missing parameter: {name}")
+            continue
+        try:
+            kwargs[name] = from_json(hints.get(name, Any), params[name])
+        except TypeError as exc:
+            raise InvalidParams(f"{name}: {exc}") from None
+    return kwargs
+
+
+def call(name: str, params: Any = None) -> Any:
+    """Run API method ``name`` in this process with JSON params; returns its JSON result."""
+    m = API[name]
+    return to_json(m.func(**bind(m.func, params)))
+
+
+def result_type(name: str) -> Any:
+    """The annotated return type of an API method (for the client to rebuild the result)."""
+    _, hints = _signature(API[name].func)
+    return hints.get("return", Any)

@@ -1,0 +1,256 @@
+"""The person's review through the API: decisions, undo/redo, the workspace view, previews.
+
+Every decision is journalled (fsynced) first; then OUT's effective-mapping files are rewritten
+so that a person or another tool reading ``aggregated_dicominfo_mapped.tsv`` sees it too.
+Nothing reads those files back: consumers call :func:`engine.mapping.effective.effective`.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+
+from engine import review as journal
+from engine.api.types import (
+    DecideParams,
+    GroupView,
+    MapParams,
+    MapResult,
+    Preview,
+    ReviewView,
+    SeriesRow,
+    TextFile,
+    WorkspaceView,
+)
+from engine.bids_schema import BidsName
+from engine.errors import InvalidParams, NotFound, UserError
+from engine.model import UNSURE_THRESHOLD, Decision
+from engine.workspace import HEURISTIC_FILE, REPORTS, Workspace
+
+log = logging.getLogger(__name__)
+
+
+def review_view(out_dir: str, changed: Decision | None = None) -> ReviewView:
+    st = journal.load_state(Workspace(out_dir).require().root)
+    return ReviewView(
+        decisions=dict(sorted(st.effective().items())),
+        history=st.history[: st.pos],
+        redo=st.history[st.pos :],
+        can_undo=st.can_undo,
+        can_redo=st.can_redo,
+        last_seq=st.last_seq,
+        changed=changed,
+    )
+
+
+def refresh(ws: Workspace) -> None:
+    """Rewrite the effective-mapping files after a decision (skipped before ``map`` ran)."""
+    from engine.mapping.effective import effective
+
+    if not (ws.has_series() and ws.has_groups() and ws.has_proposals()):
+        return
+    eff = effective(ws)
+    ws.write_effective(eff.groups, eff.mappings, eff.assignments, eff.series, eff.report)
+
+
+def decide(p: DecideParams) -> ReviewView:
+    """Record one decision (accept / edit NAME / skip / unskip) about a group that exists."""
+    ws = Workspace(p.out_dir).require()
+    groups = {g.group_id for g in ws.read_groups()}
+    if p.group_id not in groups:
+        raise NotFound(
+            f"no group {p.group_id!r} in {ws.root} (see aggregated_dicominfo_groups.tsv)"
+        )
+    datatype = suffix = ""
+    entities: dict[str, str] = {}
+    if p.name:
+        name = BidsName.parse(p.name)
+        datatype, suffix, entities = name.datatype, name.suffix, name.entity_dict
+    elif p.action == "accept":  # accept what is shown: the current effective name
+        from engine.mapping.effective import effective
+
+        m = effective(ws).by_group.get(p.group_id)
+        if m is not None and m.name is not None:
+            datatype, suffix, entities = m.datatype, m.suffix, dict(m.entities)
+    d = journal.decide(
+        ws.root,
+        p.group_id,
+        p.action,
+        datatype=datatype,
+        suffix=suffix,
+        entities=entities,
+        skip_reason=p.skip_reason,
+        note=p.note,
+    )
+    refresh(ws)
+    return review_view(p.out_dir, d)
+
+
+def undo(out_dir: str) -> ReviewView:
+    ws = Workspace(out_dir).require()
+    d = journal.undo(ws.root)
+    refresh(ws)
+    return review_view(out_dir, d)
+
+
+def redo(out_dir: str) -> ReviewView:
+    ws = Workspace(out_dir).require()
+    d = journal.redo(ws.root)
+    refresh(ws)
+    return review_view(out_dir, d)
+
+
+def check_name(name: str) -> list[str]:
+    """Why the schema refuses ``name`` (``func/task-rest_bold``) as a group's name."""
+    try:
+        return BidsName.parse(name).problems()
+    except UserError as exc:
+        return [str(exc)]
+
+
+def remap(
+    out_dir: str, group_ids: list[str], backend: str | None = None, model: str | None = None
+) -> MapResult:
+    """Ask the LLM again about these groups only; the person's decisions still win."""
+    from engine.api.steps import map_
+    from engine.config import load_settings
+
+    gids = [g for g in (str(x).strip() for x in group_ids or []) if g]
+    if not gids:
+        raise InvalidParams("remap: no group given")
+    if not backend or backend == "rules":
+        backend = load_settings().backend
+    return map_(MapParams(out_dir=out_dir, backend=backend, model=model, groups=gids))
+
+
+def _series_rows(eff) -> list[SeriesRow]:  # noqa: ANN001
+    from engine.mapping.effective import series_flags
+
+    flags = series_flags(eff.groups, eff.series)
+    gid_of = {k: g.group_id for g in eff.groups for k in g.series_keys}
+    drift = {g.group_id for g in eff.groups if any(f.startswith("drift") for f in g.flags)}
+    rows = []
+    for s in eff.series:
+        f = ["aborted" for x in flags.get(s.key, []) if x.startswith("aborted")][:1]
+        if gid_of.get(s.key) in drift:
+            f.append("drift")
+        if s.is_derived:
+            f.append("derived")
+        rows.append(
+            SeriesRow(
+                key=s.key,
+                subject=s.subject or s.patient_id,
+                session=s.session,
+                series_id=s.series_id,
+                description=s.series_description,
+                protocol=s.protocol_name,
+                n_files=s.series_files,
+                dim3=s.dim3,
+                dim4=s.dim4,
+                group_id=gid_of.get(s.key, ""),
+                flags=f,
+            )
+        )
+    return rows
+
+
+def workspace_view(out_dir: str) -> WorkspaceView:
+    """Everything the review workstation shows, with the person's decisions applied."""
+    from engine.config import load_settings
+    from engine.grouping import group_series
+    from engine.mapping.effective import combine
+
+    ws = Workspace(out_dir).require()
+    view = WorkspaceView(out_dir=str(ws.root))
+    try:
+        view.unsure_threshold = float(load_settings().confidence_threshold)
+    except Exception:  # noqa: BLE001 - a broken config must not keep the workspace closed
+        view.unsure_threshold = UNSURE_THRESHOLD
+    if not ws.has_series():
+        view.missing.append(f"no series table: run `llm-heuristics analyze DICOM_DIR {ws.root}`")
+        return view
+    series = ws.read_series()
+    if ws.has_groups():
+        groups = ws.read_groups()
+    else:
+        view.missing.append(f"not grouped yet: run `llm-heuristics group {ws.root}`")
+        groups = group_series(series).groups
+    decisions = journal.current_decisions(ws.root)
+    if ws.has_proposals():
+        eff = combine(series, groups, ws.read_proposals(), decisions)
+    else:
+        view.missing.append(f"not mapped yet: run `llm-heuristics map {ws.root}`")
+        eff = combine(series, groups, [], decisions)
+    view.series = _series_rows(eff)
+    for g, prop, m in zip(eff.groups, eff.proposals, eff.mappings, strict=True):
+        d = decisions.get(g.group_id)
+        view.groups.append(
+            GroupView(g, prop, m, d, d is None and m.confidence < view.unsure_threshold)
+        )
+    view.review = review_view(out_dir)
+    view.has_heuristic = ws.path(HEURISTIC_FILE).is_file()
+    view.dicom_inputs = [str(p) for p in ws.analyze_inputs()]
+    return view
+
+
+def read_text(out_dir: str, name: str) -> TextFile:
+    """A report (``grouping``, ``mapping``, ``heuristic``, ``conversion``) or a file in OUT."""
+    ws = Workspace(out_dir).require()
+    path = ws.inside(REPORTS.get(name, name))
+    return TextFile(name=name, path=str(path), text=ws.read_text(name))
+
+
+def save_heuristic(out_dir: str, text: str, name: str = HEURISTIC_FILE) -> TextFile:
+    """Hand edits of the heuristic, written atomically (a ``.py`` file directly in OUT only)."""
+    ws = Workspace(out_dir).require()
+    target = ws.inside(name)
+    if target.parent != ws.root.resolve() or target.suffix != ".py":
+        raise InvalidParams(f"{name!r}: only a .py file directly inside {ws.root}")
+    ws.write_text(name, text)
+    return TextFile(name=name, path=str(target), text=text)
+
+
+MAX_PREVIEW = 2048
+
+
+def preview(
+    out_dir: str,
+    key: str,
+    size: int = 256,
+    low: float = 1.0,
+    high: float = 99.0,
+    dicom_dir: str | None = None,
+) -> Preview:
+    """A PNG of a series' middle slice; its files are found where ``analyze`` read them."""
+    from engine.rpc import preview as pv
+
+    if not 8 <= size <= MAX_PREVIEW:
+        raise InvalidParams(f"size must be 8..{MAX_PREVIEW} pixels, not {size}")
+    ws = Workspace(out_dir).require()
+    match = [s for s in ws.read_series() if s.key == key]
+    if not match:
+        raise NotFound(f"no series {key!r} in {ws.root}")
+    roots = [dicom_dir] if dicom_dir else [str(p) for p in ws.analyze_inputs()]
+    last: Exception | None = None
+    for root in roots or [None]:
+        try:
+            png, info = pv.series_preview(match[0], size=size, low=low, high=high, dicom_dir=root)
+            break
+        except FileNotFoundError as exc:
+            last = exc
+    else:
+        raise NotFound(
+            f"{last}; the files are looked for where `analyze` read them "
+            "(OUT/analyze_input.json) or under --dicom-dir"
+        )
+    import io
+
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(png))
+    return Preview(
+        png_base64=base64.b64encode(png).decode("ascii"),
+        width=im.width,
+        height=im.height,
+        info={str(k): str(v) for k, v in info.items()},
+    )

@@ -1,0 +1,234 @@
+"""Parameters and results of the engine API: plain dataclasses, JSON through :mod:`engine.serial`.
+
+Kept free of step code so that the TUI (which talks to the engine only over RPC) can import
+them: what the client gets back from the engine is an instance of one of these classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from engine.model import Decision, Group, Mapping
+
+PROTOCOL_VERSION = 3  # bumped when a method's parameters or result shape change
+
+
+@dataclass
+class AnalyzeParams:
+    input: str
+    out_dir: str
+    n_cpus: int | None = None
+    subject_pattern: str | None = None
+    session_pattern: str | None = None
+    slurm: bool = False
+    submit: bool = False
+    files_per_task: int = 2000
+    progress: bool = True
+    trust_folder_times: bool = False
+
+
+@dataclass
+class AnalyzeResult:
+    out_dir: str
+    n_files: int = 0
+    n_dicom: int = 0
+    n_series: int = 0
+    n_subjects: int = 0
+    n_problems: int = 0
+    n_read: int = 0
+    seconds: float = 0.0
+    reused_folders: bool = False
+    imported: str = ""  # "" or what heudiconv dicominfo was imported from
+    slurm_script: str = ""  # with --slurm and no --submit: the job script written
+    message: str = ""  # one line for a person
+
+
+@dataclass
+class GroupResult:
+    out_dir: str
+    n_series: int
+    n_groups: int
+    report: str  # path of grouping_report.txt
+    message: str = ""
+
+
+@dataclass
+class MapParams:
+    out_dir: str
+    backend: str = "rules"
+    model: str | None = None
+    quantization: bool | None = None
+    context: str | None = None
+    llm_all: bool = False
+    groups: list[str] | None = None  # ask the LLM about these groups only
+    settings: dict[str, str | int | float | bool] = field(default_factory=dict)  # e.g. n_ctx
+
+
+@dataclass
+class MapResult:
+    out_dir: str
+    backend: str
+    n_groups: int
+    n_series: int
+    n_converted: int
+    decided: list[str] = field(default_factory=list)  # groups the person's decisions settle
+    remapped: list[str] = field(default_factory=list)  # with ``groups``: those asked again
+    report: str = ""  # path of mapping_report.txt
+    message: str = ""
+
+
+@dataclass
+class GenerateParams:
+    out_dir: str
+    output: str | None = None  # default OUT/heuristic.py
+    context: str = ""
+    include_derived: bool = False
+    exclude_sbref: bool = False
+    exclude_phase: bool = False
+    exclude_datatypes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ValidateResult:
+    ok: bool
+    counts: dict[str, int] = field(default_factory=dict)
+    diff: str = ""  # the per-series differences, as a person reads them
+    errors: list[str] = field(default_factory=list)
+    heuristic: str = ""
+
+
+@dataclass
+class GenerateResult:
+    path: str
+    ok: bool
+    report: str  # the generation report text (with the validation diff)
+    validation: ValidateResult | None = None
+
+
+@dataclass
+class ConvertParams:
+    out_dir: str
+    subject: str
+    session: str | None = None
+    bids_dir: str | None = None
+    heuristic: str | None = None
+    dicom_dir: str | None = None
+    dry_run: bool = False
+    validator: bool = True
+    sidecar_metadata: str | None = None
+
+
+@dataclass
+class ConvertResult:
+    ok: bool
+    report: str  # text
+    bids_dir: str
+    dry_run: bool = False
+    written: int = 0
+    missing: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # subject/session runs that failed
+    verdict: str = ""  # the validator's one-line verdict ("" when not run)
+
+
+@dataclass
+class DecideParams:
+    out_dir: str
+    group_id: str
+    action: str  # accept | edit | skip | unskip
+    name: str = ""  # "func/task-rest_bold" for edit (or accept/unskip with a name)
+    skip_reason: str = ""
+    note: str = ""
+
+
+@dataclass
+class ReviewView:
+    """The replayed journal: decisions in effect, history, what undo/redo would do."""
+
+    decisions: dict[str, Decision] = field(default_factory=dict)
+    history: list[Decision] = field(default_factory=list)
+    redo: list[Decision] = field(default_factory=list)
+    can_undo: bool = False
+    can_redo: bool = False
+    last_seq: int = 0
+    changed: Decision | None = None  # what the call that returned this did
+
+
+@dataclass
+class SeriesRow:
+    """What the DICOM tree shows of one series."""
+
+    key: str
+    subject: str
+    session: str
+    series_id: str
+    description: str
+    protocol: str
+    n_files: int
+    dim3: int
+    dim4: int
+    group_id: str = ""
+    flags: list[str] = field(default_factory=list)  # aborted / derived / drift
+
+
+@dataclass
+class GroupView:
+    """One protocol group as a reviewer sees it: proposal, effective mapping, decision."""
+
+    group: Group
+    proposal: Mapping
+    mapping: Mapping
+    decision: Decision | None = None
+    unsure: bool = False
+
+    @property
+    def group_id(self) -> str:
+        return self.group.group_id
+
+
+@dataclass
+class WorkspaceView:
+    out_dir: str
+    series: list[SeriesRow] = field(default_factory=list)
+    groups: list[GroupView] = field(default_factory=list)
+    review: ReviewView = field(default_factory=ReviewView)
+    unsure_threshold: float = 0.7
+    missing: list[str] = field(default_factory=list)  # steps not run yet, as messages
+    has_heuristic: bool = False
+    dicom_inputs: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Preview:
+    png_base64: str
+    width: int = 0
+    height: int = 0
+    info: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TextFile:
+    name: str
+    path: str
+    text: str
+
+
+# What each API method returns, for clients that must not import the step code (the TUI):
+# ``EngineClient.api(method, params)`` rebuilds these. A test checks it against the functions.
+RESULTS: dict[str, object] = {
+    "analyze": AnalyzeResult,
+    "group": GroupResult,
+    "map": MapResult,
+    "generate": GenerateResult,
+    "validate": ValidateResult,
+    "convert": ConvertResult,
+    "review.remap": MapResult,
+    "decide": ReviewView,
+    "undo": ReviewView,
+    "redo": ReviewView,
+    "decisions": ReviewView,
+    "review.check_name": list[str],
+    "workspace.view": WorkspaceView,
+    "workspace.text": TextFile,
+    "heuristic.save": TextFile,
+    "preview": Preview,
+}
