@@ -20,6 +20,7 @@ UNCERTAIN = "POSSIBLE_EXISTENCE"
 NORMAL = "NORMAL"
 ABNORMAL = "ABNORMAL"
 BORDERLINE = "BORDERLINE"
+HISTORICAL = "HISTORICAL"
 
 # (literal, direction) per category. A literal is matched on lowercase tokens, so "cannot"
 # (tokenized "can" "not") is written as it reads.
@@ -40,27 +41,40 @@ _NEGATION: list[tuple[str, str]] = [
         "unlikely", "is negative", "are negative", "none", "ruled out", "not found",
     )),
 ]
+# Weak hedges only. Strong ones ("probable", "likely", "suggestive of", "compatible with")
+# commit the reader to the finding, so they leave it positive (radiology hedging scales put
+# them above ~75% likelihood); CheXpert's uncertain class is kept for real doubt.
 _UNCERTAINTY: list[tuple[str, str]] = [
     *((w, "FORWARD") for w in (
-        "may", "might", "could", "possible", "possibly", "probable", "probably", "likely",
-        "question of", "questionable", "suspicious for", "suspicion for", "suspected",
-        "suggestive of", "suggesting", "suggests", "suggest", "concerning for", "concern for",
-        "worrisome for", "cannot exclude", "can not exclude", "cannot rule out",
-        "can not rule out", "differential", "equivocal", "indeterminate", "uncertain",
-        "consider", "considered", "presumed", "presumably", "perhaps", "versus", "vs",
-        "vs.", "borderline", "borderline enlarged", "borderline enlargement of", "either",
-        "not excluded", "may represent", "may reflect", "could represent", "likely represents",
-        "compatible with", "raises the possibility of", "possibility of", "?",
+        "may", "might", "could", "possible", "possibly", "question", "question of",
+        "questionable", "questionably", "suspicious for", "suspicion for", "suspected",
+        "concerning for", "concern for", "worrisome for", "cannot exclude", "can not exclude",
+        "cannot rule out", "can not rule out", "differential", "differential diagnosis",
+        "equivocal", "indeterminate", "uncertain", "consider", "considered", "perhaps",
+        "either", "not excluded", "may represent", "may reflect", "could represent",
+        "raises the possibility of", "possibility of", "correlate for", "correlate clinically for",
+        "clinical correlation for", "evaluate for", "evaluation for", "assess for",
+        "to exclude", "rule out", "r / o", "vs", "vs.", "versus", "?",
+        "cannot be excluded", "can not be excluded",
     )),
     *((w, "BACKWARD") for w in (
         "cannot be excluded", "can not be excluded", "not excluded", "cannot be ruled out",
         "can not be ruled out", "not ruled out", "is not excluded", "are not excluded",
         "is suspected", "are suspected", "suspected", "is possible", "are possible",
-        "is likely", "are likely", "is questioned", "versus", "vs", "vs.", "is not entirely excluded",
-        "difficult to exclude", "not entirely excluded", "?", "is favored",
+        "is questioned", "is not entirely excluded", "difficult to exclude",
+        "not entirely excluded", "versus", "vs", "vs.", "?", "is questionable",
+        "difficult to entirely exclude", "not be excluded", "not be ruled out",
     )),
 ]
+_BIDIRECTIONAL_UNCERTAINTY = {"versus", "vs", "vs.", "?", "cannot be excluded", "can not be excluded"}
+# Old infection, not pneumonia now ("sequelae of prior granulomatous infection").
+_HISTORICAL = (
+    "prior", "previous", "old", "remote", "history of", "sequelae of", "sequela of",
+    "residua of", "residuals of", "residual of", "healed", "chronic", "treated",
+)
 # Qualifiers of attribute mentions ("the heart size is normal", "enlarged cardiac silhouette").
+# "Borderline" is a grade (the mildest abnormal), not doubt: "borderline cardiomegaly" stays
+# positive; "upper limits of normal" says normal-but-barely and is uncertain.
 _NORMAL = (
     "normal", "normal in size", "within normal limits", "within the normal limits",
     "within normal range", "unremarkable", "not enlarged", "is not enlarged", "not increased",
@@ -72,9 +86,12 @@ _ABNORMAL = (
     "enlarged", "enlargement", "large", "larger", "increased", "increase in", "prominent",
     "prominence", "widened", "widening", "wide", "mildly enlarged", "moderately enlarged",
     "severely enlarged", "markedly enlarged", "cardiomegaly", "globular", "enlarging",
+    "borderline", "borderline enlarged", "borderline - enlarged", "borderline in size",
+    "borderline enlargement", "borderline large",
 )
 _BORDERLINE = (
-    "borderline", "upper limits of normal", "upper limit of normal", "top normal",
+    "upper limits of normal", "upper limits normal", "upper limit normal",
+    "upper normal limits", "upper - normal", "at the upper limit of normal", "upper limit of normal", "top normal",
     "top - normal", "top of normal", "high normal", "upper normal", "at the upper limits",
     "borderline enlarged", "mildly prominent", "slightly prominent", "may be enlarged",
     "possibly enlarged",
@@ -82,7 +99,7 @@ _BORDERLINE = (
 _TERMINATE = (
     "but", "however", "although", "though", "except", "aside from", "apart from", "other than",
     "which", "there is", "there are", "there has been", "there have been", "there may be",
-    "with", "and there", ";", "otherwise", "while", "whereas", "secondary to", "due to",
+    "with", "and there", ";", "otherwise", "while", "whereas",
 )
 # Cues that look like negation but are not ("no change in the effusion" keeps the effusion).
 _PSEUDO = (
@@ -91,7 +108,7 @@ _PSEUDO = (
     "no increase", "no decrease", "no significant interval change", "not only",
     "without change", "without significant change", "without interval change",
     "not cause", "no other", "gram negative", "no improvement", "not improved",
-    "not be excluded", "not be ruled out", "not entirely excluded",
+    "not entirely excluded", "not be excluded", "not be ruled out",
 )
 
 
@@ -102,13 +119,27 @@ def _context_rules() -> list[Any]:
     rules: list[Any] = []
     for lit, direction in _NEGATION:
         rules.append(ConTextRule(lit, NEGATED, direction=direction, terminated_by={UNCERTAIN}))
+    seen: set[str] = set()
     for lit, direction in _UNCERTAINTY:
+        if lit in _BIDIRECTIONAL_UNCERTAINTY:
+            if lit in seen:
+                continue
+            seen.add(lit)
+            direction = "BIDIRECTIONAL"
         rules.append(ConTextRule(lit, UNCERTAIN, direction=direction, terminated_by={NEGATED}))
-    for lits, cat in ((_NORMAL, NORMAL), (_ABNORMAL, ABNORMAL), (_BORDERLINE, BORDERLINE)):
+    for lit in _HISTORICAL:
+        rules.append(
+            ConTextRule(lit, HISTORICAL, direction="FORWARD", max_scope=4,
+                        allowed_types={target_category("Pneumonia", "finding")})
+        )
+    for lits, cat in ((_NORMAL, NORMAL), (_ABNORMAL, ABNORMAL)):
         for lit in lits:
             rules.append(
                 ConTextRule(lit, cat, direction="BIDIRECTIONAL", allowed_types=attrs, max_scope=6)
             )
+    for lit in _BORDERLINE:  # any mention: "borderline cardiomegaly", "heart size borderline"
+        if lit not in seen:
+            rules.append(ConTextRule(lit, BORDERLINE, direction="BIDIRECTIONAL", max_scope=6))
     for lit in _TERMINATE:
         rules.append(ConTextRule(lit, "TERMINATE", direction="TERMINATE"))
     for lit in _PSEUDO:

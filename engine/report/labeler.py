@@ -13,16 +13,25 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from engine.report.context import ABNORMAL, BORDERLINE, NEGATED, NORMAL, UNCERTAIN, build_nlp
+from engine.report.context import (
+    ABNORMAL,
+    BORDERLINE,
+    HISTORICAL,
+    NEGATED,
+    NORMAL,
+    UNCERTAIN,
+    build_nlp,
+)
 from engine.report.labels import CHEXPERT_LABELS, FINDINGS, split_category
 from engine.report.sections import labelled_text
 
 Value = int | None
 """1 positive, 0 negative, -1 uncertain, None not mentioned."""
 
-_VALUE_OF = {NEGATED: 0, UNCERTAIN: -1, NORMAL: 0, ABNORMAL: 1, BORDERLINE: -1}
+_VALUE_OF = {NEGATED: 0, UNCERTAIN: -1, NORMAL: 0, ABNORMAL: 1, BORDERLINE: -1, HISTORICAL: 0}
 _RANK = {1: 3, -1: 2, 0: 1}  # CheXpert: positive > uncertain > negative
 _QUALIFIERS = (NORMAL, ABNORMAL, BORDERLINE)
+_POLAR = (NEGATED, UNCERTAIN, BORDERLINE, HISTORICAL)
 _NUMBERED = re.compile(r"(?:(?<=\s)|^)(\d{1,2})[.)]\s+(?=[A-Za-z])")
 
 
@@ -85,7 +94,7 @@ def mention_value(ent: Any) -> tuple[Value, Any | None]:
     """The value of one mention and the modifier that set it (None: no modifier decided)."""
     label, kind = split_category(ent.label_)
     mods = [m for m in ent._.modifiers if m.category in _VALUE_OF]
-    polar = [m for m in mods if m.category in (NEGATED, UNCERTAIN)]
+    polar = [m for m in mods if m.category in _POLAR]
     if kind == "ignore":
         return None, None
     if kind == "attribute":
@@ -93,7 +102,7 @@ def mention_value(ent: Any) -> tuple[Value, Any | None]:
         if qual is None:
             return None, None
         if qual.category == ABNORMAL:
-            pol = _closest(ent, polar)
+            pol = _closest(ent, [m for m in polar if m.category != BORDERLINE])
             return (_VALUE_OF[pol.category], pol) if pol is not None else (1, qual)
         return _VALUE_OF[qual.category], qual
     pol = _closest(ent, polar)

@@ -152,11 +152,16 @@ MENTIONS: list[Mention] = [
         "congestive heart|cardiac failure",
         "heart|cardiac failure",
         "fluid overload",
-        "vascular|venous|pulmonary|hilar congestion",
-        "pulmonary vascular|venous congestion",
         "kerley b? lines",
     ),
-    *_m("Edema", "ignore", "soft tissue edema|swelling"),
+    # Vascular congestion precedes edema but is not edema: block it from the "edema" family.
+    *_m(
+        "Edema",
+        "ignore",
+        "soft tissue edema|swelling",
+        "vascular|venous|pulmonary|hilar congestion",
+        "pulmonary vascular|venous congestion",
+    ),
     # Consolidation: airspaces filled (fluid, pus, blood, cells) so the lung looks solid.
     *_m(
         "Consolidation",
@@ -171,19 +176,26 @@ MENTIONS: list[Mention] = [
         "infection|infections|infectious process|processes|etiology|infiltrate",
         "infection|infections|infectious",
     ),
+    # Granulomatous disease is healed (calcified) infection, not pneumonia.
+    *_m(
+        "Pneumonia",
+        "ignore",
+        "granulomatous infection|infections|disease|process|processes|exposure|change|changes",
+        "granulomatous",
+    ),
     # Atelectasis: collapse or incomplete expansion of lung.
     *_m(
         "Atelectasis",
         "finding",
         "atelectasis|atelectases|atelectatic|atelectasia",
-        "collapse|collapsed lung|lobe",
-        "lung|lobe|lobar|lobes|segmental collapse",
-        "lobar|segmental|lobe|lung collapse",
+        "collapse|collapsed",
     ),
     *_m(
         "Atelectasis",
         "ignore",
         "vertebral|vertebra|compression|body|bodies collapse",
+        "collapse|collapsed of? a|the? vertebral|vertebra|vertebrae|vertebral|thoracic|lumbar",
+        "collapsed vertebra|vertebrae|vertebral",
     ),
     # Pneumothorax: air in the pleural space.
     *_m(
