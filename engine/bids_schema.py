@@ -113,7 +113,11 @@ class BidsSchema:
     """Queries over the loaded BIDS schema."""
 
     def __init__(self) -> None:
+        import logging
+
         from bidsschematools import schema as _schema
+
+        logging.getLogger("bidsschematools").setLevel(logging.WARNING)  # "no schema path" chatter
 
         self._s = _schema.load_schema()
         ents = self._s.objects.entities

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import logging
 import os
 import pkgutil
@@ -37,11 +38,23 @@ def _configure_logging(verbosity: int) -> None:
     )
 
 
+# Commands that front ends add (found by name: the engine never imports a front end).
+PLUGIN_COMMANDS: dict[str, str] = {"tui": "tui.command"}
+
+
 def command_modules() -> list[str]:
-    """Names of the command modules, in a stable order."""
-    return sorted(
+    """Names of the commands, in a stable order (engine commands and installed plugins)."""
+    own = [
         m.name for m in pkgutil.iter_modules(_commands_pkg.__path__) if not m.name.startswith("_")
-    )
+    ]
+    plugins = [
+        n for n, mod in PLUGIN_COMMANDS.items() if importlib.util.find_spec(mod.split(".")[0])
+    ]
+    return sorted(own + plugins)
+
+
+def _module_of(name: str) -> str:
+    return PLUGIN_COMMANDS.get(name, f"engine.commands.{name}")
 
 
 def _invoked(argv: Sequence[str]) -> str | None:
@@ -87,7 +100,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     only = _invoked(argv) if argv is not None else None
     for name in [only] if only else command_modules():
-        module = importlib.import_module(f"engine.commands.{name}")
+        module = importlib.import_module(_module_of(name))
         module.register(sub)
     return parser
 
@@ -104,21 +117,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--engine" in argv or any(a.startswith("--engine=") for a in argv):
         from engine.rpc.client import strip_engine_option
 
-        spec, argv = strip_engine_option(argv)
+        spec, rest = strip_engine_option(argv)
+        if _invoked(rest) in REMOTE_COMMANDS:
+            argv = rest
+        else:  # a command with its own --engine (tui, engine ...) keeps it
+            spec = None
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     _configure_logging(args.verbosity)
     if args.func is None:
         parser.print_help()
         return 0
-    if spec is not None and args.command not in REMOTE_COMMANDS:
-        print(
-            f"llm-heuristics {args.command}: error: --engine works with the pipeline steps "
-            f"({', '.join(sorted(REMOTE_COMMANDS))})",
-            file=sys.stderr,
-        )
-        return 2
-    args.engine = spec
+    if spec is not None or not hasattr(args, "engine"):
+        args.engine = spec  # where the API runs; a command's own --engine (tui) is kept
     try:
         return int(args.func(args) or 0)
     except LlmhError as exc:

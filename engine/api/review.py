@@ -222,7 +222,7 @@ def preview(
     dicom_dir: str | None = None,
 ) -> Preview:
     """A PNG of a series' middle slice; its files are found where ``analyze`` read them."""
-    from engine.rpc import preview as pv
+    from engine.vision import preview as pv
 
     if not 8 <= size <= MAX_PREVIEW:
         raise InvalidParams(f"size must be 8..{MAX_PREVIEW} pixels, not {size}")

@@ -137,8 +137,9 @@ def _slurm(p: AnalyzeParams, src: Path, out: Path) -> AnalyzeResult:
         return AnalyzeResult(
             out_dir=str(out),
             slurm_script=str(script),
-            message=f"analyze: wrote {script}; submit with `sbatch {script}`, then run "
-            f"`{sys.executable} -m engine.scan.slurm merge {out} {src}`",
+            message=f"analyze: wrote {script}; submit with `sbatch {script}`; when it has "
+            f"finished, run `{sys.executable} -m engine.scan.slurm merge {out} {src}` and then "
+            f"`llm-heuristics analyze {src} {out}` (it reads the merged headers, no re-scan)",
         )
     job = slurm.submit_and_wait(script)
     slurm.check_parts(os.fspath(out))

@@ -26,16 +26,15 @@ import shutil
 import subprocess
 import sys
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.atomic import read_tsv, write_text_atomic
 from engine.errors import UserError
+from engine.heuristic.outcome import ConversionResult, ValidatorResult
 from engine.heuristic.plan import Plan
 from engine.heuristic.sidecars import (
     INCOMPLETE_DIR,
     SIDECAR_METADATA_FILE,
-    SidecarOutcome,
     complete_sidecars,
     load_study_metadata,
     restore_previous,
@@ -136,29 +135,6 @@ def files_for_series(
                 if uid in want and full not in found[uid]:
                     found[uid].append(full)
     return dict(found)
-
-
-@dataclass
-class ConversionResult:
-    subject: str
-    session: str
-    bids_dir: Path
-    written: list[str] = field(default_factory=list)  # relpaths of NIfTI files
-    expected: dict[str, str] = field(default_factory=dict)  # series_id -> relpath stem
-    missing: list[str] = field(default_factory=list)  # expected stems with no file
-    heudiconv_rc: int = 0
-    heudiconv_log: str = ""
-    intended_for: dict[str, list[str]] = field(default_factory=dict)
-    renamed: list[tuple[str, str]] = field(default_factory=list)  # vendor B0 maps, see below
-    sidecars: SidecarOutcome | None = None  # what was filled in, what was left out and why
-
-    @property
-    def left_out(self) -> list[str]:
-        return [f.relpath for f in self.sidecars.left_out] if self.sidecars else []
-
-    @property
-    def ok(self) -> bool:
-        return self.heudiconv_rc == 0 and not self.missing and not self.left_out
 
 
 def heudiconv_command(
@@ -361,20 +337,6 @@ def tidy_dataset(bids_dir: Path, title: str = "") -> None:
     lines = ign.read_text().splitlines() if ign.exists() else []
     if ".heudiconv/" not in lines:
         write_text_atomic(ign, "\n".join([*lines, ".heudiconv/"]) + "\n")
-
-
-@dataclass
-class ValidatorResult:
-    available: bool
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    raw: str = ""
-
-    @property
-    def verdict(self) -> str:
-        if not self.available:
-            return "bids-validator not installed (npm install -g bids-validator@1.15)"
-        return f"bids-validator: {len(self.errors)} error(s), {len(self.warnings)} warning(s)"
 
 
 def run_bids_validator(bids_dir: Path, timeout: int = 900) -> ValidatorResult:

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from engine.heuristic.compiler import Compiled
-    from engine.heuristic.convert import ConversionResult, ValidatorResult
+    from engine.heuristic.outcome import ConversionResult, ValidatorResult
 
 
 def generation_report(c: Compiled) -> str:

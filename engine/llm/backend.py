@@ -1,157 +1,24 @@
-"""The one interface every local-LLM backend implements.
+"""Backends by name: :func:`create_backend` builds one of the four implementations.
 
-A backend is loaded once (with a progress callback), then asked for chat completions that
-stream text deltas; a ``threading.Event`` cancels a stream between deltas, and ``unload``
-gives the memory back. Heavy libraries (llama_cpp, torch, ollama) are imported lazily so
-``engine`` stays importable without them.
+The interface itself lives in :mod:`engine.llm.base` (which the implementations import, so
+this factory can import them without a cycle); its names are re-exported here for callers.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
-import threading
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-log = logging.getLogger(__name__)
-
-#: ``progress(fraction 0..1, message)``; called by :meth:`Backend.load`.
-ProgressCallback = Callable[[float, str], None]
-
-BACKEND_NAMES: tuple[str, ...] = ("llama-cpp", "transformers", "ollama", "openai")
-
-
-class BackendError(RuntimeError):
-    """The backend cannot do what was asked (missing library, model, server); says why."""
-
-
-@dataclass
-class Message:
-    """One chat message; ``images`` are file paths or raw bytes (used by vision models)."""
-
-    role: str  # "system" | "user" | "assistant"
-    content: str
-    images: list[str | bytes] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "content": self.content}
-
-
-@dataclass
-class GenerationOptions:
-    """Sampling settings; greedy (temperature 0) with a fixed seed by default."""
-
-    max_tokens: int = 256
-    temperature: float = 0.0
-    seed: int = 0
-    json_schema: dict[str, Any] | None = None  # constrain the output to this JSON schema
-    stop: list[str] = field(default_factory=list)
-
-
-def _noop_progress(_fraction: float, _message: str) -> None:
-    return None
-
-
-class Backend(ABC):
-    """Load / stream / cancel / unload.  Subclasses set ``name``."""
-
-    name: str = ""
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self._loaded = False
-
-    # --- lifecycle ----------------------------------------------------------------------
-    @property
-    def loaded(self) -> bool:
-        return self._loaded
-
-    def load(self, progress: ProgressCallback | None = None) -> None:
-        """Load the model (local files only, never a download); idempotent."""
-        if self._loaded:
-            return
-        cb = progress or _noop_progress
-        cb(0.0, f"loading {self.name} model {self.model}")
-        self._load(cb)
-        self._loaded = True
-        cb(1.0, f"{self.name} model {self.model} ready")
-
-    def unload(self) -> None:
-        if self._loaded:
-            self._unload()
-        self._loaded = False
-
-    @abstractmethod
-    def _load(self, progress: ProgressCallback) -> None: ...
-
-    def _unload(self) -> None:
-        return None
-
-    # --- generation ---------------------------------------------------------------------
-    def stream_chat(
-        self,
-        messages: list[Message],
-        options: GenerationOptions | None = None,
-        cancel: threading.Event | None = None,
-    ) -> Iterator[str]:
-        """Yield text deltas; stops early (without error) once ``cancel`` is set."""
-        if not self._loaded:
-            self.load()
-        opts = options or GenerationOptions()
-        ev = cancel or threading.Event()
-        if ev.is_set():
-            return
-        gen = self._stream(messages, opts, ev)
-        try:
-            for delta in gen:
-                if delta:
-                    yield delta
-                if ev.is_set():
-                    break
-        finally:
-            close = getattr(gen, "close", None)
-            if close is not None:
-                close()
-
-    def chat(
-        self,
-        messages: list[Message],
-        options: GenerationOptions | None = None,
-        cancel: threading.Event | None = None,
-    ) -> str:
-        """The whole answer as one string."""
-        return "".join(self.stream_chat(messages, options, cancel))
-
-    @abstractmethod
-    def _stream(
-        self, messages: list[Message], options: GenerationOptions, cancel: threading.Event
-    ) -> Iterator[str]: ...
-
-    @property
-    def identity(self) -> str:
-        """What answers are cached under: backend and model."""
-        return f"{self.name}:{self.model}"
-
-    def __enter__(self) -> Backend:
-        self.load()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.unload()
-
-
-def _require(module: str, extra: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise BackendError(
-            f"the Python package {module!r} is not installed: pip install 'llm-heuristics[{extra}]'"
-        ) from exc
-
+from engine.llm.base import (  # noqa: F401 - re-exported: the interface's public names
+    BACKEND_NAMES,
+    Backend,
+    BackendError,
+    GenerationOptions,
+    Message,
+    ProgressCallback,
+    image_bytes,
+    log,
+)
 
 # Backend name, the module it needs, and the pip extra that installs it.
 BACKEND_MODULES: tuple[tuple[str, str, str], ...] = (
@@ -205,5 +72,3 @@ def create_backend(kind: str, model: str, **options: Any) -> Backend:
     return cls(model, **kwargs)
 
 
-def image_bytes(image: str | bytes) -> bytes:
-    return image if isinstance(image, bytes) else Path(image).read_bytes()

@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.llm.backend import (
+from engine.llm.base import (
     Backend,
     BackendError,
     GenerationOptions,

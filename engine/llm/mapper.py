@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.atomic import write_text_atomic
 from engine.llm.answer import AnswerError, answer_schema, parse_answer
-from engine.llm.backend import Backend, BackendError, GenerationOptions, Message
+from engine.llm.base import Backend, BackendError, GenerationOptions, Message
 from engine.llm.cache import AnswerCache, cache_key
 from engine.llm.privacy import contains_phi, phi_values
 from engine.llm.prompt import build_messages, json_phase_messages, prompt_text, retry_messages

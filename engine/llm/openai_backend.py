@@ -19,7 +19,7 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-from engine.llm.backend import (
+from engine.llm.base import (
     Backend,
     BackendError,
     GenerationOptions,

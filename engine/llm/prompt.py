@@ -14,7 +14,7 @@ from typing import Any
 
 from engine.bids_schema import get_schema
 from engine.llm.answer import CONFIDENCE, datatype_entities
-from engine.llm.backend import Message
+from engine.llm.base import Message
 from engine.llm.privacy import scrub
 from engine.model import Group, Mapping, SeriesInfo
 

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from engine.llm.backend import (
+from engine.llm.base import (
     Backend,
     BackendError,
     GenerationOptions,

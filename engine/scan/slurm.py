@@ -145,10 +145,10 @@ def main(argv: list[str]) -> int:
         run_task(argv[1], int(argv[2]))
         return 0
     if len(argv) >= 3 and argv[0] == "merge":
-        from engine.cli import main as cli_main
-
-        merge_parts(argv[1])
-        return cli_main(["analyze", argv[2], argv[1], *argv[3:]])
+        n = merge_parts(argv[1])
+        cmd = " ".join(shlex.quote(a) for a in ["llm-heuristics", "analyze", argv[2], argv[1], *argv[3:]])
+        print(f"merged {n} part(s) into the cache of {argv[1]}; now run: {cmd}", file=sys.stderr)
+        return 0
     print(
         "usage: python -m engine.scan.slurm task OUT I | merge OUT INPUT [analyze options]",
         file=sys.stderr,

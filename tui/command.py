@@ -1,7 +1,7 @@
 """``llm-heuristics tui [OUT] [--engine SPEC]``: the full-screen review workstation.
 
-Textual is imported only inside :func:`run`, so ``engine`` imports (and the CLI starts)
-without it.
+The CLI finds this module by name (:data:`engine.cli.PLUGIN_COMMANDS`): the engine never
+imports the TUI. Textual is imported only inside :func:`run`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,50 @@
+"""What a conversion produced: per subject/session results and the validator's verdict.
+
+Plain data shared by :mod:`engine.heuristic.convert` (which fills it) and
+:mod:`engine.heuristic.report` (which writes it for people).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.heuristic.sidecars import SidecarOutcome
+
+
+@dataclass
+class ConversionResult:
+    subject: str
+    session: str
+    bids_dir: Path
+    written: list[str] = field(default_factory=list)  # relpaths of NIfTI files
+    expected: dict[str, str] = field(default_factory=dict)  # series_id -> relpath stem
+    missing: list[str] = field(default_factory=list)  # expected stems with no file
+    heudiconv_rc: int = 0
+    heudiconv_log: str = ""
+    intended_for: dict[str, list[str]] = field(default_factory=dict)
+    renamed: list[tuple[str, str]] = field(default_factory=list)  # vendor B0 maps, see below
+    sidecars: SidecarOutcome | None = None  # what was filled in, what was left out and why
+
+    @property
+    def left_out(self) -> list[str]:
+        return [f.relpath for f in self.sidecars.left_out] if self.sidecars else []
+
+    @property
+    def ok(self) -> bool:
+        return self.heudiconv_rc == 0 and not self.missing and not self.left_out
+
+
+
+@dataclass
+class ValidatorResult:
+    available: bool
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    raw: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if not self.available:
+            return "bids-validator not installed (npm install -g bids-validator@1.15)"
+        return f"bids-validator: {len(self.errors)} error(s), {len(self.warnings)} warning(s)"
