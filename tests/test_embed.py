@@ -45,9 +45,9 @@ def minilm():
 
 
 SENTENCES = [
-    "T1-weighted anatomical MPRAGE of the whole brain",
-    "3D T1w magnetization-prepared rapid gradient echo structural scan",
-    "Resting-state BOLD fMRI, eyes open",
+    "A brain MRI scan of the patient's head",
+    "Magnetic resonance image of the brain",
+    "A chest X-ray showing pneumonia in the right lung",
     "The bakery sells fresh croissants every morning",
 ]
 
@@ -59,8 +59,8 @@ def test_minilm_is_real_384d_and_similar_sentences_are_closer(minilm):
     assert v.shape == (4, 384) and v.dtype == np.float32
     assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
     sim = v @ v.T
-    assert sim[0, 1] > sim[0, 2] > sim[0, 3]  # T1w~T1w > T1w~BOLD > T1w~croissants
-    assert sim[0, 1] > 0.5 and sim[0, 3] < 0.2
+    assert sim[0, 1] > sim[0, 2] > sim[0, 3]  # brain MRI~brain MR > ~chest X-ray > ~croissants
+    assert sim[0, 1] > 0.5 and sim[0, 3] < 0.1 and sim[1, 3] < 0.1
     # batch-independent: one text alone gives the same vector
     assert np.allclose(minilm.embed([SENTENCES[2]])[0], v[2], atol=1e-5)
     assert minilm.embed([]).shape == (0, 384)
@@ -72,18 +72,16 @@ def test_minilm_fingerprint_is_stable_and_tied_to_the_weights(minilm, tmp_path):
     fp = minilm.fingerprint
     assert len(fp) == 64 and fp == SentenceTransformerEmbedder().fingerprint
     assert create_embedder("minilm").fingerprint == fp
-    # a copy of the folder with one changed weight file is another model
+    # a copy of the folder elsewhere is the same model; one changed weight is another
     import shutil
 
     copy = tmp_path / "minilm-copy"
     shutil.copytree(minilm.path, copy)
-    same = SentenceTransformerEmbedder(copy)
-    other_name_same_files = same._identity()["files"] == minilm._identity()["files"]
-    assert other_name_same_files
+    assert SentenceTransformerEmbedder(copy).fingerprint == fp
     with open(copy / "model.safetensors", "r+b") as fh:
         fh.seek(-8, 2)
         fh.write(b"\x00" * 8)
-    assert SentenceTransformerEmbedder(copy).fingerprint != same.fingerprint
+    assert SentenceTransformerEmbedder(copy).fingerprint != fp
 
 
 def test_minilm_without_sentence_transformers_agrees():

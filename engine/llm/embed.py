@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.llm.backend import BackendError
+from engine.llm.base import BackendError
 
 log = logging.getLogger(__name__)
 
@@ -245,8 +245,7 @@ class SentenceTransformerEmbedder(Embedder):
             for rel in _MODEL_FILES
             if (self.path / rel).is_file()
         }
-        return {
-            "model": self.model,
+        return {  # the content, not the folder's name or place: a copy is the same model
             "files": files,
             "pooling": self._pooling(),
             "normalise": True,
