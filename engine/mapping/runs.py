@@ -4,20 +4,115 @@ Convention (docs/DEVELOPING.md): a name gets ``run-NN`` (two digits, 1-based, ac
 within the session) when it occurs more than once in at least one session of the study; then
 every series with that name carries it. Counting is done per final BIDS name (not only per
 group) so two groups that end on the same name can never collide. An SBRef takes the run of the
-BOLD series it precedes.
+BOLD/DWI series it precedes, and is skipped with it when that run was aborted.
+
+:func:`session_runs` is the one owner of that rule. It is plain Python without imports: the
+mapper calls it here, and the compiler writes its source into every generated heuristic, so the
+heuristic numbers runs exactly as the mapping did (on any subject of the same protocol).
 """
 
 from __future__ import annotations
-
-from collections import Counter, defaultdict
 
 from engine.bids_schema import BidsNameError, get_schema
 from engine.grouping import acq_order_key, subject_of
 from engine.model import Mapping, SeriesAssignment, SeriesInfo
 
+#: skip reasons :func:`session_runs` gives (series a heuristic matches, then leaves out)
+SBREF_OF_ABORTED = "SBRef of an aborted run"
+SBREF_TAKEN = "SBRef of a run that already has one (same name and run)"
 
-def _name_key(m: Mapping) -> tuple[str, str, tuple[tuple[str, str], ...]]:
-    return (m.datatype, m.suffix, tuple(sorted(m.entities.items())))
+
+def session_runs(
+    events: list[tuple[str, str, str]], run_names: frozenset[str] | set[str] = frozenset()
+) -> tuple[dict[str, tuple[int | None, str]], set[str]]:
+    """Run numbers of one session, in acquisition order.
+
+    ``events``: ``(series_id, name, state)`` for each series that is converted (state ``""``)
+    or is an aborted run (state ``"aborted"``, never converted), in acquisition order; ``name``
+    is the BIDS name without subject, session and run, e.g. ``"func/task-rest_bold"``.
+
+    - A name is numbered 1, 2, ... in acquisition order when it is in ``run_names`` (the names
+      that repeat in some session of the study) or repeats in this session.
+    - An SBRef belongs to the next BOLD/DWI series of its datatype whose entities include its
+      own: it takes that run's number, or is skipped when that run was aborted. A second SBRef
+      with the same name and run is skipped (the first one acquired is kept).
+    - Aborted runs and skipped SBRefs neither count nor take a number.
+
+    Returns ``{series_id: (run or None, skip reason or "")}`` and the names that repeat here.
+    """
+
+    def parse(name: str) -> tuple[str, str, dict[str, str]]:
+        datatype, _, stem = name.partition("/")
+        parts = stem.split("_")
+        return datatype, parts[-1], dict(p.partition("-")[::2] for p in parts[:-1])
+
+    out: dict[str, tuple[int | None, str]] = {}
+    partner: dict[str, str] = {}
+    for i, (sid, name, state) in enumerate(events):
+        if state:
+            out[sid] = (None, "aborted run")
+            continue
+        datatype, suffix, ents = parse(name)
+        if suffix != "sbref":
+            continue
+        for sid2, name2, state2 in events[i + 1 :]:
+            datatype2, suffix2, ents2 = parse(name2)
+            if datatype2 != datatype or suffix2 not in ("bold", "dwi"):
+                continue
+            if all(ents2.get(k) == v for k, v in ents.items()):
+                if state2:
+                    out[sid] = (None, "SBRef of an aborted run")
+                else:
+                    partner[sid] = sid2
+                break
+    live = [(sid, name) for sid, name, _ in events if sid not in out]
+    counts: dict[str, int] = {}
+    for _, name in live:
+        counts[name] = counts.get(name, 0) + 1
+    repeated = {name for name, n in counts.items() if n > 1}
+    seen: dict[str, int] = {}
+    for sid, name in live:
+        if sid not in partner and (name in repeated or name in run_names):
+            seen[name] = seen.get(name, 0) + 1
+            out[sid] = (seen[name], "")
+        elif sid not in partner:
+            out[sid] = (None, "")
+    taken: set[tuple[str, int | None]] = set()
+    for sid, name in live:
+        if sid in partner:
+            out[sid] = (out[partner[sid]][0], "")
+        if (name, out[sid][0]) in taken:
+            out[sid] = (None, "SBRef of a run that already has one (same name and run)")
+        else:
+            taken.add((name, out[sid][0]))
+    return out, repeated
+
+
+def is_run_skip(reason: str) -> bool:
+    """A skip :func:`session_runs` decided (the series matches its group, the run rule drops it)."""
+    return reason in (SBREF_OF_ABORTED, SBREF_TAKEN)
+
+
+def ordered_entities(entities: dict[str, object]) -> tuple[tuple[str, str], ...]:
+    """Entities without sub/ses/run and empty values, in schema order."""
+    order = get_schema().entity_order
+    ents = {k: str(v) for k, v in entities.items() if k not in {"sub", "ses", "run"} and v}
+    return tuple(sorted(ents.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 999))
+
+
+def run_name(m: Mapping) -> str:
+    """The name :func:`session_runs` counts: ``datatype/entities_suffix`` without sub/ses/run."""
+    return f"{m.datatype}/" + "_".join(
+        [f"{k}-{v}" for k, v in ordered_entities(m.entities)] + [m.suffix]
+    )
+
+
+def _aborted_reason(flags: list[str]) -> str:
+    flag = next((f for f in flags if f.startswith("aborted")), "")
+    if not flag:
+        return ""
+    n, _, typ = flag.partition(":")[2].partition("/")
+    return f"aborted run: {n} of a typical {typ} volumes/images"
 
 
 def assign_series(
@@ -29,61 +124,40 @@ def assign_series(
     schema = get_schema()
     series_flags = series_flags or {}
     ordered = sorted(series, key=lambda s: (subject_of(s), s.session, acq_order_key(s)))
-    live: list[SeriesInfo] = []
     out: dict[str, SeriesAssignment] = {}
+    sessions: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
     for s in ordered:
         gid = series_group.get(s.key, "")
         m = mappings.get(gid)
         a = SeriesAssignment(subject_of(s), s.session, s.series_id, gid)
         out[s.key] = a
+        events = sessions.setdefault((a.subject, a.session), [])
         if m is None:
             a.skip_reason = "no mapping for this group"
         elif m.is_skip:
             a.skip_reason = m.skip_reason
-        elif any(f.startswith("aborted") for f in series_flags.get(s.key, [])):
-            flag = next(f for f in series_flags[s.key] if f.startswith("aborted"))
-            n, _, typ = flag.partition(":")[2].partition("/")
-            a.skip_reason = f"aborted run: {n} of a typical {typ} volumes/images"
+        elif _aborted_reason(series_flags.get(s.key, [])):
+            a.skip_reason = _aborted_reason(series_flags[s.key])
+            events.append((s.key, run_name(m), "aborted"))
         else:
-            live.append(s)
-    # count each name per session
-    per_session: Counter[tuple[str, str, tuple]] = Counter()
-    for s in live:
-        per_session[(subject_of(s), s.session, _name_key(mappings[series_group[s.key]]))] += 1
-    needs_run = {k[2] for k, n in per_session.items() if n > 1}
-    run_no: dict[str, int] = {}
-    counters: defaultdict[tuple, int] = defaultdict(int)
-    for s in live:
-        nk = _name_key(mappings[series_group[s.key]])
-        if nk in needs_run:
-            counters[(subject_of(s), s.session, nk)] += 1
-            run_no[s.key] = counters[(subject_of(s), s.session, nk)]
-    # SBRef shares its BOLD's run: the next BOLD with the same entities in the session
-    by_session: defaultdict[tuple[str, str], list[SeriesInfo]] = defaultdict(list)
-    for s in live:
-        by_session[(subject_of(s), s.session)].append(s)
-    for sess in by_session.values():
-        for i, s in enumerate(sess):
-            m = mappings[series_group[s.key]]
-            if m.suffix != "sbref":
-                continue
-            for t in sess[i + 1 :]:
-                mt = mappings[series_group[t.key]]
-                if (
-                    mt.datatype == m.datatype
-                    and mt.suffix in ("bold", "dwi")
-                    and all(mt.entities.get(k) == v for k, v in m.entities.items())
-                ):
-                    if t.key in run_no:
-                        run_no[s.key] = run_no[t.key]
-                    else:
-                        run_no.pop(s.key, None)
-                    break
-    for s in live:
+            events.append((s.key, run_name(m), ""))
+    # names that repeat in any session are numbered in every session
+    run_names: set[str] = set()
+    for events in sessions.values():
+        run_names |= session_runs(events)[1]
+    run_no: dict[str, int | None] = {}
+    for events in sessions.values():
+        for key, (run, skip) in session_runs(events, frozenset(run_names))[0].items():
+            if skip and not out[key].skip_reason:
+                out[key].skip_reason = skip
+            run_no[key] = run
+    for s in ordered:
         a = out[s.key]
+        if a.skip_reason:
+            continue
         m = mappings[series_group[s.key]]
         ents = dict(m.entities)
-        if s.key in run_no:
+        if run_no.get(s.key) is not None:
             ents["run"] = f"{run_no[s.key]:02d}"
         try:
             name = schema.make_name(m.datatype, m.suffix, ents)
