@@ -12,6 +12,9 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Engines started by the tests (in-process, local, ssh, Slurm) serve the debug.* methods; a test
+# that checks they are refused otherwise removes the variable for its own engine.
+os.environ.setdefault("LLMH_ENGINE_TEST_METHODS", "1")
 
 
 @pytest.fixture(scope="session")

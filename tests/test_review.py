@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from engine import review
+from engine.bids_schema import BidsName
 from engine.errors import UserError
-from engine.model import Mapping
+from engine.model import Mapping, apply_decision
 
 
 @pytest.fixture
@@ -25,13 +26,19 @@ def _maps() -> list[Mapping]:
     ]
 
 
+def _applied(maps: list[Mapping], out: Path) -> list[Mapping]:
+    """The proposals with the decisions in effect applied, as the effective mapping does."""
+    ds = review.current_decisions(out)
+    return [apply_decision(m, ds[m.group_id]) if m.group_id in ds else m for m in maps]
+
+
 def test_decisions_are_journaled_and_win(out: Path) -> None:
     review.decide(out, "g1", "accept", datatype="anat", suffix="T1w")
     review.decide(out, "g2", "edit", datatype="func", suffix="bold", entities={"task": "nback"})
     review.decide(out, "g3", "edit", datatype="anat", suffix="T2w")
     lines = (out / review.DECISIONS_FILE).read_text().splitlines()
     assert [json.loads(x)["seq"] for x in lines] == [1, 2, 3]
-    got = {m.group_id: m for m in review.apply_user_decisions(_maps(), out)}
+    got = {m.group_id: m for m in _applied(_maps(), out)}
     assert all(m.source == "user" and m.confidence == 1.0 for m in got.values())
     assert got["g2"].entities == {"task": "nback"}
     assert not got["g3"].is_skip and got["g3"].suffix == "T2w"
@@ -39,10 +46,10 @@ def test_decisions_are_journaled_and_win(out: Path) -> None:
 
 def test_skip_unskip_undo_redo(out: Path) -> None:
     review.decide(out, "g1", "skip")
-    assert review.apply_user_decisions(_maps(), out)[0].skip_reason == review.USER_SKIP
+    assert _applied(_maps(), out)[0].skip_reason == review.USER_SKIP
     review.decide(out, "g1", "unskip")
     assert "g1" not in review.current_decisions(out)  # back to the rules' name
-    assert review.apply_user_decisions(_maps(), out)[0].source == "rules"
+    assert _applied(_maps(), out)[0].source == "rules"
     assert review.undo(out).action == "unskip"
     assert review.current_decisions(out)["g1"].action == "skip"
     assert review.redo(out).action == "unskip"
@@ -73,21 +80,20 @@ def test_torn_last_line_survives(out: Path) -> None:
 
 
 def test_template_round_trip() -> None:
-    assert review.parse_template("func/task-rest_acq-mb_bold") == (
-        "func",
-        "bold",
-        {"task": "rest", "acq": "mb"},
-    )
-    assert review.bids_template("func", "bold", {"task": "rest"}) == "func/task-rest_bold"
+    n = BidsName.parse("func/task-rest_acq-mb_bold")
+    assert (n.datatype, n.suffix, n.entity_dict) == ("func", "bold", {"task": "rest", "acq": "mb"})
+    assert BidsName.of("func", "bold", {"task": "rest"}).template == "func/task-rest_bold"
+    assert BidsName.parse(n.template) == n
     with pytest.raises(UserError):
-        review.parse_template("bold")
+        BidsName.parse("bold")
 
 
 def test_rpc_methods_inprocess(tmp_path: Path) -> None:
-    import engine.rpc.review_methods  # noqa: F401
+    from workspace_helpers import build_workspace
+
+    from engine.errors import LlmhError
     from engine.rpc.client import EngineClient
-    from engine.rpc.protocol import RpcError
-    from tui.demo_workspace import build_workspace
+    from engine.workspace import MAPPED_TSV
 
     out = build_workspace(tmp_path / "out")
     with EngineClient("inprocess") as c:
@@ -96,15 +102,14 @@ def test_rpc_methods_inprocess(tmp_path: Path) -> None:
         assert c.call("undo", {"out_dir": str(out)})["decisions"] == {}
         assert "g01_localizer" in c.call("redo", {"out_dir": str(out)})["decisions"]
         assert c.call("decisions", {"out_dir": str(out)})["can_undo"]
-        with pytest.raises(RpcError, match="not allowed"):
+        with pytest.raises(UserError, match="not allowed"):
             c.call(
                 "decide",
                 {
                     "out_dir": str(out),
                     "group_id": "g02_t1_mprage_sag",
                     "action": "edit",
-                    "datatype": "anat",
-                    "suffix": "bold",
+                    "name": "anat/bold",
                 },
             )
         c.call(
@@ -113,31 +118,30 @@ def test_rpc_methods_inprocess(tmp_path: Path) -> None:
                 "out_dir": str(out),
                 "group_id": "g02_t1_mprage_sag",
                 "action": "edit",
-                "datatype": "anat",
-                "suffix": "T1w",
-                "entities": {"acq": "mprage"},
+                "name": "anat/acq-mprage_T1w",
             },
         )
-        c.call("review.apply", {"out_dir": str(out)})
-        mapped = (out / "aggregated_dicominfo_mapped.tsv").read_text()
+        # every decision rewrites the effective mapping at once (no separate apply step)
+        mapped = (out / MAPPED_TSV).read_text()
         assert "acq-mprage" in mapped and "skipped by user" in mapped
         c.call("undo", {"out_dir": str(out)})
-        prop = c.call("review.proposed", {"out_dir": str(out)})["mappings"]
-        assert all(r["source"] != "user" for r in prop)
-        c.call("review.apply", {"out_dir": str(out)})
-        assert "acq-mprage" not in (out / "aggregated_dicominfo_mapped.tsv").read_text()
-        idx = c.call("review.index", {"out_dir": str(out)})["series"]
-        assert len(idx) == 14 and idx[0]["key"].startswith("S0001|")
+        view = c.api("workspace.view", {"out_dir": str(out)})
+        assert all(g.proposal.source != "user" for g in view.groups)
+        by = {g.group_id: g for g in view.groups}
+        assert by["g02_t1_mprage_sag"].mapping.source != "user"
+        assert by["g01_localizer"].mapping.skip_reason == review.USER_SKIP
+        assert "acq-mprage" not in (out / MAPPED_TSV).read_text()
+        assert len(view.series) == 14 and view.series[0].key.startswith("S0001|")
         c.call("heuristic.save", {"out_dir": str(out), "text": "x = 1\n"})
         assert (out / "heuristic.py").read_text() == "x = 1\n"
-        with pytest.raises(RpcError):
+        with pytest.raises(LlmhError):
             c.call("heuristic.save", {"out_dir": str(out), "text": "", "name": "../evil.py"})
 
 
 def test_decision_survives_map_rerun_and_reaches_heuristic(tmp_path: Path) -> None:
     from engine.atomic import read_tsv
     from engine.cli import main
-    from tui.demo_workspace import build_workspace
+    from workspace_helpers import build_workspace
 
     out = build_workspace(tmp_path / "out")
     review.decide(
@@ -152,7 +156,9 @@ def test_decision_survives_map_rerun_and_reaches_heuristic(tmp_path: Path) -> No
     paths = [r["bids_path"] for r in read_tsv(out / "series_assignments.tsv")]
     assert any("acq-mp_T1w" in p for p in paths)
     # the proposal is kept beside it: undo goes back to the rules' name
-    prop = {m["group_id"]: m for m in read_tsv(review.proposal_path(out))}
+    from engine.workspace import PROPOSALS_TSV
+
+    prop = {m["group_id"]: m for m in read_tsv(out / PROPOSALS_TSV)}
     assert prop["g02_t1_mprage_sag"]["source"] == "rules"
     assert main(["generate", str(out)]) == 0
     text = (out / "heuristic.py").read_text()
@@ -161,7 +167,7 @@ def test_decision_survives_map_rerun_and_reaches_heuristic(tmp_path: Path) -> No
 
 def test_generate_applies_decisions_made_after_map(tmp_path: Path) -> None:
     from engine.cli import main
-    from tui.demo_workspace import build_workspace
+    from workspace_helpers import build_workspace
 
     out = build_workspace(tmp_path / "out")
     review.decide(
@@ -172,8 +178,11 @@ def test_generate_applies_decisions_made_after_map(tmp_path: Path) -> None:
 
 
 def test_map_groups_out_dir_and_only(tmp_path: Path) -> None:
+    from tui.demo_workspace import make_series
+    from workspace_helpers import build_workspace
+
     from engine.mapping import BACKENDS, map_groups
-    from tui.demo_workspace import build_workspace, make_series
+    from engine.mapping.effective import combine
 
     out = build_workspace(tmp_path / "out")
     review.decide(out, "g01_localizer", "edit", datatype="anat", suffix="T1w")
@@ -191,18 +200,24 @@ def test_map_groups_out_dir_and_only(tmp_path: Path) -> None:
     BACKENDS["fake-llm"] = fake_llm
     try:
         series = make_series()
-        res = map_groups(series, backend="fake-llm", out_dir=out)
+        decided = review.current_decisions(out)
+        assert list(decided) == ["g01_localizer"]
+        res = map_groups(series, backend="fake-llm", decided=set(decided))
         assert "g01_localizer" not in asked[-1]  # decided: never asked
-        by = {m.group_id: m for m in res.mappings}
-        assert by["g01_localizer"].source == "user" and res.decided == ["g01_localizer"]
+        by = combine(series, res.groups, res.proposed, decided).by_group
+        assert by["g01_localizer"].source == "user"
         assert by["g03_t2_tse_tra"].source == "llm"
         current = {m.group_id: m for m in res.proposed}
         current["g04_ep2d_bold_rest"].rationale = "kept"
         res = map_groups(
-            series, backend="fake-llm", out_dir=out, only=["g07_mystery_sequence"], current=current
+            series,
+            backend="fake-llm",
+            decided=set(decided),
+            only=["g07_mystery_sequence"],
+            current=current,
         )
         assert asked[-1] == ["g07_mystery_sequence"]
-        by = {m.group_id: m for m in res.mappings}
+        by = combine(series, res.groups, res.proposed, decided).by_group
         assert by["g04_ep2d_bold_rest"].rationale == "kept"
         assert by["g07_mystery_sequence"].entities == {"acq": "llm"}
     finally:
@@ -252,10 +267,9 @@ def fake_llm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[n
 
 
 def test_review_remap_streams_one_group_and_keeps_the_others(tmp_path: Path, fake_llm) -> None:  # type: ignore[no-untyped-def]
-    import engine.rpc.review_methods  # noqa: F401
     from engine.atomic import read_tsv
     from engine.rpc.client import EngineClient
-    from tui.demo_workspace import build_workspace
+    from workspace_helpers import build_workspace
 
     out = build_workspace(tmp_path / "out")
     review.decide(
@@ -268,7 +282,7 @@ def test_review_remap_streams_one_group_and_keeps_the_others(tmp_path: Path, fak
             {"out_dir": str(out), "group_ids": ["g07_mystery_sequence"], "backend": "ollama"},
             on_event=lambda m, p: events.append((m, p)),
         )
-    assert res["group_ids"] == ["g07_mystery_sequence"] and fake_llm["settings"].llm_all
+    assert res["remapped"] == ["g07_mystery_sequence"] and fake_llm["settings"].llm_all
     assert fake_llm["asked"] == ["g07_mystery_sequence"]
     deltas = [p for m, p in events if m == "delta"]
     assert "".join(p["text"] for p in deltas) == "looks like a T2w"
@@ -282,10 +296,10 @@ def test_review_remap_streams_one_group_and_keeps_the_others(tmp_path: Path, fak
 def test_review_remap_is_cancelled_by_the_client(tmp_path: Path, fake_llm) -> None:  # type: ignore[no-untyped-def]
     import threading
 
-    import engine.rpc.review_methods  # noqa: F401
+    from engine.errors import Cancelled
     from engine.rpc.client import EngineClient
-    from engine.rpc.protocol import REQUEST_CANCELLED, RpcError
-    from tui.demo_workspace import build_workspace
+    from engine.rpc.protocol import REQUEST_CANCELLED
+    from workspace_helpers import build_workspace
 
     out = build_workspace(tmp_path / "out")
     fake_llm["slow"] = True
@@ -298,7 +312,7 @@ def test_review_remap_is_cancelled_by_the_client(tmp_path: Path, fake_llm) -> No
         )
         assert first.wait(20)
         call.cancel_request()
-        with pytest.raises(RpcError) as exc:
+        with pytest.raises(Cancelled) as exc:
             call.result(20)
         assert exc.value.code == REQUEST_CANCELLED
     # The cancel reached the event handed to the model. (Not a flag the backend sets on its way
