@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from engine.atomic import read_tsv, write_text_atomic, write_tsv_atomic
-from engine.errors import NotFound, UserError
+from engine.errors import InvalidParams, NotFound, UserError
 from engine.model import (
     ASSIGNMENT_COLUMNS,
     GROUP_COLUMNS,
@@ -77,11 +77,12 @@ class Workspace:
         return self
 
     def inside(self, name: str) -> Path:
-        """``name`` resolved inside OUT; :class:`UserError` for anything that leaves it."""
+        """``name`` resolved inside OUT; :class:`InvalidParams` (a :class:`UserError`) for
+        anything that leaves it."""
         root = self.root.resolve()
         p = (root / name).resolve()
         if p != root and root not in p.parents:
-            raise UserError(f"{name!r} is outside {root}")
+            raise InvalidParams(f"{name!r} is outside {root}")
         return p
 
     # --- series ------------------------------------------------------------------------

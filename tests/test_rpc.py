@@ -17,6 +17,7 @@ from engine.rpc import protocol
 from engine.rpc.client import EngineClient
 from engine.rpc.launchers import make_launcher, parse_spec
 from engine.rpc.methods import METHODS
+from engine.errors import Cancelled, InvalidParams, NotAvailable, NotFound, UserError
 from engine.rpc.protocol import EngineGone, RpcError
 
 ENGINE = [sys.executable, "-m", "engine", "engine", "serve", "--stdio", "--heartbeat", "0.2"]
@@ -116,7 +117,7 @@ def test_malformed_input_gets_errors_and_engine_keeps_serving():
             b"[1, 2]\n",
             b'{"jsonrpc": "2.0"}\n',
             b'{"jsonrpc": "2.0", "id": 7, "method": "no.such.method"}\n',
-            b'{"jsonrpc": "2.0", "id": 8, "method": "workspace.series", "params": {"bogus": 1}}\n',
+            b'{"jsonrpc": "2.0", "id": 8, "method": "workspace.view", "params": {"bogus": 1}}\n',
             b'{"jsonrpc": "2.0", "id": 9, "method": "debug.sleep", "params": [1, 2, 3, 4]}\n',
             b"\n",
         ]
@@ -189,23 +190,25 @@ def _series_out(tmp_path: Path) -> Path:
 
 def test_workspace_methods(eng, tmp_path):
     out = _series_out(tmp_path)
-    series = eng.call("workspace.series", {"out_dir": str(out)})["series"]
+    view = eng.call("workspace.view", {"out_dir": str(out)})
+    series = view["series"]
     assert [s["series_id"] for s in series] == ["1-t1", "2-bold"]
     assert series[0]["key"] == "01||1-t1"
+    assert any("not grouped yet" in m for m in view["missing"])  # what is missing, not an error
     assert (
-        eng.call("workspace.report", {"out_dir": str(out), "name": "grouping"})["text"]
+        eng.call("workspace.text", {"out_dir": str(out), "name": "grouping"})["text"]
         == "grouping report\n"
     )
-    files = eng.call("workspace.files", {"out_dir": str(out)})["files"]
-    assert {f["path"] for f in files} >= {"aggregated_dicominfo.tsv", "grouping_report.txt"}
-    with pytest.raises(RpcError) as ei:
-        eng.call("workspace.report", {"out_dir": str(out), "name": "../../etc/passwd"})
+    text = eng.call("workspace.text", {"out_dir": str(out), "name": "aggregated_dicominfo.tsv"})
+    assert text["text"].startswith("total_files_till_now\t")
+    with pytest.raises(InvalidParams) as ei:
+        eng.call("workspace.text", {"out_dir": str(out), "name": "../../etc/passwd"})
     assert ei.value.code == protocol.INVALID_PARAMS
-    with pytest.raises(RpcError) as ei:
-        eng.call("workspace.groups", {"out_dir": str(out)})
-    assert ei.value.code == protocol.USER_ERROR
-    with pytest.raises(RpcError) as ei:
-        eng.call("workspace.series", {"out_dir": str(tmp_path / "missing")})
+    with pytest.raises(NotFound) as ei:
+        eng.call("workspace.text", {"out_dir": str(out), "name": "mapping"})
+    assert isinstance(ei.value, UserError) and "mapping_report.txt" in ei.value.message
+    with pytest.raises(UserError) as ei:
+        eng.call("workspace.view", {"out_dir": str(tmp_path / "missing")})
     assert ei.value.code == protocol.USER_ERROR
 
 
@@ -219,35 +222,45 @@ def test_status_hello_debug_methods(eng):
     eng.call("debug.log", {"message": "hello-log"}, on_event=lambda m, p: logs.append((m, p)))
     assert [p["message"] for m, p in logs if m == "log"] == ["hello-log"]
     assert logs[0][1]["seq"] == 1 and logs[0][1]["request"]
-    with pytest.raises(RpcError):
+    with pytest.raises(InvalidParams):
         eng.call("debug.exit")  # refused in-process
 
 
-def test_cli_method_captures_output(eng):
+def test_steps_run_by_name_not_by_argv(eng, tmp_path, capsys):
+    """No ``cli`` method (no argv round trip, no stdout capture): a CLI step on an engine is
+    the API method of the same name, and the command prints from its typed result."""
+    from engine.cli import main
+
+    with pytest.raises(RpcError) as ei:
+        eng.call("cli", {"argv": ["--version"]})
+    assert ei.value.code == protocol.METHOD_NOT_FOUND
+    out = _series_out(tmp_path)
     events = []
-    res = eng.call("cli", {"argv": ["--version"]}, on_event=lambda m, p: events.append((m, p)))
-    assert res["rc"] == 0 and "llm-heuristics" in res["stdout"]
-    assert any(m == "output" and "llm-heuristics" in p["text"] for m, p in events)
-    res = eng.call("cli", {"argv": ["no-such-command"]})
-    assert res["rc"] == 2 and "invalid choice" in res["stderr"]
-    with pytest.raises(RpcError):
-        eng.call("cli", {"argv": ["engine", "serve", "--stdio"]})
+    res = eng.call("group", {"out_dir": str(out)}, on_event=lambda m, p: events.append((m, p)))
+    assert res["n_series"] == 2 and res["n_groups"] == 2 and "2 series -> 2 groups" in res["message"]
+    assert not [m for m, _ in events if m == "output"]
+    assert main(["--engine", "inprocess", "group", str(out)]) == 0
+    assert "2 series -> 2 groups" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as se:
+        main(["--engine", "inprocess", "no-such-command"])
+    assert se.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_model_methods_available_or_clear_error(eng):
     try:
         listed = eng.call("model.list")
-    except RpcError as exc:
+    except NotAvailable as exc:
         assert exc.code == protocol.NOT_AVAILABLE and "not available" in exc.message
         return
     assert "loaded" in listed and "backends" in listed
-    with pytest.raises(RpcError) as ei:
+    with pytest.raises(NotAvailable) as ei:
         eng.call("model.chat", {"messages": [{"role": "user", "content": "hi"}]})
     assert ei.value.code == protocol.NOT_AVAILABLE
-    with pytest.raises(RpcError) as ei:
+    with pytest.raises(NotAvailable) as ei:
         eng.call("model.load", {"backend": "no-such-backend", "model": "x"})
     assert ei.value.code == protocol.NOT_AVAILABLE
-    with pytest.raises(RpcError):
+    with pytest.raises(UserError):
         eng.call("model.unload", {"id": "nothing"})
 
 
@@ -298,15 +311,18 @@ def test_preview_png(eng, tmp_path):
     )
     png = base64.b64decode(res["png_base64"])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    assert res["file"].endswith("IM0002.dcm")  # the middle slice
-    assert max(res["width"], res["height"]) == 64 and res["window"][1] > res["window"][0]
-    res2 = eng.call("preview", {"path": str(folder), "size": 32})
-    assert base64.b64decode(res2["png_base64"])[:4] == b"\x89PNG"
-    with pytest.raises(RpcError) as ei:
+    assert res["info"]["file"].endswith("IM0002.dcm")  # the middle slice
+    window = json.loads(res["info"]["window"])
+    assert max(res["width"], res["height"]) == 64 and window[1] > window[0]
+    from engine.vision.preview import path_preview  # a folder's preview (no longer an RPC mode)
+
+    png2, _ = path_preview(str(folder), size=32)
+    assert png2[:4] == b"\x89PNG"
+    with pytest.raises(NotFound) as ei:
         eng.call(
             "preview", {"out_dir": str(out), "key": "01||1-t1"}
         )  # relative paths, no dicom_dir
-    assert ei.value.code == protocol.USER_ERROR
+    assert isinstance(ei.value, UserError) and "dicom-dir" in ei.value.message
 
 
 # --- streaming and cancellation ------------------------------------------------------------------
@@ -338,7 +354,7 @@ def test_cancel_race_drops_late_deltas(spec):
             assert first.wait(30)
             call.cancel_request()
             cancelled_at.append(len(got))
-            with pytest.raises(RpcError) as ei:
+            with pytest.raises(Cancelled) as ei:
                 call.result(timeout=30)
             assert ei.value.code == protocol.REQUEST_CANCELLED
             time.sleep(0.05)
@@ -376,7 +392,7 @@ def test_cancel_interrupts_a_cli_step(eng):
     call = eng.request("debug.sleep", {"seconds": 30})
     time.sleep(0.1)
     call.cancel_request()
-    with pytest.raises(RpcError) as ei:
+    with pytest.raises(Cancelled) as ei:
         call.result(timeout=5)
     assert ei.value.code == protocol.REQUEST_CANCELLED
 
