@@ -1,0 +1,150 @@
+"""``report <sub>``: radiology report tools (``label``, ``evaluate``; later ``draft``, ...).
+
+Each subcommand is a ``_register_<name>(subs)`` + ``_run_<name>(args)`` pair; add one by
+writing that pair and listing it in ``SUBCOMMANDS``. The heavy imports (medspaCy, torch)
+happen inside the run functions, so ``--help`` stays fast and the core install still starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "report",
+        help="radiology report tools: CheXpert labels, generation metrics",
+        description="Radiology report tools (optional extra: pip install 'llm-heuristics[report]').",
+    )
+    subs = p.add_subparsers(dest="report_command", metavar="SUBCOMMAND", required=True)
+    for reg in SUBCOMMANDS:
+        reg(subs)
+
+
+# ------------------------------------------------------------------------- label
+def _register_label(subs: argparse._SubParsersAction) -> None:
+    p = subs.add_parser(
+        "label",
+        help="the 14 CheXpert labels of each report",
+        description="Label reports with the 14 CheXpert observations (1 positive, 0 negative, "
+        "-1 uncertain, blank not mentioned). REPORTS: a header-less one-column CSV of texts "
+        "(CheXpert's input), a CSV with id and text columns, JSONL with id and text, or Open-i "
+        "XML (folder or .tgz). Only FINDINGS/IMPRESSION are read when sections are marked.",
+    )
+    p.add_argument("reports", help="reports file (CSV, JSONL, Open-i XML folder or .tgz)")
+    p.add_argument("-o", "--out", help="write here (.csv: CheXpert format; .jsonl); default stdout")
+    p.add_argument(
+        "--explain", action="store_true", help="say which phrase and modifier decided each label"
+    )
+    p.set_defaults(func=_run_label)
+
+
+def _run_label(args: argparse.Namespace) -> int:
+    from engine.report.io import read_reports, write_labels
+    from engine.report.labeler import Labeler
+
+    reports, with_ids = read_reports(args.reports)
+    results = list(Labeler().label_many(r.text for r in reports))
+    rows = [r.labels for r in results]
+    explain = [r.explain() for r in results] if args.explain else None
+    text = write_labels(args.out, reports, rows, with_ids, explain if args.out else None)
+    if args.out is None:
+        sys.stdout.write(text)
+    if explain is not None and (args.out is None or not str(args.out).endswith(".jsonl")):
+        stream = sys.stderr if args.out is None else sys.stdout
+        for rep, ex in zip(reports, explain, strict=True):
+            print(f"# report {rep.id}", file=stream)
+            for label, why in ex.items():
+                print(f"  {label}: {why}", file=stream)
+    if args.out:
+        print(f"{len(reports)} reports labelled -> {args.out}", file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------------- evaluate
+def _register_evaluate(subs: argparse._SubParsersAction) -> None:
+    p = subs.add_parser(
+        "evaluate",
+        help="BLEU, ROUGE-L, METEOR, BERTScore and CheXpert label F1 of generated reports",
+        description="Score generated reports (--pred) against reference reports (--ref), "
+        "matched by id (CSV or JSONL with id and text; without ids, by row). Fully offline.",
+    )
+    p.add_argument("--pred", required=True, help="generated reports")
+    p.add_argument("--ref", required=True, help="reference reports")
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("--plot", metavar="PNG", help="write a per-label F1 bar chart here")
+    p.add_argument("-o", "--out", metavar="JSON", help="also write the full result here")
+    p.add_argument(
+        "--metrics",
+        default="bleu,rouge_l,meteor,bertscore,label_f1",
+        help="comma-separated subset of bleu,rouge_l,meteor,bertscore,label_f1",
+    )
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from engine.report.io import read_reports
+    from engine.report.metrics import ALL_METRICS, evaluate, plot_label_f1
+
+    wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    bad = [m for m in wanted if m not in ALL_METRICS]
+    if bad:
+        raise UserError(f"unknown metric(s) {', '.join(bad)}; choose from {', '.join(ALL_METRICS)}")
+    if args.plot and "label_f1" not in wanted:
+        raise UserError("--plot draws label F1: keep label_f1 in --metrics")
+    pred, _ = read_reports(args.pred)
+    ref, _ = read_reports(args.ref)
+    pmap, rmap = {r.id: r.text for r in pred}, {r.id: r.text for r in ref}
+    ids = [i for i in rmap if i in pmap]
+    if not ids:
+        raise UserError(f"no report id is in both {args.pred} and {args.ref}")
+    missing = len(rmap) - len(ids)
+    if missing:
+        print(f"warning: {missing} reference report(s) have no prediction; skipped", file=sys.stderr)
+    result = evaluate(ids, [pmap[i] for i in ids], [rmap[i] for i in ids], wanted)
+    if args.plot:
+        result["plot"] = str(plot_label_f1(result, args.plot))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_table(result))
+    return 0
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The human summary: corpus scores, label F1 per observation, what computed each."""
+    lines = [f"{result['n']} report pairs", "", f"{'metric':<44}{'corpus':>8}"]
+    for k, v in result["corpus"].items():
+        lines.append(f"{k:<44}{v:>8.4f}")
+    if "label_f1" in result:
+        lf = result["label_f1"]
+        lines += ["", f"{'label F1':<28}{'unc=neg':>9}{'unc=pos':>9}"]
+        for lab, v in lf["14_uncertain_as_negative"]["per_label"].items():
+            lines.append(f"{lab:<28}{v:>9.3f}{lf['14_uncertain_as_positive']['per_label'][lab]:>9.3f}")
+        for n in ("14", "5"):
+            for agg in ("micro_f1", "macro_f1"):
+                a = lf[f"{n}_uncertain_as_negative"][agg]
+                b = lf[f"{n}_uncertain_as_positive"][agg]
+                lines.append(f"{n + '-label ' + agg.replace('_', '-'):<28}{a:>9.3f}{b:>9.3f}")
+    lines += ["", "implementations:"]
+    lines += [f"  {k}: {v}" for k, v in result["implementations"].items()]
+    if "bertscore_f1" in result["corpus"]:
+        lines.append("  (BERTScore is raw, not rescaled with a baseline: values sit high, ~0.5-1)")
+    if "plot" in result:
+        lines.append(f"per-label F1 chart: {result['plot']}")
+    return "\n".join(lines)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _register_label,
+    _register_evaluate,
+]
