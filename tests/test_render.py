@@ -362,7 +362,7 @@ def test_errors_are_clear(tmp_path):
 
 
 def test_preview_uses_the_renderer(tmp_path):
-    from engine.rpc.preview import path_preview
+    from engine.vision.preview import path_preview
 
     ds = _dataset(_ramp(40, 30), "MONOCHROME1", WindowCenter=2000, WindowWidth=4000)
     f = tmp_path / "IM1.dcm"
