@@ -17,8 +17,9 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut, convert_color_spac
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from engine.vision import RenderError, render, render_info, to_png
-from tests.conftest import SHARED_DATA
 
+# ../shared/data beside the project (as tests/conftest.py says); absent in a fresh clone
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DICOM = SHARED_DATA / "dicom"
 NIH = SHARED_DATA / "cxr" / "nih_images"
 
