@@ -19,9 +19,9 @@ VOLATILE = (".analyze_cache", "/.heudiconv/", "conversion_report.txt", "/__pycac
 
 
 def available_steps() -> set[str]:
-    from engine.rpc.methods import available_commands
+    from engine.api.methods import API
 
-    return available_commands()
+    return {name for name, m in API.items() if m.step}
 
 
 def need_steps(*steps: str) -> None:
@@ -135,25 +135,26 @@ def run_methods(eng: EngineClient, dicom: Path, out: Path, subjects: list[str]) 
     need_steps("analyze", "group", "map", "generate", "validate", "convert")
     events: list[tuple[str, dict]] = []
     on = lambda m, p: events.append((m, p))  # noqa: E731
-    eng.call("analyze", {"dicom_dir": str(dicom), "out_dir": str(out)}, on_event=on, timeout=600)
+    eng.call("analyze", {"input": str(dicom), "out_dir": str(out)}, on_event=on, timeout=600)
     eng.call("group", {"out_dir": str(out)}, on_event=on, timeout=600)
     eng.call("map", {"out_dir": str(out)}, on_event=on, timeout=600)
-    eng.call("generate", {"out_dir": str(out)}, on_event=on, timeout=600)
-    eng.call("validate", {"out_dir": str(out)}, on_event=on, timeout=600)
+    gen = eng.call("generate", {"out_dir": str(out)}, on_event=on, timeout=600)
+    assert gen["ok"] and gen["validation"]["ok"], gen["report"]
+    assert eng.call("validate", {"out_dir": str(out)}, on_event=on, timeout=600)["ok"]
     for s in subjects:
-        eng.call(
+        res = eng.call(
             "convert",
-            {
-                "out_dir": str(out),
-                "subject": s,
-                "args": ["--dicom-dir", str(dicom), "--no-validator"],
-            },
+            {"out_dir": str(out), "subject": s, "dicom_dir": str(dicom), "validator": False},
+            on_event=on,
             timeout=600,
         )
-    series = eng.call("workspace.series", {"out_dir": str(out)})["series"]
-    groups = eng.call("workspace.groups", {"out_dir": str(out)})["groups"]
-    mappings = eng.call("workspace.mappings", {"out_dir": str(out)})["mappings"]
-    report = eng.call("workspace.report", {"out_dir": str(out), "name": "mapping"})["text"]
+        assert res["ok"] and res["written"] > 0, res["report"]
+    view = eng.call("workspace.view", {"out_dir": str(out)})
+    assert view["missing"] == []
+    series = view["series"]
+    groups = [g["group"] for g in view["groups"]]
+    mappings = [g["mapping"] for g in view["groups"]]
+    report = eng.call("workspace.text", {"out_dir": str(out), "name": "mapping"})["text"]
     preview = eng.call(
         "preview", {"out_dir": str(out), "key": series[0]["key"], "dicom_dir": str(dicom)}
     )
@@ -179,11 +180,11 @@ def test_pipeline_methods_inprocess(study, tmp_path):
 
 def test_step_errors_are_clear(tmp_path):
     need_steps("group")
-    from engine.rpc.protocol import USER_ERROR, RpcError
+    from engine.errors import NotFound, UserError
 
-    with EngineClient("inprocess") as eng, pytest.raises(RpcError) as ei:
+    with EngineClient("inprocess") as eng, pytest.raises(NotFound) as ei:
         eng.call("group", {"out_dir": str(tmp_path)})
-    assert ei.value.code == USER_ERROR and "analyze" in ei.value.message
+    assert isinstance(ei.value, UserError) and "analyze" in ei.value.message
 
 
 @pytest.mark.slow
