@@ -120,7 +120,7 @@ def test_separates_sbref_phase_aborted_and_derived(tmp_path):
     assert conv["7-rest_bold"] == []  # aborted: fewer volumes
     assert conv["2-t1_mprage"] == ["sub-01/anat/sub-01_T1w"]  # once per session: no run
     # a two-echo magnitude series is written as _magnitude -> heudiconv numbers 1 and 2
-    assert "fmap/{bids_subject_session_prefix}_magnitude'" in c.source.replace('"', "'")
+    assert "fmap/{bids_subject_session_prefix}{run}_magnitude'" in c.source.replace('"', "'")
     assert "series_uid" not in c.source and "series_id ==" not in c.source
     assert "INTENDED_FOR" in c.source and "POPULATE_INTENDED_FOR_OPTS" in c.source
 
@@ -220,7 +220,7 @@ def test_any_protocol_name_gives_valid_python(tmp_path, names):
 
 
 def test_pairs_reproduce_their_truth(shared_data, tmp_path):
-    from tests.heuristic_helpers import pair_inputs
+    from heuristic_helpers import pair_inputs
 
     folders = sorted((shared_data / "pairs").iterdir())
     assert folders
