@@ -1,7 +1,8 @@
 """Pilot tests of every pane and review action, snapshots, and the docs' SVG screenshots.
 
-The workspace is hand-made (``tui.demo_workspace``: real grouping and rules mapping of fixed
-series), the engine runs in-process, images use the half-cell renderer: all deterministic.
+The workspace is built from hand-made series (``tui.demo_workspace``) through the engine's API
+steps (``tests/workspace_helpers.py``: real grouping and rules mapping), the engine runs
+in-process, images use the half-cell renderer: all deterministic.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ pytest.importorskip("textual")
 
 os.environ["LLMH_TUI_IMAGE"] = "halfcell"
 
+from workspace_helpers import build_workspace  # noqa: E402
+
 from tui.app import LlmhApp  # noqa: E402
-from tui.demo_workspace import build_workspace  # noqa: E402
 from tui.keymap import KEYS, load_keymap  # noqa: E402
 
 pytestmark = pytest.mark.anyio
@@ -30,6 +32,42 @@ SIZE = (120, 40)
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+def _name_candidates(text: str) -> list[str]:
+    """Completions of a BIDS name from the schema (what the engine's ``review.name_candidates``
+    answers; registered below for an engine that does not serve it yet)."""
+    from engine.bids_schema import get_schema
+
+    s = get_schema()
+    if "/" not in text:
+        return [f"{dt}/" for dt in s.datatypes() if dt.startswith(text)]
+    datatype, _, rest = text.partition("/")
+    if datatype not in s.datatypes():
+        return []
+    *done, current = rest.split("_")
+    prefix = f"{datatype}/" + "".join(p + "_" for p in done)
+    used = {p.partition("-")[0] for p in done}
+    suffixes = s.suffixes(datatype)
+    if "-" in current:  # an entity value
+        key, _, val = current.partition("-")
+        return [f"{prefix}{key}-{v}_" for v in s.entity_values(key) if v.startswith(val)]
+    allowed: list[str] = []
+    for suf in suffixes:
+        for e in s.allowed_entities(datatype, suf):
+            if e not in allowed and e not in used and e != "run":
+                allowed.append(e)
+    out = [f"{prefix}{e}-" for e in allowed if e.startswith(current)]
+    return out + [f"{prefix}{suf}" for suf in suffixes if suf.startswith(current)]
+
+
+@pytest.fixture(autouse=True)
+def name_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.rpc import methods
+
+    if "review.name_candidates" not in methods.METHODS:
+        handler = lambda ctx, text: _name_candidates(text)  # noqa: E731
+        monkeypatch.setitem(methods.METHODS, "review.name_candidates", methods.Method(handler))
 
 
 @pytest.fixture
@@ -47,7 +85,12 @@ async def _ready(app: LlmhApp, pilot) -> None:  # type: ignore[no-untyped-def]
 
 
 async def _settle(app: LlmhApp, pilot, group: str | None = None) -> None:  # type: ignore[no-untyped-def]
-    await app.workers.wait_for_complete()
+    """Until no worker runs (a decision starts a reload when it is done)."""
+    for _ in range(50):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        if not any(w.is_running for w in app.workers):
+            break
     await pilot.pause()
 
 
@@ -57,28 +100,33 @@ def _decisions(out: Path) -> list[dict]:
 
 
 def _row(app: LlmhApp, gid: str) -> list:
-    return list(app.groups.table.get_row_at(app.groups._order.index(gid)))
+    groups = app.main_screen.groups
+    return list(groups.table.get_row_at(groups._order.index(gid)))
 
 
 async def test_panes_load(out: Path) -> None:
     app = LlmhApp(out, keymap={})
     async with app.run_test(size=SIZE) as pilot:
         await _ready(app, pilot)
-        assert len(app.ws.groups) == 7 and len(app.ws.series) == 14
-        assert app.groups.table.row_count == 7
+        assert len(app.main_screen.ws.groups) == 7 and len(app.main_screen.ws.series) == 14
+        assert app.main_screen.groups.table.row_count == 7
         tree = app.main_screen.query_one("#tree")
         assert [str(n.label).split()[0] for n in tree.root.children] == ["sub-S0001", "sub-S0002"]
         tree.root.children[0].expand()
         await pilot.pause()
         leaves = tree.root.children[0].children
         assert len(leaves) == 7 and any("aborted" in str(n.label) for n in leaves)
-        assert "g01_localizer" in str(app.rationale.query_one("#rationale-text").render())
-        assert not app.reports.ready  # built, and its reports fetched, once shown
-        assert any("workspace: 14 series" in str(x) for x in app.reports.pending_log)
-        app.reports.show("grouping")
+        assert "g01_localizer" in str(
+            app.main_screen.rationale.query_one("#rationale-text").render()
+        )
+        assert not app.main_screen.reports.ready  # built, and its reports fetched, once shown
+        assert any("workspace: 14 series" in str(x) for x in app.main_screen.reports.pending_log)
+        app.main_screen.reports.show("grouping")
         await _settle(app, pilot)
-        assert app.reports.ready and not app.reports.pending_log  # written to the log
-        assert app.reports.report("grouping").startswith("Grouping:")
+        assert (
+            app.main_screen.reports.ready and not app.main_screen.reports.pending_log
+        )  # written to the log
+        assert app.main_screen.reports.report("grouping").startswith("Grouping:")
 
 
 async def test_accept_skip_unskip_undo_redo(out: Path) -> None:
@@ -88,7 +136,7 @@ async def test_accept_skip_unskip_undo_redo(out: Path) -> None:
         await pilot.press("down", "a")  # g02 accepted, cursor moves on
         await _settle(app, pilot)
         assert _row(app, "g02_t1_mprage_sag")[2] == "user"
-        assert app.groups.selected() == "g03_t2_tse_tra"
+        assert app.main_screen.groups.selected() == "g03_t2_tse_tra"
         await pilot.press("s")
         await _settle(app, pilot)
         assert "skip" in str(_row(app, "g03_t2_tse_tra")[1])
@@ -111,30 +159,42 @@ async def test_accept_skip_unskip_undo_redo(out: Path) -> None:
     ]
 
 
-async def test_edit_dialog_refuses_then_saves(out: Path) -> None:
-    from tui.screens.edit_name import EditNameScreen, candidates
+async def _until(pilot, cond, what: str = "") -> None:  # type: ignore[no-untyped-def]
+    for _ in range(200):
+        if cond():
+            return
+        await pilot.pause(0.02)
+    raise AssertionError(f"never true: {what}")
 
-    assert "func/" in candidates("fu")
-    assert "func/task-" in candidates("func/ta")
-    assert "anat/T1w" in candidates("anat/T1")
-    assert "anat/part-mag_" in candidates("anat/part-m")
+
+async def test_edit_dialog_refuses_then_saves(out: Path) -> None:
+    from tui.screens.edit_name import EditNameScreen
+
+    assert "func/" in _name_candidates("fu")
+    assert "func/task-" in _name_candidates("func/ta")
+    assert "anat/T1w" in _name_candidates("anat/T1")
+    assert "anat/part-mag_" in _name_candidates("anat/part-m")
     app = LlmhApp(out, keymap={})
     async with app.run_test(size=SIZE) as pilot:
         await _ready(app, pilot)
-        app.groups.select("g07_mystery_sequence")
+        app.main_screen.groups.select("g07_mystery_sequence")
         await pilot.press("e")
         await pilot.pause()
-        assert isinstance(app.screen, EditNameScreen)
-        inp = app.screen.query_one("#edit-input")
+        dialog = app.screen
+        assert isinstance(dialog, EditNameScreen)
+        inp = dialog.query_one("#edit-input")
         inp.value = ""
         await pilot.press(*"anat/bold", "enter")
-        await pilot.pause()
-        assert isinstance(app.screen, EditNameScreen)  # refused
-        assert "not allowed" in str(app.screen.query_one("#edit-problems").render())
+        problems = dialog.query_one("#edit-problems")
+        await _until(pilot, lambda: "refused" in str(problems.render()), "refused")
+        assert isinstance(app.screen, EditNameScreen)  # refused: the schema's reason shown
+        assert "not allowed" in str(problems.render())
         inp.value = "anat/acq"
-        await pilot.press("tab")  # completes the entity key
+        await _until(pilot, lambda: "anat/acq" in dialog.checked, "the engine's answer")
+        await pilot.press("tab")  # completes the entity key (the engine's candidates)
         assert inp.value == "anat/acq-"
         inp.value = "anat/acq-mystery_T2"
+        await _until(pilot, lambda: inp.value in dialog.checked, "the engine's answer")
         await pilot.press("tab", "enter")
         await _settle(app, pilot)
         assert not isinstance(app.screen, EditNameScreen)
@@ -153,12 +213,12 @@ async def test_filter_sort_matrix_maximize(out: Path) -> None:
         _all_columns_fit(app)  # 100x30: the flags column is in view, not scrolled off
         await pilot.press("slash", *"bold")
         await pilot.pause()
-        assert app.groups._order == ["g04_ep2d_bold_rest", "g05_ep2d_bold_ft"]
+        assert app.main_screen.groups._order == ["g04_ep2d_bold_rest", "g05_ep2d_bold_ft"]
         await pilot.press("enter")  # back to the table
         app.main_screen.query_one("#group-filter").value = ""
         await pilot.pause()
-        app.groups.sort_by("conf")
-        assert app.groups._order[0] == "g07_mystery_sequence"
+        app.main_screen.groups.sort_by("conf")
+        assert app.main_screen.groups._order[0] == "g07_mystery_sequence"
         await pilot.press("p")
         await pilot.pause()
         assert isinstance(app.screen, MatrixScreen)
@@ -166,7 +226,7 @@ async def test_filter_sort_matrix_maximize(out: Path) -> None:
         assert table.row_count == 7 and len(table.columns) == 3
         await pilot.press("escape")
         await pilot.press("f11")
-        assert app.screen.maximized is app.groups
+        assert app.screen.maximized is app.main_screen.groups
         await pilot.press("f11")
         assert app.screen.maximized is None
         await pilot.press("right_square_bracket")
@@ -178,7 +238,7 @@ async def test_filter_sort_matrix_maximize(out: Path) -> None:
 
 
 def _all_columns_fit(app: LlmhApp) -> None:
-    table = app.groups.table
+    table = app.main_screen.groups.table
     widths = [c.get_render_width(table) for c in table.ordered_columns]
     assert sum(widths) <= table.scrollable_content_region.width, (widths, table.size)
     flags = [str(table.get_row_at(i)[-1]) for i in range(table.row_count)]
@@ -193,25 +253,33 @@ async def test_generate_edit_save_validate(out: Path) -> None:
         await _settle(app, pilot)
         await _settle(app, pilot)
         assert (out / "heuristic.py").exists()
-        assert "def infotodict" in app.editor.text
+        assert "def infotodict" in app.main_screen.editor.text
         await pilot.press("v")
         await _settle(app, pilot)
-        assert "OK" in str(app.editor.query_one("#heuristic-problems").render())
-        # a hand edit with a syntax error is refused inline
-        app.editor.area.load_text(app.editor.text + "\ndef broken(:\n")
+        assert "OK" in str(app.main_screen.editor.query_one("#heuristic-problems").render())
+        # a hand edit with a syntax error is refused inline (ctrl+s: the editor's key)
+        app.main_screen.editor.area.load_text(app.main_screen.editor.text + "\ndef broken(:\n")
+        app.main_screen.editor.area.focus()
+        await pilot.pause()
         await pilot.press("ctrl+s")
         await pilot.pause()
-        assert "syntax error" in str(app.editor.query_one("#heuristic-problems").render())
+        assert "syntax error" in str(
+            app.main_screen.editor.query_one("#heuristic-problems").render()
+        )
         # a valid hand edit is saved, then regenerate goes beside it with a diff
-        app.editor.area.load_text(app.editor.saved_text + "\n# my note\n")
-        app.action_save_heuristic()
+        app.main_screen.editor.area.load_text(app.main_screen.editor.saved_text + "\n# my note\n")
+        app.main_screen.editor.action_save()
         await _settle(app, pilot)
         assert (out / "heuristic.py").read_text().endswith("# my note\n")
+        app.main_screen.groups.table.focus()  # g in the editor is a letter
+        await pilot.pause()
         await pilot.press("g")
         await _settle(app, pilot)
         await _settle(app, pilot)
         assert (out / "heuristic.generated.py").exists()
-        assert "-# my note" in app.reports.report("diff")
+        assert "-# my note" in app.main_screen.reports.report("diff")
+        app.main_screen.editor.area.focus()
+        await pilot.pause()
         await pilot.press("ctrl+g")
         await _settle(app, pilot)
         assert "# my note" not in (out / "heuristic.py").read_text()
@@ -221,7 +289,7 @@ async def test_user_decision_reaches_heuristic(out: Path) -> None:
     app = LlmhApp(out, keymap={})
     async with app.run_test(size=SIZE) as pilot:
         await _ready(app, pilot)
-        app.groups.select("g07_mystery_sequence")
+        app.main_screen.groups.select("g07_mystery_sequence")
         await pilot.press("s")
         await _settle(app, pilot)
         await pilot.press("g")
@@ -248,7 +316,7 @@ async def test_preview_and_convert_report_errors_as_notifications(out: Path) -> 
         tree.focus()
         await pilot.press("enter", "down")
         await _settle(app, pilot)
-        assert app.groups.selected() == "g01_localizer"
+        assert app.main_screen.groups.selected() == "g01_localizer"
         await pilot.press("c")
         await _settle(app, pilot)
         assert any("convert" in n.message or "preview" in n.message for n in app._notifications)
@@ -287,20 +355,20 @@ async def test_convert_dry_run_then_real(
     app = LlmhApp(out, keymap={})
     async with app.run_test(size=SIZE) as pilot:
         await _ready(app, pilot)
-        sub = app.selected_subject()[0]
+        sub = app.main_screen.selected_subject()[0]
         assert sub
         await pilot.press("c")
         for _ in range(3):
             await _settle(app, pilot)
-        dry = app.reports.report("conversion")
+        dry = app.main_screen.reports.report("conversion")
         assert dry.strip(), "the dry run printed nothing"
         assert not list(out.glob("bids/sub-*/**/*.nii*")), "a dry run wrote NIfTI files"
-        assert app.reports.active == "conversion"
+        assert app.main_screen.reports.active == "conversion"
         assert any(f"dry run of sub-{sub} done" in n.message for n in app._notifications)
         await pilot.press("C")
         for _ in range(3):
             await _settle(app, pilot)
-        real = app.reports.report("conversion")
+        real = app.main_screen.reports.report("conversion")
         assert real.strip() and real != dry
         assert any(n.message == f"sub-{sub} done" for n in app._notifications), [
             n.message for n in app._notifications
@@ -341,11 +409,13 @@ async def test_streaming_rationale_and_lost_engine(out: Path) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await _ready(app, pilot)
         for t in ("The series ", "is a T1w."):
-            app.post_message(msg.EngineDelta(t, "g01_localizer"))
+            app.main_screen.post_message(msg.EngineDelta(t, "g01_localizer"))
         await pilot.pause()
-        assert "The series is a T1w." in str(app.rationale.query_one("#rationale-text").render())
-        app.rationale.finish("g01_localizer")
-        assert app.rationale.history["g01_localizer"] == ["The series is a T1w."]
+        assert "The series is a T1w." in str(
+            app.main_screen.rationale.query_one("#rationale-text").render()
+        )
+        app.main_screen.rationale.finish("g01_localizer")
+        assert app.main_screen.rationale.history["g01_localizer"] == ["The series is a T1w."]
         app.client.close()
         await pilot.press("s")
         await _settle(app, pilot)
@@ -411,15 +481,15 @@ async def test_remap_one_group_streams_its_rationale(out: Path, fake_llm: list[s
     app = LlmhApp(out, keymap={})
     async with app.run_test(size=SIZE) as pilot:
         await _ready(app, pilot)
-        app.groups.select("g07_mystery_sequence")
+        app.main_screen.groups.select("g07_mystery_sequence")
         await pilot.press("r")
         for _ in range(3):
             await _settle(app, pilot)
         assert fake_llm == ["g07_mystery_sequence"]  # r: this group only, not all unsure ones
         assert _row(app, "g07_mystery_sequence")[2] == "llm"
         assert _row(app, "g04_ep2d_bold_rest")[2] == "rules"
-        assert app.rationale.history["g07_mystery_sequence"] == ["looks like a T2w"]
-        assert "a T2w" in str(app.rationale.query_one("#rationale-text").render())
+        assert app.main_screen.rationale.history["g07_mystery_sequence"] == ["looks like a T2w"]
+        assert "a T2w" in str(app.main_screen.rationale.query_one("#rationale-text").render())
 
 
 # --- snapshots and screenshots ------------------------------------------------------------------
@@ -465,9 +535,9 @@ async def _quiet(pilot, stable: int = 3) -> None:  # type: ignore[no-untyped-def
 
 
 def _fixed(app: LlmhApp) -> None:
-    app.set_status("engine: test (inprocess)   OUT: out")
+    app.main_screen.set_status("engine: test (inprocess)   OUT: out")
     app.sub_title = "out"
-    app.reports.clear_log()
+    app.main_screen.reports.clear_log()
 
 
 def _main_app(out: Path) -> LlmhApp:
@@ -478,9 +548,9 @@ async def _prep_main(pilot) -> None:  # type: ignore[no-untyped-def]
     app = pilot.app
     await _ready(app, pilot)
     await _quiet(pilot)  # the connect worker also loads the reports after the workspace
-    app.groups.select("g03_t2_tse_tra")
-    app.editor.load("def infotodict(seqinfo):\n    return {}\n", generated=True)
-    app.groups.table.scroll_to(x=0, y=0, animate=False)
+    app.main_screen.groups.select("g03_t2_tse_tra")
+    app.main_screen.editor.load("def infotodict(seqinfo):\n    return {}\n", generated=True)
+    app.main_screen.groups.table.scroll_to(x=0, y=0, animate=False)
     await _quiet(pilot)
     _fixed(app)
     await _quiet(pilot)

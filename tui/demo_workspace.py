@@ -1,16 +1,13 @@
-"""A deterministic OUT folder built from hand-made series, for tests, snapshots and benchmarks.
+"""Hand-made series of a small deterministic study, for tests, snapshots and benchmarks.
 
-The grouping and rules mapping are the real ones (pure functions, no DICOM needed), so the
-files have exactly the formats ``group``/``map`` write.
+Only the series (the model's :class:`SeriesInfo`): the OUT folder is built from them through
+the engine's API steps (group, map) by ``tests/workspace_helpers.build_workspace``, so its
+files are exactly what ``group``/``map`` write.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from engine.atomic import write_text_atomic, write_tsv_atomic
 from engine.model import SeriesInfo
-from engine.workspace import GROUPING_REPORT, GROUPS_TSV, MAPPED_TSV, MAPPING_REPORT, write_series
 
 PROTOCOLS: tuple[dict, ...] = (
     dict(
@@ -146,35 +143,4 @@ def make_series(subjects: int = 2, sessions: int = 1, repeats: int = 1) -> list[
                             **kw,
                         )
                     )
-    return out
-
-
-def build_workspace(
-    out_dir: str | Path, subjects: int = 2, sessions: int = 1, repeats: int = 1
-) -> Path:
-    """Write series, groups and mapping tables (and reports) of a hand-made study into OUT."""
-    from engine.grouping import GROUP_COLUMNS, group_rows, group_series
-    from engine.mapping import map_groups
-    from engine.mapping.report import (
-        ASSIGNMENT_COLUMNS,
-        MAPPED_COLUMNS,
-        assignment_rows,
-        mapped_rows,
-    )
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    series = make_series(subjects, sessions, repeats)
-    write_series(out, series)
-    grouping = group_series(series)
-    write_tsv_atomic(out / GROUPS_TSV, GROUP_COLUMNS, group_rows(grouping))
-    write_text_atomic(out / GROUPING_REPORT, grouping.report)
-    res = map_groups(series, grouping=grouping)
-    write_tsv_atomic(
-        out / MAPPED_TSV, MAPPED_COLUMNS, mapped_rows(res.groups, res.mappings, series)
-    )
-    write_tsv_atomic(
-        out / "series_assignments.tsv", ASSIGNMENT_COLUMNS, assignment_rows(res.assignments)
-    )
-    write_text_atomic(out / MAPPING_REPORT, res.report)
     return out

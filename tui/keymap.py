@@ -1,7 +1,10 @@
-"""Every key binding of the app, with an id, a command-palette title and a user override.
+"""Every key binding of the app, with an id, an owner, a command-palette title and an override.
 
-Ids follow ``category.action``; the palette shows ``Category: description``. A user changes a
-key in the ``[keymap]`` table of the config file (``llm-heuristics config show`` names it)::
+Ids follow ``category.action``; the palette shows ``Category: description``. ``owner`` is the
+component whose ``BINDINGS`` hold the key and whose ``action_*`` method runs it: ``app`` (the
+connection), ``screen`` (the main screen: workspace-wide keys), or the DOM id of a pane
+(``groups``, ``editor``). A user changes a key in the ``[keymap]`` table of the config file
+(``llm-heuristics config show`` names it)::
 
     [keymap]
     "mapping.accept" = "enter,a"
@@ -25,6 +28,7 @@ class KeySpec:
     key: str
     action: str
     description: str
+    owner: str
     show: bool = True
 
     @property
@@ -38,38 +42,43 @@ class KeySpec:
 
 
 KEYS: tuple[KeySpec, ...] = (
-    KeySpec("mapping.accept", "a", "accept", "accept group"),
-    KeySpec("mapping.edit", "e", "edit_name", "edit BIDS name"),
-    KeySpec("mapping.skip", "s", "skip", "skip group"),
-    KeySpec("mapping.unskip", "u", "unskip", "unskip group"),
-    KeySpec("mapping.remap", "r", "remap", "re-map group with the LLM"),
-    KeySpec("mapping.remap_unsure", "R", "remap_unsure", "re-map unsure groups with the LLM"),
-    KeySpec("mapping.cancel", "x", "cancel", "cancel the running engine task", show=False),
-    KeySpec("review.undo", "ctrl+z", "undo", "undo decision"),
-    KeySpec("review.redo", "ctrl+y", "redo", "redo decision"),
-    KeySpec("heuristic.generate", "g", "generate", "generate heuristic"),
-    KeySpec("heuristic.validate", "v", "validate", "validate heuristic"),
-    KeySpec("heuristic.save", "ctrl+s", "save_heuristic", "save edits", show=False),
+    KeySpec("mapping.accept", "a", "accept", "accept group", "groups"),
+    KeySpec("mapping.edit", "e", "edit_name", "edit BIDS name", "groups"),
+    KeySpec("mapping.skip", "s", "skip", "skip group", "groups"),
+    KeySpec("mapping.unskip", "u", "unskip", "unskip group", "groups"),
+    KeySpec("mapping.remap", "r", "remap", "re-map group with the LLM", "groups"),
+    KeySpec("mapping.remap_unsure", "R", "remap_unsure", "re-map unsure groups", "groups"),
+    KeySpec("view.filter", "slash", "focus_filter", "filter groups", "groups", show=False),
+    KeySpec("view.sort", "o", "sort", "sort groups by next column", "groups", show=False),
+    KeySpec("review.undo", "ctrl+z", "undo", "undo decision", "screen"),
+    KeySpec("review.redo", "ctrl+y", "redo", "redo decision", "screen"),
+    KeySpec("heuristic.generate", "g", "generate", "generate heuristic", "screen"),
+    KeySpec("heuristic.validate", "v", "validate", "validate heuristic", "screen"),
+    KeySpec("convert.dry_run", "c", "convert(True)", "dry-run conversion", "screen"),
+    KeySpec("convert.run", "C", "convert(False)", "convert subject", "screen", show=False),
+    KeySpec("view.matrix", "p", "matrix", "protocol matrix", "screen"),
+    KeySpec("view.maximize", "f11", "maximize", "maximize/restore pane", "screen"),
+    KeySpec("view.side", "f2", "toggle_side", "show heuristic/reports", "screen", show=False),
+    KeySpec("view.grow", "right_square_bracket", "resize(4)", "widen tree", "screen", show=False),
     KeySpec(
-        "heuristic.replace", "ctrl+g", "take_generated", "take regenerated version", show=False
+        "view.shrink", "left_square_bracket", "resize(-4)", "narrow tree", "screen", show=False
     ),
-    KeySpec("convert.dry_run", "c", "convert(True)", "dry-run conversion"),
-    KeySpec("convert.run", "C", "convert(False)", "convert subject", show=False),
-    KeySpec("view.matrix", "p", "matrix", "protocol matrix"),
-    KeySpec("view.filter", "slash", "focus_filter", "filter groups", show=False),
-    KeySpec("view.sort", "o", "sort", "sort groups by next column", show=False),
-    KeySpec("view.maximize", "f11", "maximize", "maximize/restore pane"),
-    KeySpec("view.side", "f2", "toggle_side", "show heuristic/reports", show=False),
-    KeySpec("view.grow", "right_square_bracket", "resize(4)", "widen tree pane", show=False),
-    KeySpec("view.shrink", "left_square_bracket", "resize(-4)", "narrow tree pane", show=False),
-    KeySpec("view.refresh", "f5", "refresh", "reload workspace", show=False),
-    KeySpec("engine.reconnect", "f6", "reconnect", "reconnect to the engine", show=False),
-    KeySpec("app.quit", "ctrl+q", "quit", "quit", show=False),
+    KeySpec("view.refresh", "f5", "refresh", "reload workspace", "screen", show=False),
+    KeySpec("heuristic.save", "ctrl+s", "save", "save edits", "editor", show=False),
+    KeySpec("heuristic.replace", "ctrl+g", "take_generated", "take regenerated version", "editor"),
+    KeySpec("mapping.cancel", "x", "cancel", "cancel the running engine task", "app", show=False),
+    KeySpec("engine.reconnect", "f6", "reconnect", "reconnect to the engine", "app", show=False),
+    KeySpec("app.quit", "ctrl+q", "quit", "quit", "app", show=False),
 )
 
 
-def bindings() -> list[Binding]:
-    return [Binding(k.key, k.action, k.description, show=k.show, id=k.id) for k in KEYS]
+def bindings(owner: str) -> list[Binding]:
+    """The bindings ``owner`` declares (each with its id: the keymap finds it by that)."""
+    return [
+        Binding(k.key, k.action, k.description, show=k.show, id=k.id)
+        for k in KEYS
+        if k.owner == owner
+    ]
 
 
 def load_keymap(path: Path | None = None) -> dict[str, str]:

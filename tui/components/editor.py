@@ -1,4 +1,7 @@
-"""Heuristic editor: the generated ``heuristic.py`` with the validation problems beneath it."""
+"""Heuristic editor: the generated ``heuristic.py`` with the validation problems beneath it.
+
+It owns its keys: save (checked for syntax here, then saved and validated by the engine) and
+take the regenerated version (after ``generate`` went beside hand edits)."""
 
 from __future__ import annotations
 
@@ -9,7 +12,10 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static, TextArea
 
+from engine.api.types import ValidateResult
+from tui import messages as msg
 from tui.components import reveal
+from tui.keymap import bindings
 
 
 def syntax_problems(text: str) -> list[tuple[int, str]]:
@@ -32,9 +38,24 @@ def unified_diff(old: str, new: str) -> str:
     )
 
 
+def problem_lines(res: ValidateResult) -> list[tuple[int, str]]:
+    """A validation's errors and differences as ``(line, message)`` (``line`` 0 when unknown)."""
+    import re
+
+    out = []
+    for raw in res.diff.splitlines() or [f"error: {e}" for e in res.errors]:
+        line = raw.strip()
+        if not line:
+            continue
+        m = re.search(r"(?:line |\.py:)(\d+)", line)
+        out.append((int(m.group(1)) if m else 0, line))
+    return out[:50] or [(0, "validation failed")]
+
+
 class HeuristicEditor(Vertical):
     BORDER_TITLE = "Heuristic"
     ALLOW_MAXIMIZE = True
+    BINDINGS = bindings("editor")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -86,3 +107,26 @@ class HeuristicEditor(Vertical):
         first = next((n for n, _ in problems if n), 0)
         if first:
             self.area.move_cursor((first - 1, 0))
+
+    def show_validation(self, res: ValidateResult) -> None:
+        if res.ok:
+            self.set_problems([], (res.diff.splitlines() or ["OK"])[0])
+        else:
+            self.set_problems(problem_lines(res))
+
+    def action_save(self) -> None:
+        problems = syntax_problems(self.text)
+        if problems:
+            self.set_problems(problems)
+            self.notify("not saved: fix the syntax error first", severity="error")
+            return
+        self.post_message(msg.SaveHeuristic(self.text))
+
+    def action_take_generated(self) -> None:
+        if not self.pending_generated:
+            self.notify("no regenerated version waiting")
+            return
+        text, self.pending_generated = self.pending_generated, ""
+        self.load(text, generated=True)
+        self.saved_text = ""  # force the save
+        self.post_message(msg.SaveHeuristic(text))

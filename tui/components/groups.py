@@ -1,4 +1,7 @@
-"""Sequence groups: one DataTable row per group, sortable by column, filtered by an Input."""
+"""Sequence groups: one DataTable row per group, sortable by column, filtered by an Input.
+
+The pane owns the review keys (accept, edit, skip, unskip, re-map, filter, sort): each acts on
+the group under the cursor and posts a request (:mod:`tui.messages`) that the app runs."""
 
 from __future__ import annotations
 
@@ -9,7 +12,10 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input
 
-from tui.viewmodel import GroupView, Workspace
+from engine.api.types import GroupView
+from tui import messages as msg
+from tui.keymap import bindings
+from tui.viewmodel import Workspace, group_name
 
 COLUMNS = (
     ("group", "group"),
@@ -52,7 +58,7 @@ def fit_caps(
     the wider of the two (over its minimum) first, never below ``GROUP_MIN``/``NAME_MIN``.
     ``avail <= 0`` (not laid out yet) keeps the full caps."""
     gw = max([len(COLUMNS[0][1]), *(min(len(g.group_id), GROUP_CAP) for g in groups)])
-    nw = max([len(COLUMNS[1][1]), *(min(len(g.name), NAME_CAP) for g in groups)])
+    nw = max([len(COLUMNS[1][1]), *(min(len(group_name(g)), NAME_CAP) for g in groups)])
     if avail <= 0 or not groups:
         return GROUP_CAP, NAME_CAP
     rest = [_cells(g)[2:] for g in groups]
@@ -74,25 +80,25 @@ def fit_caps(
 def _cells(g: GroupView, caps: tuple[int, int] = (GROUP_CAP, NAME_CAP)) -> tuple[Any, ...]:
     m = g.mapping
     style = "green" if m.source == "user" else ("yellow" if g.unsure else "")
-    name = Text(clip(g.name, caps[1]), style="dim" if m.is_skip else style)
+    name = Text(clip(group_name(g), caps[1]), style="dim" if m.is_skip else style)
     return (
         clip(g.group_id, caps[0]),
         name,
         m.source,
         f"{m.confidence:.2f}",
-        len(g.series_keys),
-        short_flags(g.flags),
+        len(g.group.series_keys),
+        short_flags(g.group.flags),
     )
 
 
 def _sort_value(g: GroupView, col: str) -> Any:
     return {
         "group": g.group_id,
-        "n": len(g.series_keys),
-        "name": g.name,
+        "n": len(g.group.series_keys),
+        "name": group_name(g),
         "source": g.mapping.source,
         "conf": g.mapping.confidence,
-        "flags": short_flags(g.flags),
+        "flags": short_flags(g.group.flags),
     }[col]
 
 
@@ -121,6 +127,7 @@ def fit_columns(table: DataTable[Any], rows: list[tuple[Any, ...]], cap: int = 6
 class GroupsPane(Vertical):
     BORDER_TITLE = "Sequence groups"
     ALLOW_MAXIMIZE = True
+    BINDINGS = bindings("groups")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -156,9 +163,9 @@ class GroupsPane(Vertical):
                 g
                 for g in rows
                 if needle in g.group_id.lower()
-                or needle in g.name.lower()
+                or needle in group_name(g).lower()
                 or needle in g.mapping.source
-                or needle in " ".join(g.flags).lower()
+                or needle in " ".join(g.group.flags).lower()
                 or needle == "unsure"
                 and g.unsure
             ]
@@ -241,3 +248,75 @@ class GroupsPane(Vertical):
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
         self.sort_by(str(event.column_key.value))
+
+    # --- the review keys -------------------------------------------------------------------
+    def current(self) -> GroupView | None:
+        gid = self.selected()
+        return self.ws.groups.get(gid) if self.ws is not None and gid else None
+
+    def _cursor_down(self) -> None:
+        t = self.table
+        if t.cursor_row < t.row_count - 1:
+            t.move_cursor(row=t.cursor_row + 1, animate=False)
+
+    def action_accept(self) -> None:
+        """Accept what is on screen: the name shown (or the skip shown), then the next row."""
+        g = self.current()
+        if g is None:
+            return
+        m = g.mapping
+        if m.is_skip:
+            self.post_message(msg.Decide(g.group_id, "skip", skip_reason=m.skip_reason))
+        else:
+            self.post_message(msg.Decide(g.group_id, "accept", name=group_name(g)))
+        self._cursor_down()
+
+    def action_skip(self) -> None:
+        g = self.current()
+        if g is not None:
+            self.post_message(msg.Decide(g.group_id, "skip"))
+
+    def action_unskip(self) -> None:
+        g = self.current()
+        if g is None:
+            return
+        if g.decision is not None and g.decision.action == "skip":
+            self.post_message(msg.Decide(g.group_id, "unskip"))
+        elif g.mapping.is_skip:
+            self.notify("skipped by the rules: give it a name instead (edit)")
+            self.action_edit_name()
+        else:
+            self.notify(f"{g.group_id} is not skipped")
+
+    def action_edit_name(self) -> None:
+        from tui.screens.edit_name import EditNameScreen
+
+        g = self.current()
+        if g is None:
+            return
+        gid = g.group_id
+
+        def done(name: str | None) -> None:
+            if name:
+                self.post_message(msg.Decide(gid, "edit", name=name))
+
+        self.app.push_screen(EditNameScreen(gid, "" if g.mapping.is_skip else group_name(g)), done)
+
+    def action_remap(self) -> None:
+        g = self.current()
+        if g is not None:
+            self.post_message(msg.Remap([g.group_id]))
+
+    def action_remap_unsure(self) -> None:
+        unsure = [g.group_id for g in (self.ws.groups.values() if self.ws else ()) if g.unsure]
+        if unsure:
+            self.post_message(msg.Remap(unsure))
+        else:
+            self.notify("no unsure group to re-map")
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#group-filter", Input).focus()
+
+    def action_sort(self) -> None:
+        self.sort_by()
+        self.notify(f"sorted by {self.sort_col}", timeout=2)

@@ -7,7 +7,8 @@ from typing import Any
 from textual.containers import VerticalScroll
 from textual.widgets import Static
 
-from tui.viewmodel import GroupView
+from engine.api.types import GroupView
+from tui.viewmodel import group_name
 
 
 class RationalePane(VerticalScroll):
@@ -49,11 +50,16 @@ class RationalePane(VerticalScroll):
             self.query_one("#rationale-text", Static).update("select a group")
             return
         m = g.mapping
-        lines = [f"{g.group_id}  ({g.label})", f"-> {g.name}  [{m.source}, {m.confidence:.2f}]"]
+        lines = [
+            f"{g.group_id}  ({g.group.label})",
+            f"-> {group_name(g)}  [{m.source}, {m.confidence:.2f}]",
+        ]
         if g.decision is not None:
             lines.append(f"your decision: {g.decision.describe()}")
-        if g.flags:
-            lines.append(f"flags: {', '.join(g.flags)}")
+        if g.unsure:
+            lines.append("unsure: below the confidence threshold, please look")
+        if g.group.flags:
+            lines.append(f"flags: {', '.join(g.group.flags)}")
         lines += [f"  because: {e}" for e in m.evidence]
         if m.rationale:
             lines += ["", "rationale:", m.rationale]

@@ -1,4 +1,7 @@
-"""DICOM tree: subject -> session -> series, children built only when a node is expanded."""
+"""DICOM tree: subject -> session -> series, children built only when a node is expanded.
+
+A series node's data holds its key and its group id (from the engine's series rows), so
+highlighting a series selects its group without splitting keys."""
 
 from __future__ import annotations
 
@@ -43,9 +46,9 @@ class DicomTree(Tree[dict[str, Any]]):
                 self._add_series(node, sessions[""])
                 return
             for ses, keys in sessions.items():
-                files = sum(int(self.ws.series[k].get("series_files") or 0) for k in keys)
+                files = sum(self.ws.series[k].n_files for k in keys)
                 child = node.add(
-                    f"ses-{ses} [dim]({len(keys)} series, {files} files)[/]",
+                    Text.assemble(f"ses-{ses} ", (f"({len(keys)} series, {files} files)", "dim")),
                     data={"kind": "session", "subject": data["subject"], "session": ses},
                 )
                 child.allow_expand = True
@@ -56,10 +59,16 @@ class DicomTree(Tree[dict[str, Any]]):
         assert self.ws is not None
         for k in keys:
             s = self.ws.series[k]
-            flags = self.ws.series_flags(k)
-            mark = f" [b red]{' '.join(flags)}[/]" if flags else ""
-            desc = s.get("series_description") or s.get("protocol_name") or ""
-            label = (
-                f"{s.get('series_id', '')} {desc} [dim]({s.get('series_files', 0)} files)[/]{mark}"
+            label = Text.assemble(
+                f"{s.series_id} {s.description or s.protocol}",  # no markup parse: [ ; | are text
+                (f" ({s.n_files} files)", "dim"),
+                (f" {' '.join(s.flags)}" if s.flags else "", "bold red"),
             )
-            node.add_leaf(label, data={"kind": "series", "key": k})
+            data = {
+                "kind": "series",
+                "key": k,
+                "group_id": s.group_id,
+                "subject": s.subject,
+                "session": s.session,
+            }
+            node.add_leaf(label, data=data)

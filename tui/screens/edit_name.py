@@ -1,81 +1,25 @@
-"""Edit a group's BIDS name with schema-aware completion: datatype -> suffix -> entities.
+"""Edit a group's BIDS name, checked by the engine against the BIDS schema as you type.
 
-The name is written ``datatype/[key-value_...]suffix`` (``func/task-rest_bold``). Candidates
-for the part under the cursor come from the BIDS schema; an invalid name is refused with the
-schema's reasons shown, the dialog stays open.
+The name is written ``datatype/[key-value_...]suffix`` (``func/task-rest_bold``). Each change
+asks the engine (``review.check_name``, and the completions for the part under the cursor);
+an invalid name is refused with the schema's reasons shown, the dialog stays open. The
+dialog returns the name text; the engine parses it when the decision is recorded.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
-from textual.suggester import Suggester
 from textual.widgets import Input, Label, OptionList, Static
 
-from engine.errors import UserError
+from tui import messages as msg
 
 
-def _schema() -> Any:
-    from engine.bids_schema import get_schema
-
-    return get_schema()
-
-
-def candidates(text: str) -> list[str]:
-    """Full-text completions of ``text`` (the last ``_``/``/`` part is the one completed)."""
-    s = _schema()
-    if "/" not in text:
-        return [f"{dt}/" for dt in s.datatypes() if dt.startswith(text)]
-    datatype, _, rest = text.partition("/")
-    if datatype not in s.datatypes():
-        return []
-    *done, current = rest.split("_")
-    prefix = f"{datatype}/" + "".join(p + "_" for p in done)
-    used = {p.partition("-")[0] for p in done}
-    suffixes = s.suffixes(datatype)
-    out: list[str] = []
-    if "-" in current:  # completing an entity value
-        key, _, val = current.partition("-")
-        values = s.entity_values(key)
-        out += [f"{prefix}{key}-{v}_" for v in values if v.startswith(val)]
-        return out
-    allowed: list[str] = []
-    for suf in suffixes:
-        for e in s.allowed_entities(datatype, suf):
-            if e not in allowed and e not in used and e != "run":
-                allowed.append(e)
-    out += [f"{prefix}{e}-" for e in allowed if e.startswith(current)]
-    out += [f"{prefix}{suf}" for suf in suffixes if suf.startswith(current)]
-    return out
-
-
-class BidsSuggester(Suggester):
-    def __init__(self) -> None:
-        super().__init__(use_cache=True, case_sensitive=True)
-
-    async def get_suggestion(self, value: str) -> str | None:
-        c = candidates(value)
-        return c[0] if c else None
-
-
-def validate_name(text: str) -> tuple[tuple[str, str, dict[str, str]] | None, list[str]]:
-    from engine.review import check_name, parse_template
-
-    try:
-        datatype, suffix, entities = parse_template(text)
-    except UserError as exc:
-        return None, [str(exc)]
-    problems = check_name(datatype, suffix, entities)
-    return ((datatype, suffix, entities) if not problems else None), problems
-
-
-class EditNameScreen(ModalScreen[tuple[str, str, dict[str, str]] | None]):
-    """Returns ``(datatype, suffix, entities)`` or ``None`` when cancelled."""
+class EditNameScreen(ModalScreen[str | None]):
+    """Returns the name (``anat/acq-x_T2w``) or ``None`` when cancelled."""
 
     BINDINGS = [
         Binding("escape", "cancel", "cancel", id="edit.cancel"),
@@ -87,6 +31,8 @@ class EditNameScreen(ModalScreen[tuple[str, str, dict[str, str]] | None]):
         super().__init__()
         self.group_id = group_id
         self.current = current
+        self.checked: dict[str, msg.NameChecked] = {}  # text -> the engine's answer
+        self.submit_wanted = ""  # Enter pressed before the engine answered for this text
 
     def compose(self) -> ComposeResult:
         with Vertical(id="edit-dialog"):
@@ -94,51 +40,73 @@ class EditNameScreen(ModalScreen[tuple[str, str, dict[str, str]] | None]):
             yield Input(
                 self.current,
                 id="edit-input",
-                suggester=BidsSuggester(),
                 placeholder="datatype/[entity-value_]suffix, e.g. func/task-rest_bold",
             )
             yield OptionList(id="edit-candidates")
             yield Static("", id="edit-problems", markup=False)
             yield Static("tab: complete  enter: save  esc: cancel", id="edit-help")
 
-    def on_mount(self) -> None:
-        self._refresh(self.current)
+    @property
+    def value(self) -> str:
+        return self.query_one("#edit-input", Input).value
 
-    def _refresh(self, value: str) -> None:
-        ol = self.query_one("#edit-candidates", OptionList)
-        ol.clear_options()
-        ol.add_options(candidates(value)[:50])
-        _, problems = validate_name(value) if value else (None, [])
-        self.query_one("#edit-problems", Static).update(
-            "\n".join(problems) if problems else "valid"
-        )
+    def on_mount(self) -> None:
+        self.post_message(msg.CheckName(self.current))
 
     @on(Input.Changed, "#edit-input")
     def _changed(self, event: Input.Changed) -> None:
-        self._refresh(event.value)
+        if event.value in self.checked:
+            self._show(self.checked[event.value])
+        else:
+            self.post_message(msg.CheckName(event.value))
+
+    def on_name_checked(self, m: msg.NameChecked) -> None:
+        self.checked[m.text] = m
+        if m.text == self.value:
+            self._show(m)
+        if m.text == self.submit_wanted:
+            self.submit_wanted = ""
+            self._submit(m.text)
+
+    def _show(self, m: msg.NameChecked) -> None:
+        ol = self.query_one("#edit-candidates", OptionList)
+        ol.clear_options()
+        ol.add_options(m.candidates[:50])
+        problems = m.problems if m.text else []
+        w = self.query_one("#edit-problems", Static)
+        w.update("\n".join(problems) if problems else "valid")
+        w.remove_class("-refused")
 
     @on(Input.Submitted, "#edit-input")
     def _submitted(self, event: Input.Submitted) -> None:
-        name, problems = validate_name(event.value)
-        if name is None:
-            self.query_one("#edit-problems", Static).update("refused: " + "; ".join(problems))
-            self.query_one("#edit-problems", Static).add_class("-refused")
+        self._submit(event.value)
+
+    def _submit(self, text: str) -> None:
+        m = self.checked.get(text)
+        if m is None:  # the engine has not answered yet: submit when it does
+            self.submit_wanted = text
             return
-        self.dismiss(name)
+        if m.problems or not text:
+            w = self.query_one("#edit-problems", Static)
+            w.update("refused: " + "; ".join(m.problems or ["no name"]))
+            w.add_class("-refused")
+            return
+        self.dismiss(text)
 
     @on(OptionList.OptionSelected, "#edit-candidates")
     def _picked(self, event: OptionList.OptionSelected) -> None:
+        self._set(str(event.option.prompt))
+
+    def _set(self, text: str) -> None:
         inp = self.query_one("#edit-input", Input)
-        inp.value = str(event.option.prompt)
-        inp.cursor_position = len(inp.value)
+        inp.value = text
+        inp.cursor_position = len(text)
         inp.focus()
 
     def action_complete(self) -> None:
-        inp = self.query_one("#edit-input", Input)
-        c = candidates(inp.value)
-        if c:
-            inp.value = c[0]
-            inp.cursor_position = len(inp.value)
+        m = self.checked.get(self.value)
+        if m is not None and m.candidates:
+            self._set(m.candidates[0])
 
     def action_next_candidate(self) -> None:
         self.query_one("#edit-candidates", OptionList).focus()
