@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import warnings
 from typing import Any
 
 from engine.report.labels import MENTIONS, attribute_categories, phrase_pattern, target_category
@@ -168,6 +169,17 @@ def silence_pyrush() -> None:
     except ImportError:  # pragma: no cover - loguru comes with PyRuSH
         pass
     logging.getLogger("PyRuSH").setLevel(logging.WARNING)
+    root = logging.getLogger()
+    if not any(isinstance(f, _QuietRushFilter) for f in root.filters):
+        root.addFilter(_QuietRushFilter())
+
+
+class _QuietRushFilter(logging.Filter):
+    """PyRuSH's rule engine (PyFastNER) logs INFO on the *root* logger for every report."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        noisy = "PyFastNER" in record.pathname or "PyRuSH" in record.pathname
+        return record.levelno >= logging.WARNING or not noisy
 
 
 @functools.lru_cache(maxsize=1)
@@ -182,6 +194,9 @@ def build_nlp() -> Any:
             "the report labeler needs medspaCy: pip install 'llm-heuristics[report]'"
         ) from exc
     silence_pyrush()
+    # medspaCy keeps a token Matcher and a PhraseMatcher per component; one of them is always
+    # empty here, and spaCy warns about that (W036) on every document.
+    warnings.filterwarnings("ignore", message=r".*\[W036\]")
     nlp = medspacy.load(
         medspacy_enable=["medspacy_pyrush", "medspacy_target_matcher", "medspacy_context"],
         load_rules=False,

