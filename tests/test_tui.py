@@ -203,6 +203,123 @@ async def test_edit_dialog_refuses_then_saves(out: Path) -> None:
     assert (d["action"], d["suffix"], d["entities"]) == ("edit", "T2w", {"acq": "mystery"})
 
 
+@pytest.fixture
+def odd_out(tmp_path: Path) -> Path:
+    """The demo study plus one single-series group whose key holds ``|`` (no session:
+    ``P01||13-x``) and whose ProtocolName holds ``;``, through the API steps."""
+    from engine.api import steps
+    from engine.api.types import MapParams
+    from engine.model import SeriesInfo
+    from engine.workspace import Workspace
+    from tui.demo_workspace import make_series
+
+    odd = SeriesInfo(
+        series_id="13-x",
+        dcm_dir_name="13-x",
+        series_files=40,
+        dim1=128,
+        dim2=128,
+        dim3=40,
+        TR=0.8,
+        TE=12.0,
+        protocol_name="odd;proto|col",
+        series_description="odd;proto|col",
+        sequence_name="*odd3d1",
+        image_type=("ORIGINAL", "PRIMARY", "OTHER"),
+        patient_id="P01",
+        subject="P01",
+        series_uid="1.2.3.99",
+        series_number=13,
+        modality="MR",
+        sop_class="MR",
+    )
+    out = tmp_path / "out"
+    Workspace(out).write_series([*make_series(), odd])
+    steps.group(str(out))
+    steps.map_(MapParams(out_dir=str(out)))
+    return out
+
+
+async def test_odd_key_series_selects_its_group_and_keys_act_on_it(odd_out: Path) -> None:
+    """Regression: a key with ``|`` and a protocol with ``;`` used to be split by the TUI (the
+    TSV cells were re-parsed with a guessed separator, the key split on ``|``): the group
+    showed the wrong n and selecting the series in the tree left the cursor on another
+    group, so ``a``/``s``/``e`` acted on a group not on screen. Fails on the code before
+    this rewrite (which no longer even imports against the typed engine API)."""
+    from tui.screens.edit_name import EditNameScreen
+
+    app = LlmhApp(odd_out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        main = app.main_screen
+        gid = main.ws.series["P01||13-x"].group_id
+        assert gid and main.ws.groups[gid].group.series_keys == ["P01||13-x"]
+        assert _row(app, gid)[4] == 1  # n
+        assert main.groups.selected() != gid
+        tree = main.query_one("#tree")
+        tree.focus()
+        await pilot.pause()
+        assert str(tree.root.children[0].label).startswith("sub-P01")
+        await pilot.press("down", "enter", "down")  # open sub-P01, onto its one series
+        await pilot.pause()
+        assert tree.cursor_node.data["key"] == "P01||13-x"
+        assert "odd;proto|col" in str(tree.cursor_node.label)
+        assert main.groups.selected() == gid  # the cursor moved to THAT group
+        await pilot.press("enter")  # on to the group: the review keys act there
+        await pilot.pause()
+        assert main.groups.table.has_focus
+        await pilot.press("e")
+        await pilot.pause()
+        assert isinstance(app.screen, EditNameScreen) and app.screen.group_id == gid
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("s")
+        await _settle(app, pilot)
+        assert _decisions(odd_out)[-1]["group_id"] == gid
+        assert "skip" in str(_row(app, gid)[1])
+        main.groups.select(gid)
+        await pilot.press("a")
+        await _settle(app, pilot)
+        d = _decisions(odd_out)[-1]
+        assert (d["group_id"], d["action"]) == (gid, "skip")  # accept what is shown: the skip
+
+
+async def test_skip_in_tui_is_what_validate_sees_and_undo(out: Path) -> None:
+    """A skip made with ``s`` reaches the engine's effective mapping (``validate`` through the
+    engine API compares the heuristic with it); ``ctrl+z`` takes it back."""
+    import asyncio
+
+    gid = "g07_mystery_sequence"
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+
+        async def validate():  # type: ignore[no-untyped-def]
+            return await asyncio.to_thread(app.client.api, "validate", {"out_dir": str(out)})
+
+        await pilot.press("g")  # a heuristic that converts g07 (anat/T1w)
+        await _settle(app, pilot)
+        assert (await validate()).ok
+        app.main_screen.groups.select(gid)
+        await pilot.press("s")
+        await _settle(app, pilot)
+        res = await validate()
+        assert not res.ok and gid in res.diff  # the heuristic still converts what is skipped
+        assert app.main_screen.ws.groups[gid].mapping.is_skip  # the engine's view, reloaded
+        await pilot.press("g")
+        await _settle(app, pilot)
+        assert (await validate()).ok
+        assert f"{gid} 'mystery_sequence': skipped by user" in (out / "heuristic.py").read_text()
+        await pilot.press("ctrl+z")
+        await _settle(app, pilot)
+        res = await validate()
+        assert not res.ok and gid in res.diff  # undone: g07 is converted again
+        assert not app.main_screen.ws.groups[gid].mapping.is_skip
+        assert _row(app, gid)[2] == "rules"
+    ops = [(d["op"], d.get("action")) for d in _decisions(out)]
+    assert ops == [("decide", "skip"), ("undo", None)]
+
+
 async def test_filter_sort_matrix_maximize(out: Path) -> None:
     from tui.screens.matrix import MatrixScreen
 
