@@ -7,16 +7,21 @@ only when a group can be told apart by nothing else, ``custom_seqinfo``.
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import subprocess
 import textwrap
 from dataclasses import dataclass, field
 
 from engine import __version__
-from engine.heuristic.conditions import HELPER_SOURCE, Selection, select
+from engine.heuristic.conditions import HELPER_SOURCE, Condition, Selection, is_volume, select
 from engine.heuristic.plan import BidsKey, Plan, build_plan, series_order_key
 from engine.heuristic.seqinfo import CUSTOM_FIELDS, to_seqinfo
+from engine.mapping.runs import session_runs
 from engine.model import Group, Mapping, SeriesAssignment, SeriesInfo
+
+# the run rule the mapper applies, written into every heuristic (one owner of run numbers)
+RUNS_SOURCE = inspect.getsource(session_runs)
 
 
 @dataclass
@@ -25,6 +30,7 @@ class CompiledGroup:
     mapping: Mapping
     key: BidsKey
     selection: Selection
+    aborted: Selection | None = None  # recognises this group's aborted runs (time series)
 
 
 @dataclass
@@ -75,7 +81,95 @@ def _select_all(
                 f"group {g.group_id} ({g.label}): cannot be told apart from {', '.join(names[:5])}"
             )
         out.append(CompiledGroup(g, plan.mappings[g.group_id], key, sel))
+    problems += _aborted_matchers(plan, out, seq, custom_fields)
     return out, problems
+
+
+def _aborted_matchers(
+    plan: Plan, compiled: list[CompiledGroup], seq: dict[str, object], custom: tuple[str, ...]
+) -> list[str]:
+    """Give each BOLD/DWI group a test for its aborted runs: its own conditions with the volume
+    guard turned round. The run rule skips an SBRef taken just before an aborted run, so the
+    heuristic must see those runs where the mapper did (checked here on the whole study)."""
+    keys = [s.key for s in plan.series]
+    seqs = [seq[k] for k in keys]
+    for cg in compiled:
+        vol = [c for c in cg.selection.conditions if is_volume(c)]
+        if cg.key.suffix not in ("bold", "dwi") or not vol:
+            continue
+        rest = [c for c in cg.selection.conditions if not is_volume(c)]
+        cg.aborted = Selection([*rest, Condition(_negate(vol), 9.0)])
+    want = {k: plan.keys[plan.group_of[k]].name for k in plan.aborted}
+    got = _aborted_seen(compiled, keys, seqs)
+    if got == want or _run_outcome(plan, got) == _run_outcome(plan, want):
+        return []
+    for cg in compiled:  # tell the aborted runs apart from what else the test takes
+        if cg.aborted is None:
+            continue
+        wrong = [
+            seqs[i]
+            for i, k in enumerate(keys)
+            if got.get(k) == cg.key.name and want.get(k) != cg.key.name
+        ]
+        members = [seq[k] for k in cg.group.series_keys if k in seq]
+        if wrong and members:
+            extra = select(members, wrong, custom, volume_ok=False)
+            known = {c.code for c in cg.aborted.conditions}
+            add = [c for c in extra.conditions if c.code not in known]
+            cg.aborted = Selection([*add, *cg.aborted.conditions])
+    got = _aborted_seen(compiled, keys, seqs)
+    if _run_outcome(plan, got) == _run_outcome(plan, want):
+        return []
+    odd = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
+    return [
+        "aborted runs: the heuristic's tests and the mapping disagree on "
+        + ", ".join(k.rsplit("|", 1)[-1] for k in odd[:5])
+        + " (SBRef runs may differ)"
+    ]
+
+
+def _run_outcome(plan: Plan, aborted: dict[str, str]) -> list[dict[str, tuple[int | None, str]]]:
+    """What the run rule decides in every session when ``aborted`` are the aborted runs."""
+    out = []
+    for sub, ses in plan.sessions():
+        events = []
+        for s in plan.series_in(sub, ses):
+            if s.key in aborted:
+                events.append((s.key, aborted[s.key], "aborted"))
+            elif s.key not in plan.skip_series:
+                events.append((s.key, plan.keys[plan.group_of[s.key]].name, ""))
+        runs = session_runs(events, frozenset(plan.run_names))[0]
+        out.append({k: v for k, v in runs.items() if k not in aborted})
+    return out
+
+
+def _negate(conds: list[Condition]) -> str:
+    """``not (a and b)``, written ``s.dim4 < 6`` for one plain comparison."""
+    if len(conds) == 1:
+        for op, inv in ((" >= ", " < "), (" > ", " <= ")):
+            left, sep, right = conds[0].code.rpartition(op)
+            if sep and right.strip().isdigit():
+                return f"{left}{inv}{right}"
+    return "not (" + " and ".join(c.code for c in conds) + ")"
+
+
+def _fires(sel: Selection, s: object) -> bool:
+    return all(c.evaluate([s])[0] for c in sel.conditions)
+
+
+def _aborted_seen(
+    compiled: list[CompiledGroup], keys: list[str], seqs: list[object]
+) -> dict[str, str]:
+    """Series key -> name, for the series the heuristic would list as aborted runs."""
+    out: dict[str, str] = {}
+    for k, s in zip(keys, seqs, strict=True):
+        if any(_fires(cg.selection, s) for cg in compiled):
+            continue
+        for cg in compiled:
+            if cg.aborted is not None and _fires(cg.aborted, s):
+                out[k] = cg.key.name
+                break
+    return out
 
 
 def compile_heuristic(
@@ -220,22 +314,16 @@ def render(
     if any(cg.selection.code.find("re.fullmatch") >= 0 for cg in compiled):
         parts += ["import re", ""]
     # IntendedFor: heudiconv's own pass; llm-heuristics convert then writes the exact lists below.
-    intended = {}
+    intended: dict[str, set[str]] = {}
     for cg in compiled:
-        if cg.mapping.intended_for:
-            targets = sorted(
-                {
-                    plan.keys[g].template(plan.keys[g] in plan.with_run)
-                    for g in cg.mapping.intended_for
-                    if g in plan.keys
-                }
-            )
-            if targets:
-                intended.setdefault(cg.key.template(cg.key in plan.with_run), set()).update(targets)
+        targets = {plan.keys[g].name for g in cg.mapping.intended_for if g in plan.keys}
+        if targets:
+            intended.setdefault(cg.key.name, set()).update(targets)
     if intended:
         parts += [
             "# Field maps: heudiconv fills IntendedFor from the closest field map;",
-            "# `llm-heuristics convert` then writes exactly the targets listed in INTENDED_FOR.",
+            "# `llm-heuristics convert` then writes exactly the targets listed in INTENDED_FOR",
+            "# (BIDS names without subject, session and run).",
             'POPULATE_INTENDED_FOR_OPTS = {"matching_parameters": ["Force"], "criterion": "Closest"}',
             "INTENDED_FOR = {",
             *[f"    {k!r}: {sorted(v)!r}," for k, v in sorted(intended.items())],
@@ -277,38 +365,43 @@ def render(
         parts += ["", _custom_seqinfo_source(custom)]
     if custom or any("_custom(" in cg.selection.code for cg in compiled):
         parts += ["", HELPER_SOURCE.strip() + "\n"]
-    # infotodict
-    keys: dict[BidsKey, str] = {}
-    used_idents: set[str] = set()
+    parts += ["", RUNS_SOURCE.strip() + "\n"]
+    # data tables: BIDS name -> heudiconv template, and the names numbered run-NN
+    templates: dict[str, str] = {}
     for cg in compiled:
-        if cg.key in keys:
-            continue
-        ident = cg.key.ident
-        if ident in {"info", "s", "create_key", "seqinfo"} or ident[0].isdigit():
-            ident = "key_" + ident
-        base, n = ident, 2
-        while ident in used_idents:
-            ident, n = f"{base}_{n}", n + 1
-        used_idents.add(ident)
-        keys[cg.key] = ident
+        if cg.key.name not in templates:
+            cgs = [c for c in compiled if c.key == cg.key]
+            drop = ("echo",) if _multi_echo(plan, cgs) else ()
+            templates[cg.key.name] = cg.key.template(_template_suffix(cg.key, plan, cgs), drop)
+    run_names = sorted(n for n in plan.run_names if n in templates)
     body = [
         "",
+        "# Names numbered _run-NN (they repeat within a session somewhere in this study; a name",
+        "# that repeats in a new session is numbered there too). Counted by session_runs above.",
+        "RUN_NAMES = {" + ", ".join(repr(n) for n in run_names) + "}"
+        if run_names
+        else "RUN_NAMES = set()",
+        "# BIDS name (no subject, session, run) -> heudiconv template; {run} is _run-NN or nothing",
+        "TEMPLATES = {",
+        *[f"    {n!r}: {tm!r}," for n, tm in templates.items()],
+        "}",
+        "",
+        "",
         "def infotodict(seqinfo):",
-        '    """Map each series to its BIDS key; series matching no block are not converted."""',
+        '    """Map each series to its BIDS key; series matching no block are not converted.',
+        "",
+        "    Each block names a series; session_runs then numbers the runs (and leaves out the SBRef",
+        '    of an aborted run) exactly as the mapping did."""',
+        '    found = []  # (series id, BIDS name without run, "" or "aborted"), in acquisition order',
+        "    for s in seqinfo:",
     ]
-    for key, ident in keys.items():
-        cgs = [cg for cg in compiled if cg.key == key]
-        suffix = _template_suffix(key, plan, cgs)
-        drop = ("echo",) if _multi_echo(plan, cgs) else ()
-        tmpl = key.template(key in plan.with_run, suffix, drop)
-        body.append(f"    {ident} = create_key({tmpl!r})")
-    body.append("    info = {" + ", ".join(f"{i}: []" for i in keys.values()) + "}")
-    body.append("")
-    body.append("    for s in seqinfo:")
     if not compiled:
         body.append("        pass")
     for cg in compiled:
-        body += _group_block(cg, plan, keys[cg.key])
+        body += _group_block(cg, plan)
+    for cg in compiled:
+        if cg.aborted is not None:
+            body += _aborted_block(cg)
     if skipped:
         body.append("        # Not converted:")
         for g in skipped:
@@ -316,6 +409,15 @@ def render(
             why = (m.skip_reason if m else "") or "no mapping"
             src = f" [{m.source}]" if m else ""
             body += _comment(f"{g.group_id} {g.label!r}: {why}{src}", "        ")
+    body += [
+        "    runs, _ = session_runs(found, RUN_NAMES)",
+        "    info = {}",
+        "    for series_id, name, _state in found:",
+        "        run, skip = runs[series_id]",
+        "        if not skip:",
+        '            template = TEMPLATES[name].replace("{run}", f"_run-{run:02d}" if run else "")',
+        "            info.setdefault(create_key(template), []).append(series_id)",
+    ]
     body.append("    return info")
     parts += body
     return "\n".join(parts) + "\n"
@@ -349,7 +451,7 @@ def _template_suffix(key: BidsKey, plan: Plan, cgs: list[CompiledGroup]) -> str:
     return ""
 
 
-def _group_block(cg: CompiledGroup, plan: Plan, ident: str) -> list[str]:
+def _group_block(cg: CompiledGroup, plan: Plan) -> list[str]:
     m, g = cg.mapping, cg.group
     name = cg.key.stem("run-NN" if cg.key in plan.with_run else "")
     lines = _comment(
@@ -365,7 +467,20 @@ def _group_block(cg: CompiledGroup, plan: Plan, ident: str) -> list[str]:
         lines += _comment("WARNING: these conditions also match series of other groups", "        ")
     cond = cg.selection.code or "True"
     lines.append(f"        if {cond}:")
-    lines.append(f"            info[{ident}].append(s.series_id)")
+    lines.append(f"            found.append((s.series_id, {cg.key.name!r}, ''))")
+    lines.append("            continue")
+    return lines
+
+
+def _aborted_block(cg: CompiledGroup) -> list[str]:
+    assert cg.aborted is not None
+    lines = _comment(
+        f"{cg.group.group_id}: an aborted run (too few volumes), not converted; the SBRef taken "
+        "just before it is left out with it",
+        "        ",
+    )
+    lines.append(f"        if {cg.aborted.code}:")
+    lines.append(f"            found.append((s.series_id, {cg.key.name!r}, 'aborted'))")
     lines.append("            continue")
     return lines
 

@@ -75,10 +75,23 @@ def _eq_or_in(attr: str, values: list[str], cost: float) -> list[Condition]:
     return out
 
 
+VOLUME_CODES = ("s.dim4 ", "s.dim3 * s.dim4 ")  # conditions on the volume/frame count
+
+
+def is_volume(c: Condition) -> bool:
+    """A condition on the volume (or frame) count: what tells an aborted run from a full one."""
+    return c.code.startswith(VOLUME_CODES)
+
+
 def candidates(
-    pos: Sequence[Any], neg: Sequence[Any], custom_fields: Iterable[str] = (), te_ok: bool = True
+    pos: Sequence[Any],
+    neg: Sequence[Any],
+    custom_fields: Iterable[str] = (),
+    te_ok: bool = True,
+    volume_ok: bool = True,
 ) -> list[Condition]:
-    """Every condition that all positives satisfy, cheapest first."""
+    """Every condition that all positives satisfy, cheapest first (``volume_ok=False``: none on
+    the volume count)."""
     cands: list[Condition] = []
     cands += _eq_or_in("protocol_name", [p.protocol_name for p in pos], 1.0)
     cands += _eq_or_in("series_description", [p.series_description for p in pos], 1.5)
@@ -141,7 +154,7 @@ def candidates(
     keep = []
     seen: set[str] = set()
     for c in sorted(cands, key=lambda c: c.cost):
-        if c.code in seen:
+        if c.code in seen or (not volume_ok and is_volume(c)):
             continue
         seen.add(c.code)
         if all(c.evaluate(pos)):
@@ -156,13 +169,14 @@ def select(
     max_exact: int = 3,
     guard_volumes: bool = False,
     te_ok: bool = True,
+    volume_ok: bool = True,
 ) -> Selection:
     """The smallest, then cheapest, set of conditions that all ``pos`` meet and each ``neg`` fails.
 
     The protocol-name condition is always kept (a heuristic reads like its protocol); the rest is
     an exact search up to ``max_exact`` extra conditions, then a greedy cover.
     """
-    cands = candidates(pos, neg, custom_fields, te_ok)
+    cands = candidates(pos, neg, custom_fields, te_ok, volume_ok)
     if not cands:
         return Selection([], list(range(len(neg))))
     rejects = [frozenset(i for i, ok in enumerate(c.evaluate(neg)) if not ok) for c in cands]
