@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import os
+import tempfile
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -19,6 +21,12 @@ from typing import Any
 from engine.api import review, steps
 from engine.errors import InvalidParams
 from engine.serial import from_json, to_json
+
+# Parameters that name a file or folder. An engine serves only paths inside the roots it was
+# started with (``engine serve --root DIR``): see :func:`confine_paths`.
+PATH_PARAMS = frozenset(
+    {"out_dir", "input", "output", "heuristic", "bids_dir", "dicom_dir", "sidecar_metadata", "path"}
+)
 
 
 @dataclass(frozen=True)
@@ -125,3 +133,51 @@ def result_type(name: str) -> Any:
     """The annotated return type of an API method (for the client to rebuild the result)."""
     _, hints = _signature(API[name].func)
     return hints.get("return", Any)
+
+
+# --- workspace roots: where an engine may read and write -------------------------------------
+
+
+def default_roots() -> list[str]:
+    """The roots of an engine started without ``--root``: home, the current and the temp dir."""
+    return [os.path.expanduser("~"), os.getcwd(), tempfile.gettempdir()]
+
+
+def resolve_roots(roots: Iterable[str | os.PathLike[str]] | None) -> tuple[str, ...]:
+    """``roots`` (default :func:`default_roots`) as absolute paths with symlinks resolved."""
+    given = default_roots() if roots is None else list(roots)
+    out: list[str] = []
+    for r in given:
+        real = os.path.realpath(os.path.expanduser(os.fspath(r)))
+        if real not in out:
+            out.append(real)
+    return tuple(out)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def confine_paths(params: dict[str, Any], roots: Iterable[str] | None) -> None:
+    """Refuse (:class:`InvalidParams`) any path parameter outside ``roots`` (resolved, symlinks
+    too); ``roots`` None: no confinement (the CLI in this process). Values that are not strings
+    are left to the type check of :func:`bind`."""
+    if roots is None:
+        return
+    roots = tuple(roots)
+    for name in sorted(PATH_PARAMS & set(params)):
+        value = params[name]
+        if not isinstance(value, str):
+            continue
+        try:
+            if "\0" in value:
+                raise ValueError("embedded NUL character")
+            candidates = {os.path.realpath(value), os.path.realpath(os.path.expanduser(value))}
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise InvalidParams(f"{name}: {value[:200]!r} is not a usable path: {exc}") from None
+        for real in candidates:
+            if not any(_inside(real, root) for root in roots):
+                raise InvalidParams(
+                    f"{name}: {value[:200]!r} is outside the engine's roots "
+                    f"({', '.join(roots)}); start the engine with --root DIR to serve it"
+                )

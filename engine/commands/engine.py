@@ -54,6 +54,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=86400.0,
         help="a detached engine with no client and no work exits after this many seconds (0: never)",
     )
+    s.add_argument(
+        "--root",
+        action="append",
+        metavar="DIR",
+        dest="roots",
+        help="serve paths (OUT, DICOM, BIDS, heuristic...) only inside DIR (repeatable; "
+        "default: your home, the current directory and the temp directory)",
+    )
+    s.add_argument(
+        "--max-message",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="the longest request line read; longer ones are refused "
+        "(default: $LLMH_ENGINE_MAX_MESSAGE or 16 MiB)",
+    )
     s.set_defaults(func=_serve)
 
     b = esub.add_parser("bridge", help="connect stdin/stdout to the detached engine")
@@ -87,18 +103,50 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=_run)
 
 
+def _roots(args: argparse.Namespace) -> list[str] | None:
+    """The ``--root`` folders, made absolute here (None: the engine's defaults)."""
+    import os
+
+    if not args.roots:
+        return None
+    roots = []
+    for r in args.roots:
+        path = os.path.abspath(os.path.expanduser(r))
+        if not os.path.isdir(path):
+            raise UserError(f"--root {r}: not a directory")
+        roots.append(path)
+    return roots
+
+
 def _serve(args: argparse.Namespace) -> int:
+    roots = _roots(args)
+    if args.max_message is not None and args.max_message < 1024:
+        raise UserError("--max-message: at least 1024 bytes")
     if args.stdio:
         from engine.rpc.server import serve_stdio
 
-        return serve_stdio(heartbeat=args.heartbeat)
+        return serve_stdio(heartbeat=args.heartbeat, roots=roots, max_message=args.max_message)
     from engine.rpc import detach
 
     if args.socket:
         return detach.serve_socket(
-            args.name, heartbeat=args.heartbeat, idle_timeout=args.idle_timeout
+            args.name,
+            heartbeat=args.heartbeat,
+            idle_timeout=args.idle_timeout,
+            roots=roots,
+            max_message=args.max_message,
         )
-    detach.start_daemon(args.name, heartbeat=args.heartbeat, idle_timeout=args.idle_timeout)
+    if roots is None:  # the daemon runs in ~: serve this directory, as a stdio engine would
+        from engine.api.methods import default_roots
+
+        roots = default_roots()
+    detach.start_daemon(
+        args.name,
+        heartbeat=args.heartbeat,
+        idle_timeout=args.idle_timeout,
+        roots=roots,
+        max_message=args.max_message,
+    )
     return detach.bridge(args.name)
 
 

@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ from engine.errors import UserError
 from engine.rpc import protocol
 
 DIR_NAME = ".llm-heuristics"
+MAX_AUTH_LINE = 64 * 1024  # the first line, before the token is checked, is at most this long
+AUTH_TIMEOUT = 15.0  # seconds a new connection has to send its $/auth line
 
 
 def state_dir() -> Path:
@@ -106,7 +109,39 @@ def _private_socket_dir() -> Path:
 # --- the daemon -----------------------------------------------------------------------------------
 
 
-def serve_socket(name: str = "engine", *, heartbeat: float = 5.0, idle_timeout: float = 0.0) -> int:
+def _auth_line(rfile: Any) -> bytes:
+    """The first line of a connection, at most :data:`MAX_AUTH_LINE` bytes (ValueError beyond:
+    an unauthenticated peer never makes the engine buffer more)."""
+    line = rfile.readline(MAX_AUTH_LINE + 1)
+    if len(line) > MAX_AUTH_LINE:
+        raise ValueError(f"the $/auth line is longer than {MAX_AUTH_LINE} bytes")
+    return line
+
+
+def _check_auth(line: bytes, token: str) -> Any:
+    """The id of a valid ``$/auth {"token": TOKEN}`` line; ValueError (why) otherwise."""
+    try:
+        msg = protocol.decode(line)
+    except protocol.ProtocolError as exc:
+        raise ValueError(str(exc)) from None
+    params = msg.get("params")
+    if msg.get("method") != protocol.AUTH:
+        raise ValueError("the first message must be $/auth")
+    if not isinstance(params, dict) or not isinstance(params.get("token"), str):
+        raise ValueError('$/auth needs params {"token": STRING}')
+    if not hmac.compare_digest(params["token"].encode("utf-8", "replace"), token.encode()):
+        raise ValueError("bad token")
+    return msg.get("id")
+
+
+def serve_socket(
+    name: str = "engine",
+    *,
+    heartbeat: float = 5.0,
+    idle_timeout: float = 0.0,
+    roots: Iterable[str] | None = None,
+    max_message: int | None = None,
+) -> int:
     """Serve on a Unix socket until ``shutdown`` (or ``idle_timeout`` s without client or work)."""
     from engine.rpc.server import Connection, Server
 
@@ -134,7 +169,9 @@ def serve_socket(name: str = "engine", *, heartbeat: float = 5.0, idle_timeout: 
         "log": str(state_dir() / f"{name}.log"),
     }
     _write_rendezvous(name, info)
-    server = Server(mode="detached", heartbeat=heartbeat, retain=True)
+    server = Server(
+        mode="detached", heartbeat=heartbeat, retain=True, roots=roots, max_message=max_message
+    )
     server.install_logging()
     server.start_heartbeat()
     signal.signal(signal.SIGTERM, lambda *_: server.stopped.set())
@@ -145,20 +182,22 @@ def serve_socket(name: str = "engine", *, heartbeat: float = 5.0, idle_timeout: 
     def handle(sock: socket.socket) -> None:
         rfile = sock.makefile("rb")
         try:
-            sock.settimeout(15)
-            first = rfile.readline()
+            sock.settimeout(AUTH_TIMEOUT)
+            _check_auth(_auth_line(rfile), token)
             sock.settimeout(None)
-            msg = protocol.decode(first)
-            given = str((msg.get("params") or {}).get("token", ""))
-            if msg.get("method") != protocol.AUTH or not hmac.compare_digest(given, token):
-                raise ValueError("bad token")
-        except (OSError, ValueError, protocol.ProtocolError):
+        except Exception as exc:  # noqa: BLE001 - whatever the peer sent: refuse, close
+            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)[:200]
             with contextlib.suppress(OSError):
+                sock.settimeout(2)
                 sock.sendall(
                     protocol.encode(
-                        protocol.error(None, protocol.AUTH_FAILED, "authentication failed")
+                        protocol.error(
+                            None, protocol.AUTH_FAILED, f"authentication failed: {reason}"
+                        )
                     )
                 )
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
             sock.close()
             return
 
@@ -205,8 +244,11 @@ def start_daemon(
     heartbeat: float = 5.0,
     idle_timeout: float = 86400.0,
     timeout: float = 60.0,
+    roots: Iterable[str] | None = None,
+    max_message: int | None = None,
 ) -> dict[str, Any]:
-    """The running daemon NAME, started first when there is none."""
+    """The running daemon NAME, started first when there is none (with ``roots``: the folders
+    it serves; a running daemon keeps the roots it was started with)."""
     lock_path = state_dir() / f"{name}.lock"
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -231,6 +273,8 @@ def start_daemon(
                     str(heartbeat),
                     "--idle-timeout",
                     str(idle_timeout),
+                    *(a for r in roots or () for a in ("--root", os.fspath(r))),
+                    *(["--max-message", str(max_message)] if max_message else []),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=fd,

@@ -193,12 +193,13 @@ class SocketTransport(Transport):
             self._on_close()
 
 
-def inprocess_transport(heartbeat: float = 0.0) -> SocketTransport:
-    """An engine served by threads of this process over a socketpair."""
+def inprocess_transport(heartbeat: float = 0.0, roots: list[str] | None = None) -> SocketTransport:
+    """An engine served by threads of this process over a socketpair; it serves paths inside
+    ``roots`` only (default: home, the current and the temp directory, as ``engine serve``)."""
     from engine.rpc.server import Connection, Server
 
     client_sock, server_sock = socket.socketpair()
-    server = Server(mode="inprocess", heartbeat=heartbeat, forward_global_logs=False)
+    server = Server(mode="inprocess", heartbeat=heartbeat, forward_global_logs=False, roots=roots)
     rfile = server_sock.makefile("rb")
 
     def close() -> None:
@@ -252,6 +253,7 @@ class LaunchOptions:
     env: dict[str, str] = field(default_factory=dict)
     hello_timeout: float = 120.0
     heartbeat: float = 5.0
+    roots: list[str] = field(default_factory=list)  # engine serve --root (none: its defaults)
 
 
 def parse_spec(spec: str) -> list[Stage]:
@@ -338,6 +340,7 @@ class Launcher:
             base = ["llm-heuristics"]
         else:
             base = [sys.executable, "-m", "engine"]
+        roots = [a for r in o.roots for a in ("--root", r)]
         if mode == "bridge":
             tail = ["engine", "bridge", "--name", o.name]
         elif o.detach:
@@ -349,10 +352,19 @@ class Launcher:
                 o.name,
                 "--heartbeat",
                 str(o.heartbeat),
+                *roots,
                 *o.serve_args,
             ]
         else:
-            tail = ["engine", "serve", "--stdio", "--heartbeat", str(o.heartbeat), *o.serve_args]
+            tail = [
+                "engine",
+                "serve",
+                "--stdio",
+                "--heartbeat",
+                str(o.heartbeat),
+                *roots,
+                *o.serve_args,
+            ]
         env = [f"{k}={v}" for k, v in o.env.items()]
         remote = any(s.kind != "local" for s in self.stages)
         return (["env", *env] if env and remote else []) + base + tail
@@ -406,7 +418,8 @@ class Launcher:
         kind = self.stages[0].kind
         if kind == "inprocess":
             return inprocess_transport(
-                heartbeat=self.options.heartbeat if self.options.heartbeat > 0 else 0
+                heartbeat=self.options.heartbeat if self.options.heartbeat > 0 else 0,
+                roots=self.options.roots or None,
             )
         if kind == "attach":
             from engine.rpc.detach import connect_socket
@@ -477,6 +490,7 @@ def _apply(opts: LaunchOptions, values: dict[str, Any]) -> None:
             "apptainer_options",
             "binds",
             "serve_args",
+            "roots",
         ):
             v = _as_list(v)
         elif k == "env":

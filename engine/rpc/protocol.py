@@ -21,12 +21,30 @@ import base64
 import dataclasses
 import json
 import math
+import os
 from pathlib import PurePath
 from typing import Any
 
 from engine.errors import LlmhError, error_class
 
 PROTOCOL_VERSION = "3"  # must equal the client's; bumped with the API's result shapes
+
+# Hostile input: a message nested deeper than this is refused (-32600), and a line longer than
+# the engine's limit (``LLMH_ENGINE_MAX_MESSAGE`` bytes, or ``engine serve --max-message``) is
+# skipped with a parse error (-32700): neither can exhaust the engine's stack or memory.
+MAX_DEPTH = 64
+DEFAULT_MAX_MESSAGE = 16 * 1024 * 1024
+
+
+def max_message_bytes() -> int:
+    """The longest line the engine reads (``LLMH_ENGINE_MAX_MESSAGE``, default 16 MiB)."""
+    raw = os.environ.get("LLMH_ENGINE_MAX_MESSAGE", "")
+    try:
+        value = int(raw) if raw.strip() else DEFAULT_MAX_MESSAGE
+    except ValueError:
+        value = DEFAULT_MAX_MESSAGE
+    return max(value, 1024)
+
 
 # --- JSON-RPC 2.0 and LSP error codes ------------------------------------------------------
 PARSE_ERROR = -32700
@@ -149,20 +167,31 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
-def encode(msg: Any) -> bytes:
-    """One message as one line of bytes. Never contains a raw newline before the end."""
+def _dumps(msg: Any, ensure_ascii: bool) -> str:
     try:
-        text = json.dumps(
-            msg, ensure_ascii=False, separators=(",", ":"), default=_default, allow_nan=False
+        return json.dumps(
+            msg, ensure_ascii=ensure_ascii, separators=(",", ":"), default=_default, allow_nan=False
         )
     except ValueError:
-        text = json.dumps(
+        return json.dumps(
             _finite(json.loads(json.dumps(msg, default=_default))),
-            ensure_ascii=False,
+            ensure_ascii=ensure_ascii,
             separators=(",", ":"),
             allow_nan=False,
         )
-    return text.encode("utf-8") + b"\n"
+
+
+def encode(msg: Any) -> bytes:
+    """One message as one line of bytes. Never contains a raw newline before the end.
+
+    Strings that are not valid Unicode (lone surrogates, which JSON escapes can carry) go out
+    ``\\u``-escaped, so every line the engine writes is valid UTF-8 JSON.
+    """
+    text = _dumps(msg, ensure_ascii=False)
+    try:
+        return text.encode("utf-8") + b"\n"
+    except UnicodeEncodeError:
+        return _dumps(msg, ensure_ascii=True).encode("ascii") + b"\n"
 
 
 class ProtocolError(Exception):
@@ -172,22 +201,70 @@ class ProtocolError(Exception):
         self.id = id_
 
 
-def decode(line: bytes | str) -> dict[str, Any]:
-    """Parse one line into a message dict; raises :class:`ProtocolError` with the right code."""
-    if isinstance(line, bytes):
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def depth(obj: Any, limit: int = MAX_DEPTH) -> int:
+    """How deeply ``obj`` nests arrays and objects (iterative; stops counting past ``limit``)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        item, d = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, d)
+        if deepest > limit:
+            return deepest
+        stack.extend((c, d + 1) for c in children if isinstance(c, dict | list))
+    return deepest
+
+
+def decode(line: bytes | str, max_depth: int = MAX_DEPTH) -> dict[str, Any]:
+    """Parse one line into a message dict; raises :class:`ProtocolError` with the right code.
+
+    Never raises anything else, whatever the line holds: invalid UTF-8, ``NaN``, ``1e400``,
+    integers of thousands of digits and nesting deeper than ``max_depth`` are all refused.
+    """
+    if isinstance(line, bytes | bytearray):
         try:
-            line = line.decode("utf-8")
+            line = bytes(line).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ProtocolError(PARSE_ERROR, f"not UTF-8: {exc}") from None
     try:
-        msg = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ProtocolError(PARSE_ERROR, f"not JSON: {exc}") from None
+        msg = json.loads(line, parse_constant=_no_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ProtocolError(
+            INVALID_REQUEST, f"a message may nest arrays and objects {max_depth} deep at most"
+        ) from None
+    except ValueError as exc:  # JSONDecodeError, NaN/Infinity, 1e400, too many digits
+        raise ProtocolError(PARSE_ERROR, f"not JSON: {str(exc)[:200]}") from None
+    except MemoryError:
+        raise ProtocolError(PARSE_ERROR, "message too large to parse") from None
+    if depth(msg, max_depth) > max_depth:
+        raise ProtocolError(
+            INVALID_REQUEST,
+            f"a message may nest arrays and objects {max_depth} deep at most",
+            msg.get("id") if isinstance(msg, dict) and _valid_id(msg.get("id")) else None,
+        )
     if isinstance(msg, list):
         raise ProtocolError(INVALID_REQUEST, "batches are not supported; send one message per line")
     if not isinstance(msg, dict):
         raise ProtocolError(INVALID_REQUEST, "a message must be a JSON object")
     id_ = msg.get("id")
+    if not _valid_id(id_):
+        id_ = None
     if msg.get("jsonrpc") != "2.0":
         raise ProtocolError(INVALID_REQUEST, 'missing "jsonrpc": "2.0"', id_)
     if "method" in msg:
@@ -195,11 +272,15 @@ def decode(line: bytes | str) -> dict[str, Any]:
             raise ProtocolError(INVALID_REQUEST, '"method" must be a string', id_)
         if "params" in msg and not isinstance(msg["params"], dict | list):
             raise ProtocolError(INVALID_REQUEST, '"params" must be an object or an array', id_)
-        if (id_ is not None and not isinstance(id_, str | int)) or isinstance(id_, bool):
+        if msg.get("id") is not None and not _valid_id(msg["id"]):
             raise ProtocolError(INVALID_REQUEST, '"id" must be a string or an integer', None)
     elif not is_response(msg):
         raise ProtocolError(INVALID_REQUEST, 'a message needs "method", "result" or "error"', id_)
     return msg
+
+
+def _valid_id(id_: Any) -> bool:
+    return isinstance(id_, str | int) and not isinstance(id_, bool)
 
 
 def error_from(err: dict[str, Any]) -> LlmhError:

@@ -24,14 +24,14 @@ import secrets
 import sys
 import threading
 import time
-import traceback
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Iterable
+from functools import cache
 from typing import Any, BinaryIO
 
 from engine import context
-from engine.errors import LlmhError
+from engine.errors import InvalidParams, LlmhError
 from engine.rpc import protocol
-from engine.rpc.protocol import RpcError
 
 log = logging.getLogger(__name__)
 
@@ -176,10 +176,17 @@ class Server:
         retain: bool = False,
         forward_global_logs: bool = True,
         log_level: int = logging.INFO,
+        roots: Iterable[str] | None = None,
+        max_message: int | None = None,
     ) -> None:
+        from engine.api.methods import resolve_roots
         from engine.rpc import methods as _methods
 
         self.mode = mode
+        # Path parameters are served only inside these folders (default: home, cwd, temp).
+        self.roots = resolve_roots(roots)
+        # The longest line read; a longer one is skipped and answered with a parse error.
+        self.max_message = max_message or protocol.max_message_bytes()
         self.methods = methods if methods is not None else _methods.method_table()
         self.retain = retain
         self.heartbeat = heartbeat
@@ -251,18 +258,53 @@ class Server:
         if old is not None and old is not conn:
             old.close()
 
+    def read_line(self, conn: Connection) -> bytes | None:
+        """The next line of ``conn`` (b"" at EOF); None for a line over :attr:`max_message`,
+        whose bytes are read and dropped up to its newline, so memory stays bounded."""
+        line = conn.reader.readline(self.max_message + 1)
+        if len(line) <= self.max_message or line.endswith(b"\n"):
+            return line
+        del line
+        while True:
+            rest = conn.reader.readline(1 << 20)
+            if not rest or rest.endswith(b"\n"):
+                return None
+
     def serve(self, conn: Connection) -> None:
-        """Read requests from ``conn`` until EOF, an error or :meth:`stop`."""
+        """Read requests from ``conn`` until EOF, an error or :meth:`stop`.
+
+        No message can end this loop: a line too long, not JSON, nested too deeply or with bad
+        params is answered with an error, and the next line is read.
+        """
         while not self.stopped.is_set() and conn.alive:
             try:
-                line = conn.reader.readline()
+                line = self.read_line(conn)
             except (OSError, ValueError):
                 break
+            if line is None:
+                self.send(
+                    protocol.error(
+                        None,
+                        protocol.PARSE_ERROR,
+                        f"message longer than {self.max_message} bytes; it was skipped",
+                    ),
+                    conn,
+                )
+                continue
             if not line:
                 break
             if not line.strip():
                 continue
-            self.handle_line(line, conn)
+            try:
+                self.handle_line(line, conn)
+            except Exception:  # noqa: BLE001 - one message must never end the connection
+                log.exception("engine: a message could not be handled")
+                self.send(
+                    protocol.error(
+                        None, protocol.INTERNAL_ERROR, "the message could not be handled"
+                    ),
+                    conn,
+                )
         with self._out:
             if self.active is conn:
                 self.active = None
@@ -273,7 +315,18 @@ class Server:
         if conn is None or not conn.alive:
             return False
         try:
-            conn.write(protocol.encode(msg))
+            data = protocol.encode(msg)
+        except (TypeError, ValueError, RecursionError) as exc:  # a result JSON cannot carry
+            log.error("engine: cannot encode a message: %s", exc)
+            if "id" not in msg:
+                return False
+            data = protocol.encode(
+                protocol.error(
+                    msg["id"], protocol.INTERNAL_ERROR, f"the result cannot be sent as JSON: {exc}"
+                )
+            )
+        try:
+            conn.write(data)
             return True
         except (OSError, ValueError):
             conn.alive = False
@@ -338,25 +391,41 @@ class Server:
         params = msg.get("params")
         has_id = "id" in msg and msg["id"] is not None
         if method == protocol.CANCEL:
-            cid = (params or {}).get("id") if isinstance(params, dict) else None
-            self.cancel(conn.session, cid)
+            cid = params.get("id") if isinstance(params, dict) else None
+            if isinstance(cid, str | int) and not isinstance(cid, bool):
+                self.cancel(conn.session, cid)
+            elif has_id:
+                self._bad_params(conn, msg["id"], method, 'needs {"id": ID of a request}')
             return
         if method == protocol.RESUME:
-            self._resume(conn, msg.get("id"), params if isinstance(params, dict) else {})
+            try:
+                session, last = _resume_params(params)
+            except InvalidParams as exc:
+                if has_id:
+                    self._bad_params(conn, msg["id"], method, exc.message)
+                return
+            self._resume(conn, msg.get("id"), session, last)
             return
         if method == protocol.AUTH:
-            if has_id:
+            if not _auth_params_ok(params):
+                if has_id:
+                    self._bad_params(conn, msg["id"], method, 'needs {"token": STRING}')
+            elif has_id:
                 self.send(protocol.result(msg["id"], {"ok": True}), conn)
             return
         if not has_id:
             return  # unknown notifications are ignored, as JSON-RPC says
         self._start_request(conn, msg["id"], method, params)
 
+    def _bad_params(self, conn: Connection, id_: Any, method: str, message: str) -> None:
+        self.send(protocol.error(id_, protocol.INVALID_PARAMS, f"{method}: {message}"), conn)
+
     def _start_request(self, conn: Connection, id_: Any, method: str, params: Any) -> None:
         spec = self.methods.get(method)
         if spec is None:
             self.send(
-                protocol.error(id_, protocol.METHOD_NOT_FOUND, f"unknown method {method!r}"), conn
+                protocol.error(id_, protocol.METHOD_NOT_FOUND, f"unknown method {_short(method)}"),
+                conn,
             )
             return
         key = (conn.session, _key(id_))
@@ -384,10 +453,8 @@ class Server:
         context._set(ctx)
         fn = spec.func if hasattr(spec, "func") else spec
         try:
-            try:
-                bound = _bind(fn, ctx, params)
-            except TypeError as exc:
-                raise RpcError(protocol.INVALID_PARAMS, f"{st.method}: {exc}") from None
+            bound = _bind(fn, ctx, params, st.method)
+            _confine(bound, self.roots, st.method)
             st.in_handler = True
             try:
                 value = fn(*bound.args, **bound.kwargs)
@@ -399,12 +466,13 @@ class Server:
         except LlmhError as exc:  # RpcError and the engine's typed errors carry their code
             msg = protocol.error(st.id, exc.code, exc.message or str(exc), exc.data)
         except Exception as exc:  # noqa: BLE001 - every failure becomes an answer
-            log.debug("request %r failed", st.id, exc_info=True)
+            # The traceback stays in the engine's log (stderr); the client gets one line.
+            log.error("request %r (%s) failed", st.id, st.method, exc_info=True)
             msg = protocol.error(
                 st.id,
                 protocol.INTERNAL_ERROR,
-                f"{type(exc).__name__}: {exc}",
-                {"traceback": traceback.format_exc(limit=20)},
+                f"{st.method} failed: {type(exc).__name__}: {str(exc)[:500]}",
+                {"exception": type(exc).__name__},
             )
         finally:
             context._set(None)
@@ -427,20 +495,16 @@ class Server:
             _async_raise(st.thread, KeyboardInterrupt)
         return True
 
-    def _resume(self, conn: Connection, id_: Any, params: dict[str, Any]) -> None:
-        session = str(params.get("session") or "")
-        pairs = params.get("last_seq") or []
-        if isinstance(pairs, dict):
-            pairs = list(pairs.items())
-        last = {
-            _key(p[0]): int(p[1] or 0) for p in pairs if isinstance(p, list | tuple) and len(p) == 2
-        }
+    def _resume(
+        self, conn: Connection, id_: Any, session: str, pairs: list[tuple[Any, int]]
+    ) -> None:
+        last = {_key(rid): seq for rid, seq in pairs}
         replayed, unknown, gaps = 0, [], []
         with self._out:
             known = {k[1]: st for k, st in self._states.items() if k[0] == session}
-            for p in pairs:
-                if _key(p[0]) not in known:
-                    unknown.append(p[0])
+            for rid, _seq in pairs:
+                if _key(rid) not in known:
+                    unknown.append(rid)
             for k, st in list(known.items()):
                 if k not in last:
                     if st.answered:  # the client has its answer: forget it
@@ -472,13 +536,103 @@ class Server:
                 )
 
 
-def _bind(fn: Callable[..., Any], ctx: RequestContext, params: Any) -> inspect.BoundArguments:
-    sig = inspect.signature(fn)
+def _short(value: Any, limit: int = 100) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _resume_params(params: Any) -> tuple[str, list[tuple[Any, int]]]:
+    """``$/resume`` params ``{"session": STR, "last_seq": [[ID, SEQ], ...] or {ID: SEQ}}``."""
     if params is None:
-        return sig.bind(ctx)
-    if isinstance(params, list):
-        return sig.bind(ctx, *params)
-    return sig.bind(ctx, **params)
+        params = {}
+    if not isinstance(params, dict):
+        raise InvalidParams('needs an object {"session": ..., "last_seq": ...}')
+    session = params.get("session")
+    if session is None:
+        session = ""
+    if not isinstance(session, str):
+        raise InvalidParams("session: expected a string")
+    raw = params.get("last_seq")
+    if raw is None:
+        raw = []
+    if isinstance(raw, dict):
+        raw = list(raw.items())
+    if not isinstance(raw, list):
+        raise InvalidParams("last_seq: expected [[request id, seq], ...]")
+    pairs: list[tuple[Any, int]] = []
+    for item in raw:
+        if not isinstance(item, list | tuple) or len(item) != 2:
+            raise InvalidParams("last_seq: expected [[request id, seq], ...]")
+        rid, seq = item
+        if not isinstance(rid, str | int) or isinstance(rid, bool):
+            raise InvalidParams("last_seq: a request id is a string or an integer")
+        if seq is None:
+            seq = 0
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise InvalidParams("last_seq: a seq is an integer >= 0")
+        pairs.append((rid, seq))
+    return session, pairs
+
+
+def _auth_params_ok(params: Any) -> bool:
+    return isinstance(params, dict) and isinstance(params.get("token"), str)
+
+
+@cache
+def _hints(fn: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, Any]]:
+    sig = inspect.signature(fn)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: no type check
+        hints = {}
+    return sig, hints
+
+
+def _bind(
+    fn: Callable[..., Any], ctx: RequestContext, params: Any, method: str = ""
+) -> inspect.BoundArguments:
+    """Bind ``params`` to ``fn``'s parameters and check each against its annotation;
+    :class:`InvalidParams` (-32602) naming the parameter when one does not fit."""
+    from engine.serial import from_json
+
+    sig, hints = _hints(fn)
+    try:
+        if params is None:
+            bound = sig.bind(ctx)
+        elif isinstance(params, list):
+            bound = sig.bind(ctx, *params)
+        else:
+            bound = sig.bind(ctx, **params)
+    except TypeError as exc:
+        raise InvalidParams(f"{method}: {exc}") from None
+    first = next(iter(sig.parameters))
+    for name, value in list(bound.arguments.items()):
+        par = sig.parameters[name]
+        if name == first or par.kind in (par.VAR_POSITIONAL, par.VAR_KEYWORD):
+            continue
+        hint = hints.get(name, Any)
+        try:
+            bound.arguments[name] = from_json(hint, value)
+        except (TypeError, ValueError) as exc:
+            raise InvalidParams(f"{method}: {name}: {exc}") from None
+    return bound
+
+
+def _confine(bound: inspect.BoundArguments, roots: Iterable[str], method: str) -> None:
+    """Path parameters (:data:`engine.api.methods.PATH_PARAMS`) inside the engine's roots."""
+    from engine.api.methods import confine_paths
+
+    sig = bound.signature
+    named: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        if sig.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(value)
+        else:
+            named[name] = value
+    try:
+        confine_paths(named, roots)
+    except InvalidParams as exc:
+        raise InvalidParams(f"{method}: {exc.message}") from None
 
 
 def _async_raise(thread: threading.Thread, exc_type: type[BaseException]) -> None:
@@ -513,14 +667,16 @@ def protect_stdio() -> tuple[BinaryIO, BinaryIO]:
     return proto_in, proto_out
 
 
-def serve_stdio(*, heartbeat: float = 5.0) -> int:
+def serve_stdio(
+    *, heartbeat: float = 5.0, roots: Iterable[str] | None = None, max_message: int | None = None
+) -> int:
     proto_in, proto_out = protect_stdio()
 
     def write(data: bytes) -> None:
         proto_out.write(data)
         proto_out.flush()
 
-    server = Server(mode="stdio", heartbeat=heartbeat)
+    server = Server(mode="stdio", heartbeat=heartbeat, roots=roots, max_message=max_message)
     server.install_logging()
     conn = Connection(proto_in, write, label="stdio")
     server.attach(conn)
