@@ -19,8 +19,9 @@ from typing import Any
 from engine.bids_schema import sanitize_label
 from engine.model import GROUP_COLUMNS, Group, SeriesInfo
 
-# Image types that change what a series *is* (vs. ND/NORM/FILTERED which are reconstruction
-# options that do not split a protocol).
+# Image types that change what a series *is*, plus the reconstruction variants a scanner saves
+# as extra copies of one acquisition (DIS2D/DIS3D distortion-corrected, NORM normalised); ND and
+# FILTERED alone do not split a protocol.
 _KEY_IMAGE_TYPES = {
     "ORIGINAL",
     "DERIVED",
@@ -57,7 +58,8 @@ _KEY_IMAGE_TYPES = {
     "MNIP",
     "DIS2D",
     "DIS3D",
-}
+    "NORM",  # Siemens saves the raw and the intensity-normalised copy as two series:
+}  # they are two groups, so that the mapper keeps one and the person can flip it
 
 # Tokens that carry no protocol identity: run/repeat markers, vendor prefixes.
 _RUN_RE = re.compile(r"(?i)(?:^|[_\s-])(?:run|rep|repeat)(?:[-_ ]?0*\d+|[+=])(?=$|[_\s-])")
@@ -314,7 +316,9 @@ def grouping_report(series: list[SeriesInfo], res: GroupingResult) -> str:
         lines += ["", "Series flags:"]
         for k, v in sorted(flagged.items()):
             lines.append(f"  {k}: {', '.join(v)}")
-    return "\n".join(lines) + "\n"
+    from engine.text import printable_text  # header text may hold ESC/BEL: never shown raw
+
+    return printable_text("\n".join(lines) + "\n")
 
 
 def write_grouping(out_dir: str | Path, res: GroupingResult) -> None:

@@ -56,6 +56,7 @@ def rules_backend(series: list[SeriesInfo], groups: list[Group]) -> dict[str, Ma
         reps[g.group_id] = rep
         decisions[g.group_id] = classify(rep)
     _pass_dwi_b0(groups, decisions, reps)
+    _pass_recon_copies(groups, decisions, reps)
     _pass_sbref(groups, decisions, reps)
     _pass_echoes(groups, decisions, reps)
     _pass_part(groups, decisions)
@@ -95,9 +96,7 @@ def map_groups(
     mappings = dict(rules)
     if backend != "rules":
         ask = [
-            g
-            for g in groups
-            if g.group_id not in decided and (only is None or g.group_id in only)
+            g for g in groups if g.group_id not in decided and (only is None or g.group_id in only)
         ]
         answered = BACKENDS[backend](series, ask) if ask else {}
         for gid, m in answered.items():
@@ -233,14 +232,18 @@ def _pass_sbref(groups: list[Group], dec: dict[str, Decision], reps: dict[str, S
         if d.skip or d.suffix != "sbref":
             continue
         base = _base(g.label)
-        for h in groups:
+        part = d.entities.get("part")
+        # the BOLD of the same part first: a phase SBRef goes with the phase BOLD
+        for h in sorted(groups, key=lambda x: dec[x.group_id].entities.get("part") != part):
             dh = dec[h.group_id]
             if h is g or dh.skip or dh.suffix not in ("bold", "dwi") or _base(h.label) != base:
                 continue
             if not (_sessions(g) & _sessions(h)):
                 continue
             d.datatype = dh.datatype
-            d.entities = dict(dh.entities)
+            d.entities = {k: v for k, v in dh.entities.items() if k != "part"}
+            if part:
+                d.entities["part"] = part
             d.evidence.append(f"entities of its {dh.suffix} group {h.group_id}")
             break
 
@@ -267,6 +270,8 @@ def _pass_echoes(
         distinct = sorted({t for t in tes.values() if t is not None})
         if len(distinct) < 2 or len(distinct) != len(members):
             continue
+        if not _one_acquisition([reps[g.group_id] for g in members]):
+            continue  # separate runs that differ in TE (e.g. other multiband factors): no echo-
         for g in members:
             d = dec[g.group_id]
             if "echo" in d.entities:
@@ -277,6 +282,79 @@ def _pass_echoes(
             )
             if d.datatype == "anat" and d.suffix == "T2starw":
                 d.suffix = "MEGRE"
+
+
+def _one_acquisition(reps: list[SeriesInfo]) -> bool:
+    """Whether series that differ in TE are the echoes of ONE acquisition: same TR, same matrix
+    and volume count, and acquired together (the same acquisition time, or consecutive series
+    numbers). Single-echo runs with other TEs (say, other multiband factors) are separate runs."""
+    trs = {round(r.TR, 3) for r in reps if r.TR is not None and r.TR > 0}
+    if len(trs) > 1:
+        return False
+    if len({(r.dim1, r.dim2, r.dim3) for r in reps}) > 1:
+        return False
+    from engine.mapping.rules import volumes
+
+    if len({volumes(r)[0] for r in reps}) > 1:
+        return False
+    times = {r.acquisition_time for r in reps if r.acquisition_time}
+    if len(times) == 1 and len([r for r in reps if r.acquisition_time]) == len(reps):
+        return True
+    nums = sorted(r.series_number for r in reps if r.series_number is not None)
+    if len(nums) == len(reps) and nums == list(range(nums[0], nums[0] + len(nums))):
+        return True
+    return False
+
+
+_RECON = {"ND": -1, "NORM": 1, "DIS2D": 2, "DIS3D": 2, "FILTERED": 1}
+
+
+def _pass_recon_copies(
+    groups: list[Group], dec: dict[str, Decision], reps: dict[str, SeriesInfo]
+) -> None:
+    """The raw and the processed copy of one acquisition (ND vs NORM, ND vs DIS2D): convert the
+    processed one, which is what curators keep, and skip the other with the reason."""
+    for g in groups:
+        d = dec[g.group_id]
+        if d.skip:
+            continue
+        it_g = {p.upper() for p in reps[g.group_id].image_type}
+        for h in groups:
+            dh = dec[h.group_id]
+            if (
+                h is g
+                or dh.skip
+                or (dh.datatype, dh.suffix, dh.entities)
+                != (
+                    d.datatype,
+                    d.suffix,
+                    d.entities,
+                )
+            ):
+                continue
+            it_h = {p.upper() for p in reps[h.group_id].image_type}
+            diff = it_g ^ it_h
+            if not diff or not diff <= set(_RECON) or g.label != h.label:
+                continue
+            if _sessions(g) != _sessions(h) or len(g.series_keys) != len(h.series_keys):
+                continue
+            rank_g = sum(_RECON.get(p, 0) for p in it_g)
+            rank_h = sum(_RECON.get(p, 0) for p in it_h)
+            if rank_g >= rank_h:
+                continue
+            raw = "/".join(sorted(it_g & set(_RECON))) or "no " + "/".join(
+                sorted(it_h & set(_RECON))
+            )
+            d.skip = (
+                f"duplicate: the {raw} copy of the acquisition that {h.group_id} converts "
+                f"({'/'.join(sorted(it_h & set(_RECON)))}); unskip to convert this copy instead"
+            )
+            d.confidence = 0.75
+            d.evidence.append(
+                f"same name, sessions and series count as {h.group_id}; ImageType "
+                f"differs only in {', '.join(sorted(diff))}"
+            )
+            break
 
 
 def _pass_part(groups: list[Group], dec: dict[str, Decision]) -> None:

@@ -41,7 +41,19 @@ class Facts:
 
     @property
     def is_phase(self) -> bool:
-        return bool(self.itype & {"P", "PHASE"}) or self.series.complex_part == "phase"
+        return (
+            bool(self.itype & {"P", "PHASE"})
+            or self.series.complex_part == "phase"
+            or phase_by_name(self.series)
+        )
+
+    @property
+    def phase_why(self) -> str:
+        if self.itype & {"P", "PHASE"}:
+            return "ImageType P"
+        if self.series.complex_part == "phase":
+            return "complex part phase"
+        return "description ends in _Pha (Siemens XA marks phase only in the name)"
 
     @property
     def is_echo2_only(self) -> bool:
@@ -81,6 +93,33 @@ _PE_TO_DIR: dict[str, dict[str, str]] = {
     "cor": {"i": "RL", "i-": "LR", "j": "IS", "j-": "SI", "k": "AP", "k-": "PA"},
     "sag": {"i": "AP", "i-": "PA", "j": "IS", "j-": "SI", "k": "LR", "k-": "RL"},
 }
+
+
+_PHASE_NAME_RE = re.compile(r"(?i)[_\s-](?:pha|phase|ph)$")
+
+
+def phase_by_name(s: SeriesInfo) -> bool:
+    """Siemens XA (enhanced) writes ImageType ORIGINAL/PRIMARY/FMRI/NONE for the phase series of
+    a BOLD run too: only the ``_Pha`` ending of its series description says it is phase."""
+    return bool(_PHASE_NAME_RE.search((s.series_description or "").strip())) and not (
+        {p.upper() for p in s.image_type} & {"M", "MAG", "MAGNITUDE"}
+    )
+
+
+def volumes(s: SeriesInfo) -> tuple[int, str]:
+    """The number of volumes and where it came from. heudiconv's dim4 is 1 for an enhanced
+    (multi-frame) export whose files are one volume each: there the file count is the volume
+    count (a classic export has one file per slice, as many as dim3)."""
+    if s.n_volumes > 1:
+        return s.n_volumes, "volume count"
+    if s.dim4 > 1:
+        return s.dim4, "dim4"
+    files = s.series_files
+    itype = {p.upper() for p in s.image_type}
+    enhanced = s.is_multiframe or bool(itype & {"FMRI", "DIFFUSION", "ASL", "MFSPLIT"})
+    if files > 1 and s.dim3 > 1 and files != s.dim3 and (enhanced or files % s.dim3):
+        return files, f"{files} files of {s.dim3} slices each (enhanced export, dim4 1)"
+    return 1, ""
 
 
 def direction_of(s: SeriesInfo) -> tuple[str, str]:
@@ -129,7 +168,7 @@ def facts_of(s: SeriesInfo) -> Facts:
     te = s.TE if s.TE is not None and s.TE > 0 else None
     if s.echo_times:
         te = te or min(s.echo_times)
-    nvol = s.n_volumes if s.n_volumes > 1 else (s.dim4 if s.dim4 > 1 else 1)
+    nvol, _ = volumes(s)
     direction, _ = direction_of(s)
     return Facts(
         name=name,
@@ -157,7 +196,12 @@ _NOISE = re.compile(
     r"p\d+|mb\d*|sms\d*|iso|\d+(?:p\d+)?mm|wip|sense|clear|slices?|\d+|fe|feepi|sbref|run|"
     r"ap|pa|lr|rl|cmrr|mbep2d|2d|3d|tra|sag|cor|ax|axial|asset|arc|ipat\d*|grappa\d*|"
     r"tr\d+|te\d+|v\d+|x\d+|\d+x\d+|ms|hz|ss|gre|me|multiecho|multiband|hcp|abcd|nd|norm|"
-    r"mag|magnitude|phase|pha|ph|mosaic|dir|ep|se|ge|echo|e\d|fov\d*|bw\d*|psn|fs)$"
+    r"mag|magnitude|phase|pha|ph|mosaic|dir|ep|se|ge|echo|e\d|fov\d*|bw\d*|psn|fs|"
+    # acquisition codes that are not the task: multiband/echo (ip2me4, me4, mb3, sb),
+    # resolution (2iso, iso2mm, 2p4mm), coil (12channelcoil, 20ch, 64ch), speed, acceleration
+    r"ip\d+(?:me\d+)?|me\d+|sb|\d+(?:p\d+)?iso(?:mm)?|iso\d+(?:p\d+)?(?:mm)?|"
+    r"\d*ch(?:annel)?(?:coil)?|coil|head|neck|fast|slow|accel\d*|af\d+|hires|highres|lowres|"
+    r"\d+(?:p\d+)?(?:s|sec)|tr|te|ms\d+|pmu|physio|eja|ssrb|mosaic\d*)$"
 )
 _REST = {"rest", "resting", "rs", "rsfmri", "restingstate", "rsbold", "resting-state"}
 
@@ -244,6 +288,7 @@ def _is_epi(f: Facts) -> bool:
         or "epi" in f.seq
         or f.has("ep2d", "epi", "bold", "fmri", "feepi", "mbep2d")
         or "EP" in (f.series.scanning_sequence or "").upper().replace("\\", " ").split()
+        or "FMRI" in f.itype  # Siemens XA: ORIGINAL/PRIMARY/FMRI/NONE, often no sequence name
     )
 
 
@@ -295,11 +340,11 @@ def from_reproin(spec: ReproinSpec, f: Facts) -> Decision | None:
             suffix = "bold"
             if f.is_phase:
                 ents.setdefault("part", "phase")
-                ev.append("ImageType P -> part-phase")
+                ev.append(f"{f.phase_why} -> part-phase")
         elif dt == "fmap":
             if f.is_phase or f.is_echo2_only:
                 suffix = "phasediff"
-                ev.append("ImageType P -> phasediff")
+                ev.append(f"{f.phase_why} -> phasediff")
             elif "DIFFUSION" in f.itype or "dir" in ents:
                 suffix = "epi"
                 ev.append("dir- given -> epi")
@@ -482,7 +527,7 @@ def from_evidence(f: Facts) -> Decision:
                 "phasediff",
                 {},
                 confidence=0.9 if fm_seq else 0.75,
-                evidence=ev + ["ImageType P"],
+                evidence=ev + [f.phase_why if f.is_phase else "second echo only / phase in name"],
                 kind="gre_fmap",
             )
         gre_like = re.search(
@@ -541,9 +586,13 @@ def from_evidence(f: Facts) -> Decision:
             evidence=["_SBRef in description", tev],
             kind="sbref",
         )
+        if f.is_phase:
+            d.entities["part"] = "phase"
+            d.evidence.append(f"{f.phase_why} -> part-phase")
         return d
-    func_words = f.has(
-        "bold", "fmri", "func", "functional", "task", "rest", "resting", "rsfmri", "movie"
+    func_words = (
+        f.has("bold", "fmri", "func", "functional", "task", "rest", "resting", "rsfmri", "movie")
+        or "FMRI" in f.itype
     )
     if epi and (f.nvol > 3 or func_words or (f.nvol == 1 and s.dim3 > 200)):
         task, tev = task_label(s)
@@ -557,12 +606,15 @@ def from_evidence(f: Facts) -> Decision:
         conf = 0.9 if (f.nvol > 10 or s.dim3 > 200) else 0.7
         if not task:
             task = "unknown"
-            conf = 0.5
-            ev.append("no task name found in protocol name")
+            conf = 0.4
+            ev.append(
+                "name the task: no task word left in the protocol name once acquisition codes "
+                "are removed (edit the name: `e` in the TUI, or `decide OUT GROUP --name`)"
+            )
         d = Decision("func", "bold", {"task": task}, confidence=conf, evidence=ev, kind="bold")
         if f.is_phase:
             d.entities["part"] = "phase"
-            d.evidence.append("ImageType P -> part-phase")
+            d.evidence.append(f"{f.phase_why} -> part-phase")
         if f.echoes > 1:
             d.echoes = f.echoes
             d.evidence.append(f"{f.echoes} echoes in one series (heudiconv adds _echo-N)")
@@ -601,8 +653,36 @@ _CONTRAST_WORDS: list[tuple[str, str]] = [
 ]
 
 
+def _planning(f: Facts) -> str:
+    """Why a series looks like a 2D planning scan ("" when it does not): a 2D spoiled gradient
+    echo with a short TE and a few slices (a sagittal ``t1_fl2d`` of 25 slices) plans the next
+    acquisition; a structural scan has many slices or is 3D. T2*-weighted 2D GRE (long TE) and
+    spin-echo scans are never taken for planning scans."""
+    s = f.series
+    two_d = (s.mr_acquisition_type or "").upper() == "2D" or re.search(r"fl2d|gre2d|fgre2d", f.seq)
+    slices = s.n_slices or s.dim3
+    short_te = f.te_ms is None or f.te_ms < 10
+    if (
+        two_d
+        and 0 < slices <= 32
+        and short_te
+        and re.search(r"fl2d|fl_2d|flash|fgre|ffe", f.seq + " " + f.name)
+    ):
+        thick = f" of {s.slice_thickness:g} mm" if s.slice_thickness else ""
+        return f"2D gradient echo with {slices} slices{thick} and short TE: a planning scan"
+    return ""
+
+
 def _anat(f: Facts) -> Decision:
     """Contrast by sequence, name and physics; each source votes, the best supported wins."""
+    plan = _planning(f)
+    if plan:
+        return _skip(
+            "planning scan (2D, few slices); convert it by editing the name if it is wanted",
+            0.6,
+            plan,
+            f"sequence {f.seq!r}" if f.seq else "",
+        )
     votes: dict[str, float] = {}
     ev: dict[str, list[str]] = {}
 
@@ -676,7 +756,7 @@ def _anat(f: Facts) -> Decision:
             d.evidence.append(f"(against: {other} — {'; '.join(ev[other])})")
     if f.is_phase:
         d.entities["part"] = "phase"
-        d.evidence.append("ImageType P -> part-phase")
+        d.evidence.append(f"{f.phase_why} -> part-phase")
     if f.echoes > 1:
         d.echoes = f.echoes
         d.evidence.append(f"{f.echoes} echoes in one series (heudiconv adds _echo-N)")
