@@ -598,7 +598,8 @@ def from_evidence(f: Facts) -> Decision:
         task, tev = task_label(s)
         ev = [f"gradient-echo EPI ({f.seq or 'EPI word in name'})"]
         if f.nvol > 1:
-            ev.append(f"{f.nvol} volumes")
+            why = volumes(s)[1]
+            ev.append(f"{f.nvol} volumes" + (f" ({why})" if why.endswith("dim4 1)") else ""))
         elif s.dim3 > 200:
             ev.append(f"{s.dim3} stacked images (4D)")
         if tev:
