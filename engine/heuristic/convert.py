@@ -137,11 +137,28 @@ def files_for_series(
     return dict(found)
 
 
+def beside_interpreter(name: str) -> str | None:
+    """A console script installed with this Python (found even when its venv is not on PATH)."""
+    here = Path(sys.executable).parent / (f"{name}.exe" if os.name == "nt" else name)
+    return str(here) if here.is_file() and os.access(here, os.X_OK) else None
+
+
+def heudiconv_executable() -> list[str]:
+    """How to run heudiconv: the script beside the running interpreter first (a venv that is
+    not activated, pipx, a CLI called by its absolute path), then PATH, then the module."""
+    here = beside_interpreter("heudiconv")
+    if here:
+        return [here]
+    exe = shutil.which("heudiconv")
+    if exe:
+        return [exe]
+    return [sys.executable, "-m", "heudiconv.cli.run"]
+
+
 def heudiconv_command(
     heuristic: Path, files_dir: Path, subject: str, session: str, bids_dir: Path
 ) -> list[str]:
-    exe = shutil.which("heudiconv")
-    cmd = [exe] if exe else [sys.executable, "-m", "heudiconv"]
+    cmd = heudiconv_executable()
     cmd += ["--files", str(files_dir), "-f", str(heuristic), "-s", subject]
     if session:
         cmd += ["-ss", session]
@@ -184,7 +201,7 @@ sys.exit(p.returncode)
 def write_dcm2niix_wrapper(bin_dir: Path) -> Path | None:
     """A ``dcm2niix`` in ``bin_dir`` (put first on heudiconv's PATH) that runs the real one and
     repairs its stdout for nipype; None when no dcm2niix is installed (heudiconv then says so)."""
-    real = shutil.which("dcm2niix")
+    real = beside_interpreter("dcm2niix") or shutil.which("dcm2niix")
     if real is None:
         return None
     bin_dir.mkdir(parents=True, exist_ok=True)
