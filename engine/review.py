@@ -4,7 +4,12 @@ Every decision (accept, edit, skip, unskip) and every undo/redo is one JSON line
 ``OUT/user_decisions.jsonl`` and fsynced before the call returns, so a killed session loses
 nothing that was shown as saved. The current state is a replay of the journal: a linear
 history with an undo pointer, like an editor's (a new decision after an undo drops the redo
-tail). A torn last line (a crash mid-write) is ignored on replay.
+tail). A torn last line (a crash mid-write) is ignored on replay, and set aside by the next
+append. Every other line is validated (types included): one that fails is never dropped in
+silence nor allowed to crash a step; it is moved to ``user_decisions.quarantine.jsonl`` with
+its line number and the reason, and every step warns about it until that file is deleted.
+Writes lock OUT (:func:`engine.workspace.lock_out`): a decision made while another process
+writes OUT fails at once, so it is never shown as saved when it was not.
 
 :func:`apply_decision` folds one decision into a proposal (``source="user"``); the one place
 that does it for a whole workspace is :func:`engine.mapping.effective.effective`.
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import threading
 import time
@@ -21,12 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import output_error, write_bytes_atomic
 from engine.bids_schema import BidsName
 from engine.errors import UserError
 from engine.model import ACTIONS, USER_SKIP, Decision
-from engine.workspace import DECISIONS_FILE
+from engine.workspace import DECISIONS_FILE, QUARANTINE_FILE, lock_out
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # one writer of the journal at a time in this process
+TORN = "torn: a crash while it was written (that decision was never reported as saved)"
 
 
 def check_name(datatype: str, suffix: str, entities: dict[str, str]) -> list[str]:
@@ -41,39 +49,200 @@ def journal_path(out_dir: str | os.PathLike[str]) -> Path:
     return Path(out_dir) / DECISIONS_FILE
 
 
-def read_journal(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every complete record of the journal, in order (a torn last line is skipped)."""
+def quarantine_path(out_dir: str | os.PathLike[str]) -> Path:
+    return Path(out_dir) / QUARANTINE_FILE
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def record_problem(rec: Any) -> str:
+    """Why a parsed journal line is not a record this engine wrote ("" when it is one)."""
+    if not isinstance(rec, dict):
+        return "not a JSON object"
+    op = rec.get("op")
+    if op not in ("decide", "undo", "redo"):
+        return f"unknown op {op!r}"
+    if rec.get("seq") is not None and not _whole(rec["seq"]):
+        return f"seq {rec['seq']!r} is not a whole number"
+    if rec.get("time") is not None and not _number(rec["time"]):
+        return f"time {rec['time']!r} is not a number"
+    gid = rec.get("group_id")
+    if op != "decide":
+        return "" if gid is None or isinstance(gid, str) else "group_id is not a string"
+    if not isinstance(gid, str) or not gid:
+        return "group_id is missing or not a string"
+    if rec.get("action") not in ACTIONS:
+        return f"action {rec.get('action')!r} is not one of {', '.join(ACTIONS)}"
+    for k in ("datatype", "suffix", "skip_reason", "note"):
+        if rec.get(k) is not None and not isinstance(rec[k], str):
+            return f"{k} is not a string"
+    ents = rec.get("entities")
+    if ents is not None:
+        if not isinstance(ents, dict):
+            return "entities is not an object"
+        if not all(isinstance(v, str) for v in ents.values()):
+            return "an entity value is not a string"
+    return ""
+
+
+def _valid_line(text: str) -> bool:
+    try:
+        return not record_problem(json.loads(text))
+    except ValueError:
+        return False
+
+
+@dataclass
+class Journal:
+    """The journal as read: good records, bad lines ``(line number, text, why)``, and
+    whether the last line is torn (tolerated: a crash mid-append)."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    bad: list[tuple[int, str, str]] = field(default_factory=list)
+    torn: bool = False
+
+
+def check_journal(out_dir: str | os.PathLike[str]) -> Journal:
+    """Read and validate every line of the journal; nothing is dropped without a reason."""
+    j = Journal()
     p = journal_path(out_dir)
-    if not p.exists():
+    try:
+        data = p.read_bytes()
+    except FileNotFoundError:
+        return j
+    lines = data.split(b"\n")
+    last = len(lines) - 1  # the bytes after the final newline: "" unless torn
+    for i, raw in enumerate(lines):
+        text = raw.decode("utf-8", "replace").strip()
+        if not text:
+            continue
+        try:
+            rec = json.loads(text)
+        except ValueError:
+            if i == last:
+                j.torn = True  # a crash mid-append: that decision was never reported as saved
+            else:
+                j.bad.append((i + 1, text, "not valid JSON"))
+            continue
+        why = record_problem(rec)
+        if why:
+            j.bad.append((i + 1, text, why))
+        else:
+            j.records.append(rec)
+    return j
+
+
+def read_journal(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every valid record of the journal, in order (a torn last line is skipped; bad lines
+    are left out here and moved aside by :func:`load_state`)."""
+    return check_journal(out_dir).records
+
+
+def _quarantine(out: Path, lines: list[tuple[int, str, str]], torn: bool = False) -> None:
+    """Append ``lines`` to the quarantine file (fsynced) with their line number and why."""
+    now = time.time()
+    data = "".join(
+        json.dumps({"line": n, "reason": why, "text": text, "time": now, "torn": torn}) + "\n"
+        for n, text, why in lines
+    ).encode("utf-8")
+    q = quarantine_path(out)
+    try:
+        fd = os.open(q, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise output_error(q, exc) from exc
+
+
+def _move_bad_lines(out: Path) -> int:
+    """With OUT locked: move the journal's bad lines to the quarantine file and rewrite the
+    journal without them (atomically). Returns how many were moved."""
+    with _lock:
+        j = check_journal(out)
+        if not j.bad:
+            return 0
+        _quarantine(out, j.bad)
+        drop = {n for n, _t, _w in j.bad}
+        p = journal_path(out)
+        lines = p.read_bytes().split(b"\n")
+        keep = [ln for i, ln in enumerate(lines) if i + 1 not in drop]
+        write_bytes_atomic(p, b"\n".join(keep))
+        return len(j.bad)
+
+
+def _quarantined(out: Path) -> list[dict[str, Any]]:
+    """The lines set aside for failing validation (torn ones are not counted)."""
+    try:
+        text = quarantine_path(out).read_text(encoding="utf-8", errors="replace")
+    except OSError:
         return []
-    records = []
-    with p.open("r", encoding="utf-8") as fh:
-        for line in fh:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a crash mid-append: that decision was never reported as saved
-            if isinstance(rec, dict) and rec.get("op") in ("decide", "undo", "redo"):
-                records.append(rec)
-    return records
+    out_lines = []
+    for ln in text.splitlines():
+        try:
+            rec = json.loads(ln)
+        except ValueError:
+            rec = {"reason": "unreadable quarantine line"}
+        if isinstance(rec, dict) and not rec.get("torn"):
+            out_lines.append(rec)
+    return out_lines
+
+
+def _warnings(out: Path, j: Journal, moved: int) -> list[str]:
+    """What a person must hear about the journal (in every step's output until handled)."""
+    warns = []
+    if j.bad:  # could not be moved (OUT busy or not writable): still not in effect
+        why = "; ".join(f"line {n}: {w}" for n, _t, w in j.bad[:5])
+        warns.append(
+            f"{journal_path(out)}: {len(j.bad)} invalid line(s) ignored ({why}); they are moved "
+            f"to {QUARANTINE_FILE} by the next step that can write OUT"
+        )
+    q = _quarantined(out)
+    if q:
+        why = "; ".join(f"line {r.get('line', '?')}: {r.get('reason', '?')}" for r in q[:5])
+        verb = f"moved {moved} invalid line(s)" if moved else f"{len(q)} invalid line(s) are"
+        warns.append(
+            f"{journal_path(out).name}: {verb} set aside in {quarantine_path(out)} ({why}); "
+            "those decisions are not in effect: make them again, then delete that file"
+        )
+    return warns
 
 
 def _append(out_dir: Path, record: dict[str, Any]) -> None:
     p = journal_path(out_dir)
     new = not p.exists()
     data = (json.dumps(record, sort_keys=True) + "\n").encode("utf-8")
-    fd = os.open(p, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        if not new and os.fstat(fd).st_size:
-            with open(p, "rb") as fh:  # a torn last line must not swallow this record
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    data = b"\n" + data
+        fd = os.open(p, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise output_error(p, exc) from exc
+    try:
+        size = os.fstat(fd).st_size
+        if not new and size and os.pread(fd, 1, size - 1) != b"\n":
+            whole = os.pread(fd, size, 0)
+            cut = whole.rfind(b"\n")
+            last = whole[cut + 1 :].decode("utf-8", "replace")
+            if _valid_line(last):  # a whole record without its newline (edited by hand)
+                data = b"\n" + data
+            else:
+                # a torn last line (a crash mid-append): set it aside, then append after the
+                # last complete line, so it can never swallow this record
+                keep = cut + 1
+                n = whole[:keep].count(b"\n") + 1
+                _quarantine(out_dir, [(n, last.strip(), TORN)], torn=True)
+                os.ftruncate(fd, keep)
         os.write(fd, data)
         os.fsync(fd)
+    except OSError as exc:
+        raise output_error(p, exc) from exc
     finally:
         os.close(fd)
     if new:
@@ -92,6 +261,7 @@ class ReviewState:
     history: list[Decision] = field(default_factory=list)
     pos: int = 0
     last_seq: int = 0
+    warnings: list[str] = field(default_factory=list)  # about the journal, for every step
 
     @property
     def can_undo(self) -> bool:
@@ -135,14 +305,27 @@ class ReviewState:
 
 
 def load_state(out_dir: str | os.PathLike[str]) -> ReviewState:
+    """Replay the journal. Lines that fail validation never crash a step: they are left out,
+    moved to the quarantine file when OUT can be locked, and named in ``warnings``."""
+    out = Path(out_dir)
     st = ReviewState()
-    for rec in read_journal(out_dir):
+    j = check_journal(out)
+    moved = 0
+    if j.bad:
+        try:
+            with lock_out(out, "set aside invalid journal lines"):
+                moved = _move_bad_lines(out)
+            j.bad = []
+        except UserError:
+            pass  # busy or read-only: warned below, moved by a later step
+    st.warnings = _warnings(out, j, moved)
+    for rec in j.records:
         st.last_seq = max(st.last_seq, int(rec.get("seq") or 0))
         op = rec["op"]
         if op == "decide":
             try:
                 d = Decision.from_dict(rec)
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, AttributeError):
                 continue
             del st.history[st.pos :]
             st.history.append(d)
@@ -189,7 +372,7 @@ def decide(
     if action == "skip":
         datatype, suffix, entities = "", "", {}
         skip_reason = skip_reason or USER_SKIP
-    with _lock:
+    with lock_out(out, "decide"), _lock:
         st = load_state(out)
         d = Decision(
             group_id=group_id,
@@ -208,7 +391,7 @@ def decide(
 
 def _move(out_dir: str | os.PathLike[str], op: str) -> Decision | None:
     out = _out(out_dir)
-    with _lock:
+    with lock_out(out, op), _lock:
         st = load_state(out)
         if op == "undo" and not st.can_undo:
             return None
@@ -233,6 +416,13 @@ def redo(out_dir: str | os.PathLike[str]) -> Decision | None:
 
 def current_decisions(out_dir: str | os.PathLike[str]) -> dict[str, Decision]:
     return load_state(out_dir).effective()
+
+
+def journal_warnings(out_dir: str | os.PathLike[str]) -> list[str]:
+    """What every step must say about the journal (bad lines set aside), else ``[]``."""
+    if not journal_path(out_dir).exists() and not quarantine_path(out_dir).exists():
+        return []
+    return load_state(out_dir).warnings
 
 
 # --- applying decisions ----------------------------------------------------------------------

@@ -8,11 +8,26 @@ current mapping (proposal + the person's decisions) is :func:`engine.mapping.eff
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import json
 import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from engine.atomic import read_tsv, write_text_atomic, write_tsv_atomic
+from engine.atomic import (
+    Batch,
+    is_output_errno,
+    output_error,
+    read_tsv,
+    roll_forward,
+    write_text_atomic,
+    write_tsv_atomic,
+)
 from engine.errors import InvalidParams, NotFound, UserError
 from engine.model import (
     ASSIGNMENT_COLUMNS,
@@ -41,6 +56,8 @@ HEURISTIC_REPORT = "heuristic_report.txt"
 CONVERSION_REPORT = "conversion_report.txt"
 CONVERSION_REPORTS_DIR = "conversion_reports"
 BIDS_DIR = "bids"
+LOCK_FILE = ".llmh.lock"  # flock'ed by the process that writes OUT; holds "pid command"
+QUARANTINE_FILE = "user_decisions.quarantine.jsonl"  # journal lines that failed validation
 
 # The mapped table keeps the columns a person reads first (label, example description).
 MAPPED_COLUMNS: tuple[str, ...] = (
@@ -58,11 +75,169 @@ REPORTS: dict[str, str] = {
 }
 
 
+class Busy(UserError):
+    """Another process is writing OUT (it holds ``OUT/.llmh.lock``)."""
+
+
+# realpath of OUT -> [fd, depth]: this process's locks (re-entrant across its threads, so an
+# engine that runs a step in one thread still records a decision from another)
+_HELD: dict[str, list[int]] = {}
+_HELD_GUARD = threading.Lock()
+STALE_TMP_S = 600  # a staged/atomic temporary this old in OUT was left by a killed process
+
+
+def holds_lock(root: str | os.PathLike[str]) -> bool:
+    """Whether this process holds OUT's write lock."""
+    return os.path.realpath(root) in _HELD
+
+
+def _holder(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            text = fh.read(500).strip()
+    except OSError:
+        text = ""
+    pid, _, cmd = text.partition(" ")
+    if not pid.isdigit():
+        return "another process"
+    return f"pid {pid}" + (f" ({cmd})" if cmd else "")
+
+
+@contextlib.contextmanager
+def lock_out(root: str | os.PathLike[str], command: str, wait: bool = False) -> Iterator[None]:
+    """Hold OUT's write lock (``flock`` on ``OUT/.llmh.lock``, with our pid and ``command``
+    written in) for the block; a second writer fails at once with :class:`Busy` naming the
+    holder (``wait``: blocks instead). The kernel drops the lock with the process, so a
+    ``kill -9`` never leaves a stale one. Re-entrant within this process."""
+    key = os.path.realpath(root)
+    path = os.path.join(key, LOCK_FILE)
+    with _HELD_GUARD:
+        held = _HELD.get(key)
+        if held is not None:
+            held[1] += 1
+        else:
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                if is_output_errno(exc):
+                    raise output_error(path, exc) from exc
+                raise
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+                raise Busy(
+                    f"{root} is in use by {_holder(path)}; wait for it to finish, "
+                    "or use another output folder"
+                ) from None
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()} {command}\n".encode(), 0)
+            except OSError:
+                pass  # the lock holds without its note (a full disk: the step will say so)
+            _HELD[key] = [fd, 1]
+            _recover(Path(key))
+    try:
+        yield
+    finally:
+        with _HELD_GUARD:
+            held = _HELD[key]
+            held[1] -= 1
+            if held[1] == 0:
+                del _HELD[key]
+                with contextlib.suppress(OSError):
+                    os.ftruncate(held[0], 0)
+                os.close(held[0])  # closing drops the flock
+
+
+def _recover(root: Path) -> None:
+    """With the lock newly held: finish a commit a killed step left half done, and delete
+    the temporaries of writes that a killed process never finished."""
+    with contextlib.suppress(OSError):
+        roll_forward(root)
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for e in os.scandir(root):
+            if e.name.startswith(".") and ".tmp" in e.name and e.is_file(follow_symlinks=False):
+                with contextlib.suppress(OSError):
+                    if now - e.stat(follow_symlinks=False).st_mtime > STALE_TMP_S:
+                        os.unlink(e.path)
+
+
+def clean_error(exc: BaseException, where: str | os.PathLike[str]) -> UserError | None:
+    """A one-line :class:`UserError` for a write failure (disk full, read-only, SQLite) met
+    while a step ran; ``None`` for anything else."""
+    if isinstance(exc, UserError):
+        return None
+    if isinstance(exc, OSError) and is_output_errno(exc):
+        return output_error(exc.filename or where, exc)
+    if isinstance(exc, sqlite3.Error):
+        from engine.scan.cache import cache_error
+
+        return cache_error(Path(where) / ".analyze_cache.sqlite", exc)
+    return None
+
+
 class Workspace:
     """The output folder of one study. Reads raise :class:`NotFound` naming the step to run."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
-        self.root = Path(root).expanduser()
+        self.root = Path(root).expanduser().absolute()  # steps may run tools in other folders
+        self.batch: Batch | None = None  # inside :meth:`step`: this step's staged outputs
+
+    @contextlib.contextmanager
+    def step(self, command: str) -> Iterator[Workspace]:
+        """Run a writing step: OUT locked (:func:`lock_out`), every file it writes through
+        this workspace staged and committed together when the block ends without an error
+        (else none is), and a write failure turned into one clean line."""
+        with lock_out(self.root, command):
+            outer = self.batch is None
+            if outer:
+                self.batch = Batch(self.root)
+            try:
+                yield self
+                if outer:
+                    self.batch.commit()
+            except BaseException as exc:
+                if outer and self.batch is not None:
+                    self.batch.abort()
+                err = clean_error(exc, self.root)
+                if err is not None:
+                    raise err from exc
+                raise
+            finally:
+                if outer:
+                    self.batch = None
+
+    def commit(self) -> None:
+        """Commit what this step staged so far (e.g. an error list before a step fails)."""
+        if self.batch is not None:
+            self.batch.commit()
+
+    def _src(self, name: str) -> Path:
+        """Where ``name`` is read from: this step's staged version, else the file in OUT."""
+        p = self.path(name)
+        return self.batch.source(p) if self.batch is not None else p
+
+    def _write_tsv(self, name: str, columns, rows) -> Path:  # noqa: ANN001
+        if self.batch is not None:
+            return self.batch.write_tsv(self.path(name), columns, rows)
+        return write_tsv_atomic(self.path(name), columns, rows)
+
+    def _write_text(self, target: Path, text: str) -> Path:
+        if self.batch is not None:
+            return self.batch.write_text(target, text)
+        return write_text_atomic(target, text)
+
+    def write_file(self, target: str | os.PathLike[str], text: str) -> Path:
+        """Write ``target`` (inside OUT or not) as part of this step's outputs."""
+        return self._write_text(Path(target), text)
+
+    def source(self, target: str | os.PathLike[str]) -> Path:
+        """Where this step reads ``target`` back (its staged version until the commit)."""
+        return self.batch.source(target) if self.batch is not None else Path(target)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
@@ -87,34 +262,37 @@ class Workspace:
 
     # --- series ------------------------------------------------------------------------
     def has_series(self) -> bool:
-        return self.path(SERIES_TSV).is_file()
+        return self._src(SERIES_TSV).is_file()
 
     def read_series(self) -> list[SeriesInfo]:
-        p = self.path(SERIES_TSV)
+        p = self._src(SERIES_TSV)
         if not p.is_file():
             raise NotFound(
-                f"{p} not found: run `llm-heuristics analyze DICOM_DIR {self.root}` first"
+                f"{self.path(SERIES_TSV)} not found: run "
+                f"`llm-heuristics analyze DICOM_DIR {self.root}` first"
             )
         return [SeriesInfo.from_row(r) for r in read_tsv(p)]
 
     def write_series(self, series: list[SeriesInfo]) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)
-        return write_tsv_atomic(self.path(SERIES_TSV), SERIES_COLUMNS, (s.to_row() for s in series))
+        return self._write_tsv(SERIES_TSV, SERIES_COLUMNS, (s.to_row() for s in series))
 
     def write_analyze_errors(self, errors: list[tuple[str, str]]) -> Path:
-        return write_tsv_atomic(
-            self.path(ANALYZE_ERRORS_TSV),
+        """``analyze_errors.tsv``; a path that is not valid UTF-8 is written with ``\\xNN``
+        escapes (the file stays UTF-8; the reason says so)."""
+        return self._write_tsv(
+            ANALYZE_ERRORS_TSV,
             ("path", "reason"),
-            ({"path": p, "reason": r} for p, r in errors),
+            ({"path": display_path(p), "reason": display_path(r)} for p, r in errors),
         )
 
     def write_analyze_input(self, inputs: list[str | Path]) -> Path:
         doc = {"inputs": [str(Path(p).resolve()) for p in inputs]}
-        return write_text_atomic(self.path(ANALYZE_INPUT_JSON), json.dumps(doc, indent=2) + "\n")
+        return self._write_text(self.path(ANALYZE_INPUT_JSON), json.dumps(doc, indent=2) + "\n")
 
     def analyze_inputs(self) -> list[Path]:
         """Where ``analyze`` read the DICOM (empty when it did not record it)."""
-        p = self.path(ANALYZE_INPUT_JSON)
+        p = self._src(ANALYZE_INPUT_JSON)
         if not p.is_file():
             return []
         try:
@@ -125,24 +303,27 @@ class Workspace:
 
     # --- groups ------------------------------------------------------------------------
     def has_groups(self) -> bool:
-        return self.path(GROUPS_TSV).is_file()
+        return self._src(GROUPS_TSV).is_file()
 
     def read_groups(self) -> list[Group]:
-        p = self.path(GROUPS_TSV)
+        p = self._src(GROUPS_TSV)
         if not p.is_file():
-            raise NotFound(f"{p} not found: run `llm-heuristics group {self.root}` first")
+            raise NotFound(
+                f"{self.path(GROUPS_TSV)} not found: run `llm-heuristics group {self.root}` first"
+            )
         return [Group.from_row(r) for r in read_tsv(p)]
 
     def write_groups(self, groups: list[Group], report: str) -> None:
-        write_tsv_atomic(self.path(GROUPS_TSV), GROUP_COLUMNS, (g.to_row() for g in groups))
-        write_text_atomic(self.path(GROUPING_REPORT), report)
+        with self._together():
+            self._write_tsv(GROUPS_TSV, GROUP_COLUMNS, (g.to_row() for g in groups))
+            self._write_text(self.path(GROUPING_REPORT), report)
 
     # --- mappings ----------------------------------------------------------------------
     def proposals_path(self) -> Path | None:
         """The rules/LLM proposal: ``mapping_proposals.tsv``, else what an older ``map`` left."""
         for name in (PROPOSALS_TSV, LEGACY_PROPOSED_TSV, MAPPED_TSV):
-            if self.path(name).is_file():
-                return self.path(name)
+            if self._src(name).is_file():
+                return self._src(name)
         return None
 
     def has_proposals(self) -> bool:
@@ -157,9 +338,7 @@ class Workspace:
         return [Mapping.from_row(r) for r in read_tsv(p)]
 
     def write_proposals(self, mappings: list[Mapping]) -> Path:
-        return write_tsv_atomic(
-            self.path(PROPOSALS_TSV), MAPPING_COLUMNS, (m.to_row() for m in mappings)
-        )
+        return self._write_tsv(PROPOSALS_TSV, MAPPING_COLUMNS, (m.to_row() for m in mappings))
 
     def write_effective(
         self,
@@ -184,23 +363,26 @@ class Workspace:
                     **m.to_row(),
                 }
             )
-        write_tsv_atomic(self.path(MAPPED_TSV), MAPPED_COLUMNS, rows)
-        write_tsv_atomic(
-            self.path(ASSIGNMENTS_TSV), ASSIGNMENT_COLUMNS, (a.to_row() for a in assignments)
-        )
-        write_text_atomic(self.path(MAPPING_REPORT), report)
+        with self._together():
+            self._write_tsv(MAPPED_TSV, MAPPED_COLUMNS, rows)
+            self._write_tsv(ASSIGNMENTS_TSV, ASSIGNMENT_COLUMNS, (a.to_row() for a in assignments))
+            self._write_text(self.path(MAPPING_REPORT), report)
 
     def read_mapped(self) -> list[Mapping]:
         """The effective mapping as last written (for tools; the engine recomputes it)."""
-        p = self.path(MAPPED_TSV)
+        p = self._src(MAPPED_TSV)
         if not p.is_file():
-            raise NotFound(f"{p} not found: run `llm-heuristics map {self.root}` first")
+            raise NotFound(
+                f"{self.path(MAPPED_TSV)} not found: run `llm-heuristics map {self.root}` first"
+            )
         return [Mapping.from_row(r) for r in read_tsv(p)]
 
     def read_assignments(self) -> list[SeriesAssignment]:
-        p = self.path(ASSIGNMENTS_TSV)
+        p = self._src(ASSIGNMENTS_TSV)
         if not p.is_file():
-            raise NotFound(f"{p} not found: run `llm-heuristics map {self.root}` first")
+            raise NotFound(
+                f"{self.path(ASSIGNMENTS_TSV)} not found: run `llm-heuristics map {self.root}` first"
+            )
         return [SeriesAssignment.from_row(r) for r in read_tsv(p)]
 
     # --- text files ----------------------------------------------------------------------
@@ -212,7 +394,32 @@ class Workspace:
         return p.read_text(encoding="utf-8", errors="replace")
 
     def write_text(self, name: str, text: str) -> Path:
-        return write_text_atomic(self.inside(name), text)
+        return self._write_text(self.inside(name), text)
+
+    @contextlib.contextmanager
+    def _together(self) -> Iterator[None]:
+        """Outside a step: the files written in the block as one batch (all or none)."""
+        if self.batch is not None:
+            yield
+            return
+        self.batch = Batch(self.root)
+        try:
+            yield
+            self.batch.commit()
+        except BaseException:
+            self.batch.abort()
+            raise
+        finally:
+            self.batch = None
+
+
+def display_path(p: str) -> str:
+    """``p`` as valid UTF-8 text: bytes of a non-UTF-8 file name as ``\\xNN``."""
+    try:
+        p.encode("utf-8")
+        return p
+    except UnicodeEncodeError:
+        return os.fsencode(p).decode("utf-8", "backslashreplace")
 
 
 # Module-level shorthands used by steps that only need one file.

@@ -3,6 +3,11 @@
 Each takes its parameters dataclass and returns its result dataclass; none prints, parses
 text, changes the working directory or reads ``sys.argv``. Progress, streamed model text and
 cancellation go through :mod:`engine.context`, which is a no-op outside an engine request.
+
+Every step that writes OUT runs inside :meth:`Workspace.step`: OUT is locked (a second writer
+fails at once, naming the first), the step's output files are committed together or not at
+all, and a full disk or a read-only OUT is one clean line. Each result's ``warnings`` carries
+what a person must hear (journal lines set aside, links not followed...).
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from engine.api.types import (
     MapResult,
     ValidateResult,
 )
+from engine.atomic import output_error
 from engine.errors import NotAvailable, NotFound, StepFailed, UserError
+from engine.text import printable_text
 from engine.workspace import (
     GROUPING_REPORT,
     HEURISTIC_FILE,
@@ -44,22 +51,58 @@ def _check_patterns(p: AnalyzeParams) -> None:
                 raise UserError(f"--{name.replace('_', '-')}: invalid regex: {exc}") from None
 
 
+def _journal_warnings(out: Path | str) -> list[str]:
+    from engine import review
+
+    return review.journal_warnings(out)
+
+
+def _check_out_outside_input(src: Path, out: Path) -> None:
+    """OUT must not be INPUT or inside it: analyze never writes into the input tree."""
+    if not src.is_dir():
+        return
+    rs, ro = src.resolve(), out.resolve()
+    if ro == rs or rs in ro.parents:
+        raise UserError(
+            f"the output folder {out} is {'the input' if ro == rs else 'inside the input'} {src}: "
+            "analyze never writes into the input tree (its cache and tables would land there); "
+            f"use a folder outside it, e.g. {rs.parent / (rs.name + '_llmh')}"
+        )
+
+
 def analyze(p: AnalyzeParams) -> AnalyzeResult:
     """Scan a DICOM tree (or import heudiconv dicominfo) into ``aggregated_dicominfo.tsv``."""
-    from engine.scan.heudiconv_import import find_dicominfo, import_dicominfo, is_heudiconv_input
-
     src, out = Path(p.input), Path(p.out_dir)
+    for what, path in (("input", src), ("output folder", out)):
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"the {what} path is not valid UTF-8: rename it") from None
     if not src.exists():
         raise UserError(f"{src} does not exist")
+    _check_out_outside_input(src, out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise output_error(out, exc) from exc
+    ws = Workspace(out)
+    with ws.step(f"analyze {src}"):
+        res = _analyze(p, src, out, ws)
+    res.warnings = res.warnings + _journal_warnings(out)
+    return res
+
+
+def _analyze(p: AnalyzeParams, src: Path, out: Path, ws: Workspace) -> AnalyzeResult:
+    from engine.scan.discover import EXTERNAL, NOT_UTF8
+    from engine.scan.heudiconv_import import find_dicominfo, import_dicominfo, is_heudiconv_input
+
     if p.n_cpus is not None and p.n_cpus < 1:
         raise UserError("--n-cpus must be at least 1")
     if p.submit and not p.slurm:
         raise UserError("--submit needs --slurm")
     _check_patterns(p)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    ws = Workspace(out)
     res = AnalyzeResult(out_dir=str(out))
     if is_heudiconv_input(src):
         series = import_dicominfo(src)
@@ -74,7 +117,7 @@ def analyze(p: AnalyzeParams) -> AnalyzeResult:
         )
         return res
     if p.slurm:
-        return _slurm(p, src, out)
+        return _slurm(p, src, out, ws)
     from engine.scan.pipeline import scan
 
     sc = scan(
@@ -85,8 +128,22 @@ def analyze(p: AnalyzeParams) -> AnalyzeResult:
         session_pattern=p.session_pattern,
         progress=p.progress,
         trust_folder_times=p.trust_folder_times,
+        follow_external_links=p.follow_external_links,
     )
     ws.write_analyze_errors(list(sc.errors))
+    external = EXTERNAL.split("(", 1)[0]
+    n_ext = sum(1 for _p, r in sc.errors if r.startswith(external))
+    n_name = sum(1 for _p, r in sc.errors if r == NOT_UTF8)
+    if n_ext:
+        res.warnings.append(
+            f"{n_ext} symbolic link(s) lead out of {src} and were not followed (listed in "
+            "analyze_errors.tsv; --follow-external-links follows them)"
+        )
+    if n_name:
+        res.warnings.append(
+            f"{n_name} file or folder name(s) are not valid UTF-8 and were not read (listed "
+            "in analyze_errors.tsv with \\xNN escapes): rename them to read them"
+        )
     res.n_files, res.n_dicom, res.n_problems = sc.n_files, sc.n_dicom, len(sc.errors)
     res.n_read, res.seconds = sc.n_read, sc.seconds
     res.reused_folders = sc.reused == "folders"
@@ -101,6 +158,7 @@ def analyze(p: AnalyzeParams) -> AnalyzeResult:
                 "dicominfo file(s)"
             )
             return res
+        ws.commit()  # the problem list the message points to
         raise UserError(
             f"no DICOM image files found in {src} ({sc.n_files} files looked at, "
             f"{len(sc.errors)} problems listed in {out / 'analyze_errors.tsv'})"
@@ -119,7 +177,7 @@ def analyze(p: AnalyzeParams) -> AnalyzeResult:
     return res
 
 
-def _slurm(p: AnalyzeParams, src: Path, out: Path) -> AnalyzeResult:
+def _slurm(p: AnalyzeParams, src: Path, out: Path, ws: Workspace) -> AnalyzeResult:
     import os
     import sys
 
@@ -143,11 +201,11 @@ def _slurm(p: AnalyzeParams, src: Path, out: Path) -> AnalyzeResult:
         )
     job = slurm.submit_and_wait(script)
     slurm.check_parts(os.fspath(out))
-    n = slurm.merge_parts(os.fspath(out))
+    n = slurm.merge_parts(os.fspath(out), os.fspath(src))
     context.log(f"analyze: Slurm job {job} finished, merged {n} part(s)")
     from dataclasses import replace
 
-    return analyze(replace(p, slurm=False, submit=False))
+    return _analyze(replace(p, slurm=False, submit=False), src, out, ws)
 
 
 def group(out_dir: str) -> GroupResult:
@@ -155,27 +213,34 @@ def group(out_dir: str) -> GroupResult:
     from engine.grouping import group_series
 
     ws = Workspace(out_dir).require()
-    series = ws.read_series()
-    res = group_series(series)
-    ws.write_groups(res.groups, res.report)
+    with ws.step("group"):
+        series = ws.read_series()
+        res = group_series(series)
+        ws.write_groups(res.groups, res.report)
     return GroupResult(
         out_dir=str(ws.root),
         n_series=len(series),
         n_groups=len(res.groups),
         report=str(ws.path(GROUPING_REPORT)),
         message=f"{len(series)} series -> {len(res.groups)} groups; see {ws.path(GROUPING_REPORT)}",
+        warnings=_journal_warnings(ws.root),
     )
 
 
 def map_(p: MapParams) -> MapResult:
     """Propose a BIDS name for every group (rules; the LLM where they are unsure), store the
     proposal, and write the effective mapping (with the person's decisions) for people."""
+    ws = Workspace(p.out_dir).require()
+    with ws.step("map"):
+        return _map(p, ws)
+
+
+def _map(p: MapParams, ws: Workspace) -> MapResult:
     from engine import review
     from engine.grouping import group_series
     from engine.mapping import BACKENDS, map_groups
     from engine.mapping.effective import effective
 
-    ws = Workspace(p.out_dir).require()
     series = ws.read_series()
     if ws.has_groups():
         from engine.grouping import GroupingResult, fill_subjects
@@ -210,7 +275,8 @@ def map_(p: MapParams) -> MapResult:
             )
         if ws.has_proposals():
             current = {m.group_id: m for m in ws.read_proposals()}
-    decided = review.current_decisions(ws.root)
+    state = review.load_state(ws.root)
+    decided = state.effective()
     res = map_groups(
         series,
         backend=backend,
@@ -236,6 +302,7 @@ def map_(p: MapParams) -> MapResult:
         report=str(ws.path(MAPPING_REPORT)),
         message=f"{len(eff.groups)} groups mapped{extra}; {n} of {len(eff.assignments)} series "
         f"converted; see {ws.path(MAPPING_REPORT)}",
+        warnings=list(state.warnings),
     )
 
 
@@ -270,13 +337,18 @@ def _policy_inputs(ws: Workspace):  # noqa: ANN202 - a tuple of the effective ta
 
 def generate(p: GenerateParams) -> GenerateResult:
     """Compile the effective mapping into ``heuristic.py`` and check it against the series."""
-    from engine.atomic import write_text_atomic
+
+    ws = Workspace(p.out_dir).require()
+    with ws.step("generate"):
+        return _generate(p, ws)
+
+
+def _generate(p: GenerateParams, ws: Workspace) -> GenerateResult:
     from engine.heuristic.compiler import compile_heuristic
     from engine.heuristic.report import generation_report
     from engine.heuristic.validate import load_heuristic, validate_module
     from engine.mapping.policy import CONTEXT_FILE, Policy, save_policy
 
-    ws = Workspace(p.out_dir).require()
     policy = Policy(
         include_derived=p.include_derived,
         exclude_sbref=p.exclude_sbref,
@@ -293,13 +365,17 @@ def generate(p: GenerateParams) -> GenerateResult:
     descs = sorted({s.study_description for s in eff.series if s.study_description})
     compiled = compile_heuristic(*inputs, context=ctx_text, title=descs[0] if descs else "")
     target = Path(p.output) if p.output else ws.path(HEURISTIC_FILE)
-    write_text_atomic(target, compiled.source)
+    ws.write_file(target, compiled.source)  # with the report, or not at all
     report = generation_report(compiled)
-    result = validate_module(load_heuristic(target), *inputs)
-    report += result.format_diff() + "\n"
+    result = validate_module(load_heuristic(ws.source(target)), *inputs)
+    report = printable_text(report + result.format_diff() + "\n")
     ws.write_text(HEURISTIC_REPORT, report)
     return GenerateResult(
-        path=str(target), ok=result.ok, report=report, validation=_validation(result, target)
+        path=str(target),
+        ok=result.ok,
+        report=report,
+        validation=_validation(result, target),
+        warnings=_journal_warnings(ws.root),
     )
 
 
@@ -307,7 +383,7 @@ def _validation(result, path: Path) -> ValidateResult:  # noqa: ANN001
     return ValidateResult(
         ok=result.ok,
         counts=result.counts(),
-        diff=result.format_diff(),
+        diff=printable_text(result.format_diff()),
         errors=list(result.errors),
         heuristic=str(path),
     )
@@ -325,8 +401,11 @@ def validate(out_dir: str, heuristic: str | None = None) -> ValidateResult:
     try:
         mod = load_heuristic(path)
     except Exception as exc:  # noqa: BLE001 - any import failure is the heuristic's problem
-        return _validation(ValidationResult(errors=[f"cannot import {path}: {exc!r}"]), path)
-    return _validation(validate_module(mod, *inputs), path)
+        res = _validation(ValidationResult(errors=[f"cannot import {path}: {exc!r}"]), path)
+    else:
+        res = _validation(validate_module(mod, *inputs), path)
+    res.warnings = _journal_warnings(ws.root)
+    return res
 
 
 def convert(p: ConvertParams) -> ConvertResult:
@@ -334,6 +413,11 @@ def convert(p: ConvertParams) -> ConvertResult:
     from engine.heuristic.convert import convert as run_convert
 
     ws = Workspace(p.out_dir).require()
+    with ws.step(f"convert {p.subject}"):
+        return _convert(p, ws, run_convert)
+
+
+def _convert(p: ConvertParams, ws: Workspace, run_convert) -> ConvertResult:  # noqa: ANN001
     _, inputs = _policy_inputs(ws)
     results, verdict, text = run_convert(
         ws.root,
@@ -361,6 +445,7 @@ def convert(p: ConvertParams) -> ConvertResult:
         missing=[m for r in results for m in r.missing],
         failed=failed,
         verdict=verdict.verdict if verdict is not None else "",
+        warnings=_journal_warnings(ws.root),
     )
 
 

@@ -25,6 +25,7 @@ class AnalyzeParams:
     files_per_task: int = 2000
     progress: bool = True
     trust_folder_times: bool = False
+    follow_external_links: bool = False  # follow symlinks that lead out of the input
 
 
 @dataclass
@@ -41,6 +42,7 @@ class AnalyzeResult:
     imported: str = ""  # "" or what heudiconv dicominfo was imported from
     slurm_script: str = ""  # with --slurm and no --submit: the job script written
     message: str = ""  # one line for a person
+    warnings: list[str] = field(default_factory=list)  # say these loudly (bad journal lines...)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class GroupResult:
     n_groups: int
     report: str  # path of grouping_report.txt
     message: str = ""
+    warnings: list[str] = field(default_factory=list)  # say these loudly (bad journal lines...)
 
 
 @dataclass
@@ -75,6 +78,7 @@ class MapResult:
     remapped: list[str] = field(default_factory=list)  # with ``groups``: those asked again
     report: str = ""  # path of mapping_report.txt
     message: str = ""
+    warnings: list[str] = field(default_factory=list)  # say these loudly (bad journal lines...)
 
 
 @dataclass
@@ -95,6 +99,7 @@ class ValidateResult:
     diff: str = ""  # the per-series differences, as a person reads them
     errors: list[str] = field(default_factory=list)
     heuristic: str = ""
+    warnings: list[str] = field(default_factory=list)  # say these loudly (bad journal lines...)
 
 
 @dataclass
@@ -103,6 +108,7 @@ class GenerateResult:
     ok: bool
     report: str  # the generation report text (with the validation diff)
     validation: ValidateResult | None = None
+    warnings: list[str] = field(default_factory=list)  # say these loudly (bad journal lines...)
 
 
 @dataclass
@@ -128,6 +134,7 @@ class ConvertResult:
     missing: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)  # subject/session runs that failed
     verdict: str = ""  # the validator's one-line verdict ("" when not run)
+    warnings: list[str] = field(default_factory=list)  # say these loudly (bad journal lines...)
 
 
 @dataclass
@@ -151,6 +158,7 @@ class ReviewView:
     can_redo: bool = False
     last_seq: int = 0
     changed: Decision | None = None  # what the call that returned this did
+    warnings: list[str] = field(default_factory=list)  # say these loudly (bad journal lines...)
 
 
 @dataclass

@@ -13,6 +13,7 @@ import sys
 
 from engine.api.types import AnalyzeParams
 from engine.commands._api import invoke
+from engine.text import printable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
+        "--follow-external-links",
+        action="store_true",
+        help="follow symbolic links that lead out of INPUT (default: list them in "
+        "analyze_errors.tsv and do not follow them)",
+    )
+    p.add_argument(
         "--trust-folder-times",
         action="store_true",
         help="re-scan: when no folder of the last scan changed (no file added, removed or "
@@ -71,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
             files_per_task=args.files_per_task,
             progress=not args.no_progress,
             trust_folder_times=args.trust_folder_times,
+            follow_external_links=args.follow_external_links,
         ),
     )
     print(res.message, file=sys.stderr)
+    for w in res.warnings:
+        print(f"WARNING: {printable(w)}", file=sys.stderr)
     return 0

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from engine.api.types import GenerateParams
 from engine.commands._api import invoke
+from engine.text import printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,4 +49,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(res.report, end="")
     print(f"wrote {res.path}")
+    for w in res.warnings:
+        print(f"WARNING: {printable(w)}", file=sys.stderr)
     return 0 if res.ok else 1

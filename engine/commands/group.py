@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from engine.commands._api import invoke
+from engine.text import printable
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,4 +23,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     res = invoke(args, "group", {"out_dir": args.out})
     print(res.message)
+    for w in res.warnings:
+        print(f"WARNING: {printable(w)}", file=sys.stderr)
     return 0

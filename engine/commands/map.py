@@ -8,6 +8,7 @@ import sys
 from engine.commands._api import invoke
 from engine.config import add_llm_arguments
 from engine.mapping import BACKENDS
+from engine.text import printable
 
 BACKEND_CHOICES = ("rules", "ollama", "llamacpp", "hf", "llama-cpp", "transformers", "openai")
 
@@ -60,4 +61,6 @@ def run(args: argparse.Namespace) -> int:
     with context.printing_deltas(stream):
         res = invoke(args, "map", params)
     print(res.message)
+    for w in res.warnings:
+        print(f"WARNING: {printable(w)}", file=sys.stderr)
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from engine.text import printable_text  # header text may hold ESC/BEL: never shown raw
+
 if TYPE_CHECKING:
     from engine.heuristic.compiler import Compiled
     from engine.heuristic.outcome import ConversionResult, ValidatorResult
@@ -22,7 +24,7 @@ def generation_report(c: Compiled) -> str:
         lines.append(f"           if {cg.selection.code}")
     for p in c.problems:
         lines.append(f"PROBLEM: {p}")
-    return "\n".join(lines) + "\n"
+    return printable_text("\n".join(lines) + "\n")
 
 
 def conversion_report(
@@ -72,4 +74,4 @@ def conversion_report(
         lines.append(verdict.verdict)
         lines += [f"  ERROR {e}" for e in verdict.errors]
         lines += [f"  warning {w}" for w in verdict.warnings[:30]]
-    return "\n".join(lines) + "\n"
+    return printable_text("\n".join(lines) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from engine.model import UNSURE_THRESHOLD, Group, Mapping, SeriesAssignment, SeriesInfo
+from engine.text import printable_text
 
 
 def name_template(m: Mapping) -> str:
@@ -68,4 +69,4 @@ def mapping_report(
             where += " (+ " + ", ".join(a.extra_paths) + ")"
         ses = f"/{a.session}" if a.session else ""
         lines.append(f"  {a.subject}{ses} {a.series_id:<40} -> {where}")
-    return "\n".join(lines) + "\n"
+    return printable_text("\n".join(lines) + "\n")  # header text may hold ESC/BEL

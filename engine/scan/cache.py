@@ -2,18 +2,24 @@
 
 A re-scan reads only files whose (size, mtime_ns) changed or that are new; rows of files that
 disappeared are dropped.  Results are committed per chunk so an interrupted scan resumes.
-The cache is thrown away when the fact format (``FACTS_VERSION``) changes.
+The cache is thrown away when the fact format (``FACTS_VERSION``) changes, and emptied when
+another input is scanned into the same OUT (:meth:`FactsCache.use_input`): one input's rows
+and memoised result are never another's.  A cache file that is not a database (a crash of the
+disk, a stray file) is rebuilt.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-FACTS_VERSION = "4"
+from engine.atomic import OutputError
+
+FACTS_VERSION = "5"  # 5: descriptions and protocol names as pydicom (and heudiconv) read them
 # A folder modified less than this before a scan began may change again within the same
 # timestamp tick (1 s on some file systems) unseen: such a scan's folder times are not kept.
 RACY_NS = 2_000_000_000
@@ -21,10 +27,41 @@ TEMPLATE = "template"  # status of a row that is a series template, not a file
 CACHE_NAME = ".analyze_cache.sqlite"
 
 
+def cache_error(path: str | os.PathLike[str], exc: BaseException) -> OutputError:
+    """One line for a failed cache write (SQLite says "database or disk is full",
+    "attempt to write a readonly database", "unable to open database file"...)."""
+    msg = str(exc) or type(exc).__name__
+    low = msg.lower()
+    folder = os.path.dirname(os.fspath(path)) or "."
+    if "full" in low:
+        fix = f"free some space on the disk of {folder} or choose another output folder"
+    elif "readonly" in low or "read-only" in low or "unable to open" in low or "permission" in low:
+        fix = f"make {folder} writable or choose another output folder"
+    else:
+        fix = f"delete {path} (it is only a cache) and run again"
+    return OutputError(f"cannot write the analyze cache {path}: {msg}; {fix}")
+
+
 class FactsCache:
     def __init__(self, path: str | os.PathLike[str]):
         self.path = os.fspath(path)
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        try:
+            self._open()
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise cache_error(self.path, exc) from exc
+            with contextlib.suppress(Exception):
+                self.db.close()
+            for suffix in ("", "-wal", "-shm"):  # not a database: it is only a cache
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.path + suffix)
+            try:
+                self._open()
+            except sqlite3.Error as exc2:
+                raise cache_error(self.path, exc2) from exc2
+
+    def _open(self) -> None:
         self.db = sqlite3.connect(self.path)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
@@ -47,6 +84,23 @@ class FactsCache:
             "ino INTEGER, mtime_ns INTEGER)"
         )
         self.db.commit()
+
+    def use_input(self, root: str) -> None:
+        """Scan ``root`` with this cache: when it holds another input's rows, start afresh
+        (a cache from before inputs were recorded adopts ``root``)."""
+        row = self.db.execute("SELECT v FROM meta WHERE k='input_root'").fetchone()
+        if row is not None and row[0] == root:
+            return
+        if row is not None:
+            for table in ("files", "templates", "folders"):
+                self.db.execute(f"DELETE FROM {table}")  # noqa: S608 - fixed names
+            self.db.execute("DELETE FROM meta WHERE k != 'version'")
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES ('input_root', ?)", (root,))
+        self.db.commit()
+
+    def input_root(self) -> str | None:
+        row = self.db.execute("SELECT v FROM meta WHERE k='input_root'").fetchone()
+        return row[0] if row else None
 
     def known(self) -> dict[str, tuple[int, int]]:
         return {p: (s, m) for p, s, m in self.db.execute("SELECT path, size, mtime_ns FROM files")}

@@ -94,8 +94,6 @@ def parse_file_bytes(
             pos, n = 0, len(buf)
             total = n
     else:
-        if meta["preamble"] or pos == 4:
-            pass
         # No meta header: guess the encoding from the first element.
         if n < pos + 8:
             raise DicomParseError("too short for a DICOM header")
@@ -106,6 +104,11 @@ def parse_file_bytes(
             little = True
         elif g_be in (0x0008, 0x0010, 0x0018, 0x0020, 0x0028):
             little = False
+        elif meta["preamble"] or pos == 4:
+            raise DicomParseError(
+                f"DICM marker, but no DICOM element after it (first group {g_le:04X}): "
+                "corrupt or not DICOM"
+            )
         else:
             raise DicomParseError("no DICM marker and no known first group")
         explicit = vr in _VALID_VRS

@@ -3,6 +3,11 @@
 Symlinked folders are followed once (loops are detected by device/inode), unreadable folders
 and broken links are reported, never fatal.  ``exclude`` folders (the OUT folder when it sits
 inside the input) are skipped.
+
+A symbolic link whose target lies outside the input (a link to ``/`` would walk the whole
+file system, ``/proc`` included) is listed and not followed unless ``follow_external``.  A file
+or folder whose name is not valid UTF-8 is listed (with ``\\xNN`` escapes in the tables) and
+not read: nothing downstream (the cache, the tables, heudiconv's paths) could name it.
 """
 
 from __future__ import annotations
@@ -19,9 +24,25 @@ class Discovered:
     folders: list[tuple[str, int, int, int]] = field(default_factory=list)
 
 
-def discover(root: str, exclude: tuple[str, ...] = ()) -> Discovered:
+NOT_UTF8 = "name is not valid UTF-8: not read (rename it to read it)"
+EXTERNAL = "symlink leads out of the input (to {}): not followed (analyze --follow-external-links follows it)"
+
+
+def _bad_name(name: str) -> bool:
+    if name.isascii():
+        return False
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def discover(root: str, exclude: tuple[str, ...] = (), follow_external: bool = False) -> Discovered:
     out = Discovered()
     root = os.path.abspath(root)
+    real_root = os.path.realpath(root)
+    inside = real_root.rstrip(os.sep) + os.sep
     excl: set[tuple[int, int]] = set()  # (device, inode) of excluded folders
     for e in exclude:
         try:
@@ -59,6 +80,14 @@ def discover(root: str, exclude: tuple[str, ...] = ()) -> Discovered:
         add = out.files.append
         for e in entries:
             try:
+                if _bad_name(e.name):
+                    out.errors.append((e.path, NOT_UTF8))
+                    continue
+                if e.is_symlink() and not follow_external:
+                    target = os.path.realpath(e.path)
+                    if target != real_root and not target.startswith(inside):
+                        out.errors.append((e.path, EXTERNAL.format(target)))
+                        continue
                 # regular files first: d_type answers without a syscall, then one stat
                 if e.is_file():
                     s = e.stat()

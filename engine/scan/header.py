@@ -6,7 +6,6 @@ they are cached per file, so this is the only place that touches DICOM bytes.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
@@ -155,6 +154,28 @@ def _s(ds: Dataset, name: str) -> str:
     return text.strip("\x00 ").replace("\x00", "")
 
 
+_AS_HEUDICONV = frozenset({"series_description", "protocol_name"})
+
+
+def _as_heudiconv(ds: Dataset, name: str) -> str:
+    """A text element as heudiconv's seqinfo holds it (pydicom's reading, then ``str``): trailing
+    NULs and spaces dropped, leading ones and inner NULs kept, a multi-valued one as the
+    ``str`` of a list.  The heuristic matches these strings on heudiconv's side, so the series
+    table must hold the very same ones."""
+    v = ds.get(TAGS[name][0])
+    if v is None:
+        return ""
+    raw = bytes(v[1])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    parts = text.split("\\")
+    if len(parts) == 1:
+        return text.rstrip("\x00 ")
+    return str([p.rstrip("\x00 ") for p in parts])
+
+
 def _multi(ds: Dataset, name: str) -> list[str]:
     s = _s(ds, name)
     return [p.strip() for p in s.split("\\")] if s else []
@@ -244,7 +265,8 @@ def _fg(group: Dataset | None, seq: int, name: str) -> Any:
 
 
 def read_bytes(path: str) -> Any:
-    """The file's bytes (gunzipped when gzip); a mmap for large plain files."""
+    """The file's bytes (gunzipped when gzip, at most :data:`GZIP_MAX` of them); a mmap for
+    large plain files."""
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
         if size == 0:
@@ -252,10 +274,8 @@ def read_bytes(path: str) -> Any:
         head = fh.read(2)
         fh.seek(0)
         if head == b"\x1f\x8b":
-            try:
-                return gzip.decompress(fh.read())
-            except (OSError, EOFError, zlib.error) as exc:
-                raise NotDicom(f"bad gzip: {exc}") from None
+            data, _done = Gunzip(fh.fileno(), b"").read_to(GZIP_MAX)
+            return data
         if size > MMAP_OVER:
             return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
         return fh.read()
@@ -327,9 +347,7 @@ class Reader:
                 raise NotDicom("empty file")
             buf = os.read(fd, max(self.hint, 512))
             if buf[:2] == b"\x1f\x8b":
-                data = _gunzip(buf + _read_rest(fd, size))
-                self._select(data)
-                return self._facts(data, None)
+                return self._gzip(Gunzip(fd, buf))
             self._select(buf)
             if len(buf) < size and _enhanced(buf):
                 # functional groups make the header hundreds of KiB: no prefix attempt
@@ -359,6 +377,36 @@ class Reader:
             return self._facts(buf, size)
         finally:
             os.close(fd)
+
+    def _gzip(self, stream: Gunzip) -> dict[str, Any]:
+        """A gzipped file: decompress only as much as the header needs (a prefix that grows
+        until the walk reaches the pixel data), never more than :data:`GZIP_MAX` (a gzip
+        bomb costs no more memory than that)."""
+        want = max(self.hint, GZIP_FIRST)
+        while True:
+            data, done = stream.read_to(want)
+            if not data:
+                raise NotDicom("empty file (gzip)")
+            total = len(data) if done else UNKNOWN_TOTAL
+            self._select(data)
+            try:
+                ds, meta = self._parse(data, total)
+            except (DicomParseError, *_CORRUPT) as exc:
+                final = done or len(data) >= GZIP_MAX or "first group" in str(exc)
+                if final:
+                    if isinstance(exc, DicomParseError):
+                        raise NotDicom(str(exc)) from None
+                    raise NotDicom(f"corrupt header ({type(exc).__name__})") from None
+                want *= 4
+                continue
+            if meta["complete"] or done:
+                return self._from_dataset(ds, meta, data, total)
+            if len(data) >= GZIP_MAX:
+                raise NotDicom(
+                    f"gzip: the DICOM header does not end within {GZIP_MAX >> 20} MiB "
+                    "decompressed (not read further)"
+                )
+            want *= 4
 
     _STATE = ("tpl", "tpl_ds", "tpl_id", "tpl_json", "layout", "layout_series")
 
@@ -516,11 +564,54 @@ def _read_rest(fd: int, size: int) -> bytes:
         parts.append(chunk)
 
 
-def _gunzip(data: bytes) -> bytes:
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise NotDicom(f"bad gzip: {exc}") from None
+GZIP_FIRST = 256 << 10  # first decompressed prefix of a gzipped file
+GZIP_MAX = 64 << 20  # never decompress more of one file than this (a header is far smaller)
+UNKNOWN_TOTAL = 1 << 62  # the decompressed size of a gzip read in part: unknown, "large"
+
+
+class Gunzip:
+    """A gzip stream (every member) decompressed on demand from a file descriptor."""
+
+    def __init__(self, fd: int, first: bytes) -> None:
+        self.fd = fd
+        self.pending = first
+        self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.fresh = True  # no input fed to the current member yet
+        self.members = 0  # members decompressed to their end
+        self.out = bytearray()
+        self.done = False
+
+    def read_to(self, want: int) -> tuple[bytes, bool]:
+        """The first ``want`` decompressed bytes (fewer at the end) and whether that is all."""
+        want = min(want, GZIP_MAX)
+        try:
+            while len(self.out) < want and not self.done:
+                if self.d.unconsumed_tail:
+                    chunk = self.d.unconsumed_tail
+                elif self.pending:
+                    chunk, self.pending = self.pending, b""
+                else:
+                    chunk = os.read(self.fd, 1 << 16)
+                    if not chunk:
+                        if not self.fresh and not self.d.eof:
+                            raise NotDicom("bad gzip: the compressed stream is cut short")
+                        self.done = True
+                        break
+                if self.fresh and self.members and chunk[:1] != b"\x1f":
+                    self.done = True  # padding or trailing bytes after the last member: ignored
+                    break
+                self.fresh = False
+                self.out += self.d.decompress(chunk, want - len(self.out))
+                if self.d.eof:
+                    self.members += 1
+                    rest = self.d.unused_data
+                    # a next member, maybe (in these bytes or those not read yet)
+                    self.pending = rest + self.pending
+                    self.d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    self.fresh = True
+        except zlib.error as exc:
+            raise NotDicom(f"bad gzip: {exc}") from None
+        return bytes(self.out[:want]), self.done and len(self.out) <= want
 
 
 _MISSING = object()
@@ -780,7 +871,7 @@ def facts_from_dataset(ds: Dataset, meta: dict[str, Any]) -> dict[str, Any]:
         ("pe_axis", "InPlanePhaseEncodingDirection"),
         ("complex_component", "ComplexImageComponent"),
     ):
-        f[key] = _s(ds, name)
+        f[key] = _as_heudiconv(ds, name) if key in _AS_HEUDICONV else _s(ds, name)
     f["series_uid"] = series_uid
     # heudiconv: first of (0018,0024), (0019,109C), (0018,9005) that is present.
     f["sequence_name"] = (
@@ -979,9 +1070,10 @@ def facts_from_bytes(buf: bytes, plain: bool = False) -> dict[str, Any]:
     """Facts from in-memory bytes (used by the fuzz test); raises :class:`NotDicom`.
     ``plain``: the reference walk, every element of every item (tests compare with it)."""
     if buf[:2] == b"\x1f\x8b":
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)
         try:
-            buf = gzip.decompress(buf)
-        except (OSError, EOFError, zlib.error) as exc:
+            buf = d.decompress(buf, GZIP_MAX)
+        except zlib.error as exc:
             raise NotDicom(f"bad gzip: {exc}") from None
     if len(buf) == 0:
         raise NotDicom("empty file")

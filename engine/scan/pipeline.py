@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -13,7 +14,7 @@ from typing import Any
 
 from engine.model import SeriesInfo
 from engine.scan.aggregate import aggregate
-from engine.scan.cache import CACHE_NAME, TEMPLATE, FactsCache
+from engine.scan.cache import CACHE_NAME, TEMPLATE, FactsCache, cache_error
 from engine.scan.discover import discover
 from engine.scan.header import NotDicom, Reader
 
@@ -140,19 +141,56 @@ def scan(
     progress: bool = True,
     files: list[str] | None = None,
     trust_folder_times: bool = False,
+    follow_external_links: bool = False,
 ) -> ScanResult:
     """Scan ``input_path`` (or just ``files``) into the cache in ``out_dir``; aggregate series.
 
     An unchanged file set (every path, size and mtime) gives the last result without reading
     a header.  ``trust_folder_times`` skips even the stat of each file when no folder of the
     last scan changed (see :meth:`FactsCache.unchanged_signature`).
+
+    Symbolic links that lead out of ``input_path`` are listed, not followed, unless
+    ``follow_external_links``.  The cache belongs to one input: scanning another into the same
+    OUT starts it afresh, and a file whose row went missing during the scan (another process
+    scanning into the same cache) is read again, so a memoised result is always complete.
     """
+    cache_path = os.path.join(os.path.abspath(out_dir), CACHE_NAME)
+    try:
+        return _scan(
+            input_path, out_dir, n_cpus, subject_pattern, session_pattern, progress, files,
+            trust_folder_times, follow_external_links,
+        )  # fmt: skip
+    except sqlite3.Error as exc:
+        raise cache_error(cache_path, exc) from exc
+
+
+def _scan(
+    input_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    n_cpus: int | None,
+    subject_pattern: str | None,
+    session_pattern: str | None,
+    progress: bool,
+    files: list[str] | None,
+    trust_folder_times: bool,
+    follow_external_links: bool,
+) -> ScanResult:
     t0 = time.perf_counter()
     began_ns = time.time_ns()
     out_dir = os.path.abspath(out_dir)
     n_cpus = n_cpus or default_cpus()
-    options = repr((os.path.abspath(input_path), subject_pattern, session_pattern, files))
+    root = os.path.realpath(input_path) if files is None else "files:" + repr(files)
+    options = repr(
+        (
+            os.path.abspath(input_path),
+            subject_pattern,
+            session_pattern,
+            files,
+            follow_external_links,
+        )
+    )
     cache = FactsCache(os.path.join(out_dir, CACHE_NAME))
+    cache.use_input(root)
     if trust_folder_times and files is None:
         sig = cache.unchanged_signature(options)
         memo = cache.get_result(sig) if sig else None
@@ -160,10 +198,12 @@ def scan(
             cache.close()
             return _from_memo(memo, memo["n_files"], t0, "folders")
     if files is None:
-        found = discover(os.fspath(input_path), exclude=(out_dir,))
+        found = discover(
+            os.fspath(input_path), exclude=(out_dir,), follow_external=follow_external_links
+        )
     else:
         found = discover_list(files)
-    sig = _signature(found.files, found.errors, subject_pattern, session_pattern)
+    sig = _signature(found.files, found.errors, root, subject_pattern, session_pattern)
     memo = cache.get_result(sig)
     if memo is not None:
         if files is None:
@@ -181,17 +221,21 @@ def scan(
         res = ScanResult(n_files=len(found.files), n_read=len(todo))
         res.errors = list(found.errors)
         present = {p for p, _, _ in found.files}
-        records = []
-        for path, status, facts, err in cache.rows():
-            if path not in present:
-                continue
-            if status == "error":
-                res.errors.append((path, err))
-            elif status == "image" and facts:
-                records.append((path, facts))
+        errors, records, seen = _collect(cache, present)
+        if len(seen) < len(present):
+            # rows went missing under us (another analyze on this OUT): read those again
+            lost = [f for f in found.files if f[0] not in seen]
+            read_into_cache(cache, lost, n_cpus)
+            res.n_read += len(lost)
+            errors, records, seen = _collect(cache, present)
+        res.errors += errors
         res.n_dicom = len(records)
         res.series = aggregate(records, subject_pattern, session_pattern)
         res.errors.sort()
+        if len(seen) < len(present):
+            raise sqlite3.OperationalError(
+                "rows of this scan vanished twice: is another analyze writing this OUT?"
+            )
         cache.put_result(
             sig,
             {
@@ -207,6 +251,22 @@ def scan(
         cache.close()
     res.seconds = time.perf_counter() - t0
     return res
+
+
+def _collect(
+    cache: FactsCache, present: set[str]
+) -> tuple[list[tuple[str, str]], list[tuple[str, dict[str, Any]]], set[str]]:
+    """(errors, image records, every present path that has a row)."""
+    errors, records, seen = [], [], set()
+    for path, status, facts, err in cache.rows():
+        if path not in present:
+            continue
+        seen.add(path)
+        if status == "error":
+            errors.append((path, err))
+        elif status == "image" and facts:
+            records.append((path, facts))
+    return errors, records, seen
 
 
 def _from_memo(memo: dict[str, Any], n_files: int, t0: float, reused: str) -> ScanResult:

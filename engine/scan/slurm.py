@@ -85,12 +85,16 @@ def run_task(out_dir: str, task: int) -> None:
     os.replace(tmp, final)
 
 
-def merge_parts(out_dir: str) -> int:
-    """Fold every partial cache into OUT's cache; return how many parts were merged."""
+def merge_parts(out_dir: str, input_root: str | None = None) -> int:
+    """Fold every partial cache into OUT's cache; return how many parts were merged.
+    ``input_root``: the input the parts were read from (a cache of another input is emptied
+    first, see :meth:`FactsCache.use_input`)."""
     work = Path(out_dir) / "slurm"
     cache = FactsCache(Path(out_dir) / CACHE_NAME)
     n = 0
     try:
+        if input_root:
+            cache.use_input(os.path.realpath(input_root))
         for part in sorted(work.glob("part_[0-9]*.sqlite")):
             cache.db.execute("ATTACH DATABASE ? AS part", (str(part),))
             cache.db.execute("INSERT OR IGNORE INTO templates SELECT * FROM part.templates")
@@ -145,7 +149,7 @@ def main(argv: list[str]) -> int:
         run_task(argv[1], int(argv[2]))
         return 0
     if len(argv) >= 3 and argv[0] == "merge":
-        n = merge_parts(argv[1])
+        n = merge_parts(argv[1], argv[2])
         cmd = " ".join(shlex.quote(a) for a in ["llm-heuristics", "analyze", argv[2], argv[1], *argv[3:]])
         print(f"merged {n} part(s) into the cache of {argv[1]}; now run: {cmd}", file=sys.stderr)
         return 0
