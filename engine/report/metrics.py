@@ -135,8 +135,15 @@ def bertscore(preds: Sequence[str], refs: Sequence[str], batch_size: int = 32) -
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     _, _, f = bs.score(
-        list(preds), list(refs), model_type=minilm_path(), num_layers=6, idf=False,
-        rescale_with_baseline=False, batch_size=batch_size, verbose=False, device="cpu",
+        list(preds),
+        list(refs),
+        model_type=minilm_path(),
+        num_layers=6,
+        idf=False,
+        rescale_with_baseline=False,
+        batch_size=batch_size,
+        verbose=False,
+        device="cpu",
     )
     return [float(x) for x in f]
 
@@ -239,8 +246,9 @@ def evaluate(
         for k in ("14_uncertain_as_negative", "5_uncertain_as_negative"):
             out["corpus"][f"label_micro_f1_{k}"] = out["label_f1"][k]["micro_f1"]
         for i, p, r in zip(ids, pl, rl, strict=True):
-            per[i]["labels_agree"] = sum(_binary(p[k], False) == _binary(r[k], False)
-                                         for k in CHEXPERT_LABELS) / len(CHEXPERT_LABELS)
+            per[i]["labels_agree"] = sum(
+                _binary(p[k], False) == _binary(r[k], False) for k in CHEXPERT_LABELS
+            ) / len(CHEXPERT_LABELS)
     out["per_report"] = list(per.values())
     return out
 
