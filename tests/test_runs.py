@@ -14,6 +14,8 @@ import inspect
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from engine.heuristic.compiler import RUNS_SOURCE, compile_heuristic
 from engine.heuristic.validate import load_heuristic, validate_module
 from engine.mapping import map_groups
@@ -358,3 +360,36 @@ def test_assignments_keep_their_skip_reasons():
         "",
     ]
     assert out[3].bids_path == "sub-01/func/sub-01_task-nback_bold"
+
+
+# --- a real heudiconv run ----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_heudiconv_places_runs_as_mapped_with_an_aborted_sbref(tmp_path):
+    """DICOM (engine.synth, the aborted nback run with its SBRef) -> analyze/group/map ->
+    generate (its self-check must pass) -> heudiconv: func/ holds exactly the mapped runs."""
+    import json
+    import shutil
+
+    from engine.cli import main
+    from engine.synth import generate_study
+
+    for exe in ("heudiconv", "dcm2niix"):
+        if shutil.which(exe) is None:
+            pytest.skip(f"{exe} not installed")
+    generate_study(tmp_path, subjects=1, vendor="siemens", aborted_sbref=True)
+    out = tmp_path / "OUT"
+    assert main(["-q", "analyze", str(tmp_path / "dicom"), str(out), "--no-progress"]) == 0
+    for step in ("group", "map", "generate"):  # generate exits 1 when its check disagrees
+        assert main(["-q", step, str(out)]) == 0, step
+    args = ["convert", str(out), "--subject", "P01", "--dicom-dir", str(tmp_path / "dicom")]
+    main([*args, "--no-validator"])
+    expected = json.loads((tmp_path / "expected_bids.json").read_text())["series"]
+    want = {p for e in expected for p in e["paths"] if "/func/" in p}
+    assert any("sbref_aborted" == e["kind"] and not e["paths"] for e in expected)
+    placed = {
+        str(p.relative_to(out / "bids")).split(".nii")[0]
+        for p in (out / "bids").glob("sub-*/func/*.nii*")
+    }
+    assert placed == want

@@ -95,12 +95,14 @@ def generate_study(
     vendor: str = "siemens",
     reproin: bool = False,
     seed: int = 0,
+    aborted_sbref: bool = False,
 ) -> StudyManifest:
     """Write a synthetic study under ``out_dir`` and return its manifest.
 
     ``vendor="mixed"`` alternates Siemens, GE, Philips over subjects.  Subject ``P01`` repeats
-    its T1w in its first session.  Raises :class:`FileExistsError` when ``out_dir/dicom``
-    already holds files and :class:`ValueError` for bad arguments.
+    its T1w in its first session.  ``aborted_sbref``: the aborted nback run has its SBRef (both
+    skipped).  Raises :class:`FileExistsError` when ``out_dir/dicom`` already holds files and
+    :class:`ValueError` for bad arguments.
     """
     _check_args(subjects, sessions, layout, gzip, vendor)
     out = Path(out_dir)
@@ -128,7 +130,9 @@ def generate_study(
                 - ((study_day.month, study_day.day) < (birth.month, birth.day))
             )
             ses_label = f"{ses + 1:02d}" if sessions > 1 else ""
-            plans = session_plan(v, reproin=reproin, repeat_t1w=(s == 0 and ses == 0))
+            plans = session_plan(
+                v, reproin=reproin, repeat_t1w=(s == 0 and ses == 0), aborted_sbref=aborted_sbref
+            )
             plan_sessions.append((subj, ses_label, plans))
             contexts.append(
                 StudyContext(
@@ -204,7 +208,8 @@ def generate_study(
             "vendor": vendor,
             "reproin": reproin,
             "seed": seed,
-        },
+        }
+        | ({"aborted_sbref": True} if aborted_sbref else {}),
         "series": [
             {k: v for k, v in asdict(r).items() if k not in ("files", "study_uid", "image_type")}
             | {"image_type": list(r.image_type)}

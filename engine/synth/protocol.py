@@ -87,6 +87,7 @@ PHYSICS: dict[str, Physics] = {
     "se_ap": replace(_SE_EPI, pe_positive=1),
     "se_pa": replace(_SE_EPI, pe_positive=0),
     "bold_aborted": replace(_BOLD, nvols=3),
+    "sbref_aborted": replace(_BOLD, nvols=1),
     "sbref_nback": replace(_BOLD, nvols=1),
     "bold_nback": _BOLD,
     "sbref_rest": replace(_BOLD, nvols=1),
@@ -119,6 +120,7 @@ ROLE: dict[str, tuple[str, str]] = {
     "gre_phase": ("phase", ""),
     "bold_phase": ("phase", ""),
     "bold_aborted": ("mag", "aborted"),
+    "sbref_aborted": ("mag", "aborted"),  # the SBRef of the aborted run goes with it
     "moco_rest": ("moco", "motion-corrected"),
     "dwi": ("dwi", ""),
     "dwi_b0pa": ("dwi", ""),
@@ -261,6 +263,7 @@ REPROIN: dict[str, str] = {
     "se_ap": "fmap-epi_dir-AP",
     "se_pa": "fmap-epi_dir-PA",
     "bold_aborted": "func-bold_task-nback_run-01",
+    "sbref_aborted": "func-bold_task-nback_run-01",
     "sbref_nback": "func-bold_task-nback_run-{run}",
     "bold_nback": "func-bold_task-nback_run-{run}",
     "sbref_rest": "func-bold_task-rest",
@@ -301,6 +304,10 @@ VENDOR_INFO: dict[str, dict[str, object]] = {
                 "SoftwareVersions": "5.6.1\\5.6.1.0", "StationName": "PHILIPS-MR1",
                 "StudyDescription": "Hersenen^Research"},
 }  # fmt: skip
+
+
+# kinds named (in every vendor table) like another kind
+_NAMED_AS: dict[str, str] = {"sbref_aborted": "sbref_nback"}
 
 
 def image_type(vendor: str, kind: str) -> tuple[str, ...]:
@@ -369,21 +376,25 @@ class SeriesPlan:
 
 
 def session_plan(
-    vendor: str, *, reproin: bool = False, repeat_t1w: bool = False
+    vendor: str, *, reproin: bool = False, repeat_t1w: bool = False, aborted_sbref: bool = False
 ) -> list[SeriesPlan]:
-    """The ordered series of one session on a ``vendor`` scanner."""
+    """The ordered series of one session on a ``vendor`` scanner; ``aborted_sbref``: the aborted
+    nback run has its SBRef (a multiband sequence writes it first), skipped with the run."""
     kinds = list(SESSION_KINDS)
     if repeat_t1w:
         kinds.insert(kinds.index("t1w") + 1, "t1w")
+    if aborted_sbref:
+        kinds.insert(kinds.index("bold_aborted"), "sbref_aborted")
     plans: list[SeriesPlan] = []
     nback_run = 0
     for kind in kinds:
-        protocol, desc, seqname, pulse = NAMES[vendor][kind]
+        protocol, desc, seqname, pulse = NAMES[vendor][_NAMED_AS.get(kind, kind)]
         if kind == "sbref_nback":
             nback_run += 1
         if reproin and kind != "report":
+            named = _NAMED_AS.get(kind, kind)
             protocol = REPROIN[kind].format(run=f"{nback_run:02d}")
-            desc = protocol + _REPROIN_DESC_SUFFIX[vendor].get(kind, "")
+            desc = protocol + _REPROIN_DESC_SUFFIX[vendor].get(named, "")
             if kind == "moco_rest" and vendor == "siemens":
                 desc = "MoCoSeries"
         plans.append(
