@@ -27,6 +27,8 @@ from engine.serial import from_json, to_json
 PATH_PARAMS = frozenset(
     {"out_dir", "input", "output", "heuristic", "bids_dir", "dicom_dir", "sidecar_metadata", "path"}
 )
+# Names of files inside OUT (resolved there by the workspace): no NUL character either.
+FILE_NAME_PARAMS = frozenset({"name"})
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,9 @@ def confine_paths(params: dict[str, Any], roots: Iterable[str] | None) -> None:
     """Refuse (:class:`InvalidParams`) any path parameter outside ``roots`` (resolved, symlinks
     too); ``roots`` None: no confinement (the CLI in this process). Values that are not strings
     are left to the type check of :func:`bind`."""
+    for name in sorted(FILE_NAME_PARAMS & set(params)):
+        if isinstance(params[name], str) and "\0" in params[name]:
+            raise InvalidParams(f"{name}: a file name cannot contain a NUL character")
     if roots is None:
         return
     roots = tuple(roots)

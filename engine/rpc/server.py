@@ -465,6 +465,14 @@ class Server:
             msg = protocol.error(st.id, protocol.REQUEST_CANCELLED, "request cancelled")
         except LlmhError as exc:  # RpcError and the engine's typed errors carry their code
             msg = protocol.error(st.id, exc.code, exc.message or str(exc), exc.data)
+        except OSError as exc:  # the file system said no (too long, denied, full): not a bug
+            log.info("request %r (%s): %s", st.id, st.method, exc)
+            msg = protocol.error(
+                st.id,
+                protocol.USER_ERROR,
+                f"{st.method}: {str(exc)[:500]}",
+                {"errno": exc.errno},
+            )
         except Exception as exc:  # noqa: BLE001 - every failure becomes an answer
             # The traceback stays in the engine's log (stderr); the client gets one line.
             log.error("request %r (%s) failed", st.id, st.method, exc_info=True)
