@@ -361,7 +361,7 @@ def run_bids_validator(bids_dir: Path, timeout: int = 900) -> ValidatorResult:
     if exe is None:
         return ValidatorResult(False)
     proc = subprocess.run(
-        [exe, str(bids_dir), "--json", "--ignoreNiftiHeaders"],
+        [exe, str(bids_dir), "--json"],  # the validator's default options, as users run it
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -285,9 +285,13 @@ def build_series(
         bval = p.bvals[vol] if p.bvals else None
         bvec = p.bvecs[vol] if p.bvecs else (0.0, 0.0, 0.0)
         if is_phase:
-            img_vol = (np.linspace(0, 1, p.matrix)[None, None, :] * 3000 + 500 + vol * 20) * (
-                phantom > 50
-            ) + 2048 * (phantom <= 50)
+            # a phase ramp with measurement noise (a noiseless ramp compresses to a NIfTI smaller
+            # than its own header, which the BIDS validator rejects as NIFTI_TOO_SMALL)
+            ramp = np.linspace(0, 1, p.matrix)[None, None, :] * 3000 + 500 + vol * 20
+            ramp = ramp + rng.normal(0.0, 40.0, phantom.shape)
+            img_vol = ramp * (phantom > 50) + (2048 + rng.normal(0.0, 400.0, phantom.shape)) * (
+                phantom <= 50
+            )
         else:
             scale = 1.0 + 0.02 * np.sin(2 * np.pi * vol / max(p.nvols, 2))
             if bval:
