@@ -50,6 +50,8 @@ _NEGATION_BACKWARD = _words(
     negative, none, ruled out, not found
     """
 )
+# "Effusion has resolved" / "resolved effusion": these negate either side.
+_NEGATION_BOTH_WAYS = _words("absent, resolved, unlikely, ruled out")
 # Weak hedges only. Strong ones ("probable", "likely", "suggestive of", "compatible with")
 # commit the reader to the finding, so they leave it positive (radiology hedging scales put
 # them above ~75% likelihood); CheXpert's uncertain class is kept for real doubt.
@@ -140,9 +142,16 @@ def _context_rules() -> list[Any]:
 
     attrs = attribute_categories()
     rules: list[Any] = []
-    for lits, direction in ((_NEGATION_FORWARD, "FORWARD"), (_NEGATION_BACKWARD, "BACKWARD")):
+    for lits, direction in (
+        (_NEGATION_FORWARD, "FORWARD"),
+        (_NEGATION_BACKWARD, "BACKWARD"),
+        (_NEGATION_BOTH_WAYS, "BIDIRECTIONAL"),
+    ):
         for lit in lits:
-            rules.append(ConTextRule(lit, NEGATED, direction=direction, terminated_by={UNCERTAIN}))
+            if direction == "BIDIRECTIONAL" or lit not in _NEGATION_BOTH_WAYS:
+                rules.append(
+                    ConTextRule(lit, NEGATED, direction=direction, terminated_by={UNCERTAIN})
+                )
     for lits, direction in (
         (_UNCERTAINTY_FORWARD, "FORWARD"),
         (_UNCERTAINTY_BACKWARD, "BACKWARD"),
