@@ -32,7 +32,7 @@ class EditNameScreen(ModalScreen[str | None]):
         self.group_id = group_id
         self.current = current
         self.checked: dict[str, msg.NameChecked] = {}  # text -> the engine's answer
-        self.submit_wanted = ""  # Enter pressed before the engine answered for this text
+        self.submit_wanted: str | None = None  # Enter pressed before the engine answered it
 
     def compose(self) -> ComposeResult:
         with Vertical(id="edit-dialog"):
@@ -65,7 +65,7 @@ class EditNameScreen(ModalScreen[str | None]):
         if m.text == self.value:
             self._show(m)
         if m.text == self.submit_wanted:
-            self.submit_wanted = ""
+            self.submit_wanted = None
             self._submit(m.text)
 
     def _show(self, m: msg.NameChecked) -> None:
