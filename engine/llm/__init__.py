@@ -21,14 +21,20 @@ from engine.llm.backend import (
 from engine.llm.mapper import DEFAULT_THRESHOLD, map_with_llm, needs_llm
 
 
-def backend_from_settings(settings: Any) -> Backend:
-    """A backend built from :class:`engine.config.Settings` (not loaded yet)."""
+def backend_from_settings(settings: Any, *, isolate: bool | None = None) -> Backend:
+    """A backend built from :class:`engine.config.Settings` (not loaded yet).
+
+    llama-cpp and transformers models run in a worker process unless ``isolate`` says otherwise
+    (``LLMH_MODEL_WORKERS=0`` too): a native crash is then a clear error, not a dead process.
+    """
     if not settings.model:
         raise BackendError(
             "no model given: pass --model (or set LLM_MODEL_NAME); `llm-heuristics models` "
             "lists what is available here"
         )
-    return create_backend(settings.backend, settings.model, **settings.backend_options())
+    return create_backend(
+        settings.backend, settings.model, isolate=isolate, **settings.backend_options()
+    )
 
 
 def llm_mapping_backend(

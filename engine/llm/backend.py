@@ -41,17 +41,19 @@ def available_backends() -> dict[str, str]:
     return out
 
 
-def create_backend(kind: str, model: str, **options: Any) -> Backend:
-    """Build (not load) a backend by name: ``llama-cpp``, ``transformers``, ``ollama``, ``openai``.
-
-    ``options`` are passed to the backend's constructor (e.g. ``n_gpu_layers``, ``quantization``,
-    ``host``, ``base_url``); unknown ones are ignored with a debug message.
-    """
+def normalize_kind(kind: str) -> str:
+    """The canonical backend name for ``kind`` (``gguf`` -> ``llama-cpp``, ``hf`` -> ...)."""
     kind = kind.strip().lower().replace("_", "-")
     if kind in {"llamacpp", "llama.cpp", "gguf"}:
-        kind = "llama-cpp"
+        return "llama-cpp"
     if kind in {"hf", "huggingface"}:
-        kind = "transformers"
+        return "transformers"
+    return kind
+
+
+def backend_class(kind: str) -> type[Backend]:
+    """The class of backend ``kind`` (imported, its heavy libraries not yet)."""
+    kind = normalize_kind(kind)
     if kind == "llama-cpp":
         from engine.llm.llamacpp import LlamaCppBackend as cls
     elif kind == "transformers":
@@ -60,8 +62,26 @@ def create_backend(kind: str, model: str, **options: Any) -> Backend:
         from engine.llm.ollama_backend import OllamaBackend as cls
     elif kind == "openai":
         from engine.llm.openai_backend import OpenAIBackend as cls
+    elif kind == "echo":  # model-free: tests and demos
+        from engine.llm.echo_backend import EchoBackend as cls
     else:
         raise BackendError(f"unknown backend {kind!r}; choose one of {', '.join(BACKEND_NAMES)}")
+    return cls
+
+
+def create_backend(
+    kind: str, model: str, *, isolate: bool | None = False, **options: Any
+) -> Backend:
+    """Build (not load) a backend by name: ``llama-cpp``, ``transformers``, ``ollama``, ``openai``.
+
+    ``options`` are passed to the backend's constructor (e.g. ``n_gpu_layers``, ``quantization``,
+    ``host``, ``base_url``); unknown ones are ignored with a debug message.  With ``isolate`` the
+    model runs in a worker process (:class:`engine.llm.worker.WorkerBackend`: a crash there is an
+    error, not a dead caller); ``isolate=None`` chooses per backend (the engine's default:
+    llama-cpp and transformers in a worker, see :func:`engine.llm.worker.isolate_default`).
+    """
+    kind = normalize_kind(kind)
+    cls = backend_class(kind)
     import inspect
 
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "model"}
@@ -69,6 +89,12 @@ def create_backend(kind: str, model: str, **options: Any) -> Backend:
     ignored = sorted(set(options) - accepted)
     if ignored:
         log.debug("backend %s ignores options %s", kind, ", ".join(ignored))
+    if isolate is None:
+        from engine.llm.worker import isolate_default
+
+        isolate = isolate_default(kind)
+    if isolate:
+        from engine.llm.worker import WorkerBackend
+
+        return WorkerBackend(kind, model, kwargs)
     return cls(model, **kwargs)
-
-

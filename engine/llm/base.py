@@ -29,13 +29,21 @@ class BackendError(RuntimeError):
     """The backend cannot do what was asked (missing library, model, server); says why."""
 
 
+#: An image in a message: a file path (DICOM, PNG, JPEG...), a file's bytes or a PIL image.
+ImageInput = Any
+
+
 @dataclass
 class Message:
-    """One chat message; ``images`` are file paths or raw bytes (used by vision models)."""
+    """One chat message; ``images`` (paths, bytes or PIL images) go to vision models.
+
+    DICOM (and anything that is not already PNG/JPEG) is rendered through
+    :func:`engine.vision.render.render` before it is sent: see :func:`image_bytes`.
+    """
 
     role: str  # "system" | "user" | "assistant"
     content: str
-    images: list[str | bytes] = field(default_factory=list)
+    images: list[ImageInput] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"role": self.role, "content": self.content}
@@ -153,5 +161,57 @@ def _require(module: str, extra: str) -> Any:
         ) from exc
 
 
-def image_bytes(image: str | bytes) -> bytes:
-    return image if isinstance(image, bytes) else Path(image).read_bytes()
+_PNG = b"\x89PNG\r\n\x1a\n"
+_JPEG = b"\xff\xd8\xff"
+
+
+def image_bytes(image: ImageInput) -> bytes:
+    """PNG or JPEG bytes of ``image``: PNG/JPEG files and bytes as they are, anything else
+    (DICOM, other formats, PIL images) rendered to 8-bit PNG by :mod:`engine.vision.render`."""
+    data: bytes | None = None
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+    elif isinstance(image, (str, Path)):
+        try:
+            data = Path(image).expanduser().read_bytes()
+        except OSError as exc:
+            raise BackendError(f"cannot read image {image}: {exc}") from exc
+    if data is not None and (data.startswith(_PNG) or data.startswith(_JPEG)):
+        return data
+    from engine.vision.render import RenderError, render, to_png
+
+    try:
+        return to_png(render(data if data is not None else image))
+    except (RenderError, OSError, ValueError, TypeError) as exc:
+        raise BackendError(f"cannot use {_image_name(image)} as an image: {exc}") from exc
+
+
+def image_mime(data: bytes) -> str:
+    """``image/jpeg`` for JPEG bytes, else ``image/png`` (what :func:`image_bytes` returns)."""
+    return "image/jpeg" if data.startswith(_JPEG) else "image/png"
+
+
+def image_data_uri(image: ImageInput) -> str:
+    """A ``data:`` URI of the image (OpenAI-compatible ``image_url`` content parts)."""
+    import base64
+
+    data = image_bytes(image)
+    return f"data:{image_mime(data)};base64,{base64.b64encode(data).decode()}"
+
+
+def image_pil(image: ImageInput) -> Any:
+    """An RGB ``PIL.Image`` of ``image`` (DICOM rendered through :mod:`engine.vision.render`)."""
+    from engine.vision.render import RenderError, render
+
+    try:
+        return render(image).convert("RGB")
+    except (RenderError, OSError, ValueError, TypeError) as exc:
+        raise BackendError(f"cannot use {_image_name(image)} as an image: {exc}") from exc
+
+
+def _image_name(image: ImageInput) -> str:
+    if isinstance(image, (str, Path)):
+        return str(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return f"{len(image)} bytes"
+    return type(image).__name__

@@ -109,6 +109,11 @@ def map_with_llm(
         if ev.is_set():
             results[gid] = _fallback(rule, gid, "cancelled")
             continue
+        # the model's worker process died: no new worker per group, the rules stay
+        died = getattr(backend, "last_error", "")
+        if isinstance(died, str) and died:
+            results[gid] = _fallback(rule, gid, f"backend error: {died}")
+            continue
         if on_progress:
             on_progress(i / max(len(groups), 1), f"asking {backend.identity} about {gid}")
         members = [by_key[k] for k in group.series_keys if k in by_key]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from engine import __version__
-from engine.errors import NotAvailable, UserError
+from engine.errors import InvalidParams, NotAvailable, StepFailed, UserError
 from engine.rpc import protocol
 from engine.rpc.protocol import RpcError
 
@@ -277,15 +277,30 @@ def m_backends(ctx: Any) -> dict[str, Any]:
     return {"backends": _llm().available_backends()}
 
 
+def _loaded_entry(mid: str, b: Any) -> dict[str, Any]:
+    return {
+        "id": mid,
+        "backend": b.name,
+        "model": b.model,
+        "loaded": b.loaded,
+        "worker": getattr(b, "pid", None) is not None or hasattr(b, "last_error"),
+        "pid": getattr(b, "pid", None),
+        "last_error": getattr(b, "last_error", "") or "",
+    }
+
+
 @method("model.list")
 def m_model_list(ctx: Any, probe: bool = False) -> dict[str, Any]:
-    """Loaded models, backends, and the models installed where the engine runs."""
-    llm = _llm()
+    """Loaded models, backends, and the models installed where the engine runs.
+
+    ``models`` lists installed GGUFs (also packaged ones), cached Hugging Face models and, with
+    ``probe``, the Ollama / OpenAI-compatible servers' models; each says whether it can see
+    images (``vision``). ``loaded`` says which run in a worker process (``pid``) and why a
+    worker died (``last_error``).
+    """
+    _llm()
     out: dict[str, Any] = {
-        "loaded": [
-            {"id": k, "backend": b.name, "model": b.model, "loaded": b.loaded}
-            for k, b in _models(ctx).items()
-        ],
+        "loaded": [_loaded_entry(k, b) for k, b in _models(ctx).items()],
         "backends": quick_backends(),
     }
     from engine.config import load_settings
@@ -295,7 +310,6 @@ def m_model_list(ctx: Any, probe: bool = False) -> dict[str, Any]:
     inv = inventory(load_settings(), probe_servers=probe)
     out["models"] = to_json(inv.models)
     out["installed_backends"] = to_json(inv.backends)
-    del llm
     return out
 
 
@@ -303,27 +317,33 @@ def m_model_list(ctx: Any, probe: bool = False) -> dict[str, Any]:
 def m_model_load(
     ctx: Any, backend: str, model: str, options: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Load a model once; later requests reuse it (also after a detach/resume)."""
+    """Load a model once; later requests reuse it (also after a detach/resume).
+
+    llama-cpp and transformers models run in a worker process of the engine (a native crash
+    there fails the request, not the engine); loading again after a crash starts a new worker.
+    """
     llm = _llm()
     mid = f"{backend}:{model}"
     models = _models(ctx)
     b = models.get(mid)
     if b is None:
         try:
-            b = llm.create_backend(backend, model, **(options or {}))
+            b = llm.create_backend(backend, model, isolate=None, **(options or {}))
         except llm.BackendError as exc:
-            raise RpcError(protocol.NOT_AVAILABLE, str(exc)) from None
+            raise NotAvailable(str(exc)) from None
+        except TypeError as exc:  # an option of the wrong type for the backend
+            raise InvalidParams(f"options: {exc}") from None
     try:
         b.load(progress=lambda f, m: ctx.progress(f, m))
     except llm.BackendError as exc:
-        raise RpcError(protocol.NOT_AVAILABLE, str(exc)) from None
+        raise NotAvailable(str(exc), _died_data(mid, exc)) from None
     models[mid] = b
-    return {"id": mid, "loaded": True}
+    return {"id": mid, "loaded": True, "pid": getattr(b, "pid", None)}
 
 
 @method("model.unload")
 def m_model_unload(ctx: Any, id: str | None = None) -> dict[str, Any]:
-    """Unload one model (or all)."""
+    """Unload one model (or all); a model's worker process ends."""
     models = _models(ctx)
     ids = [id] if id else list(models)
     for mid in ids:
@@ -334,6 +354,30 @@ def m_model_unload(ctx: Any, id: str | None = None) -> dict[str, Any]:
     return {"unloaded": ids}
 
 
+def _died_data(mid: str, exc: BaseException) -> dict[str, Any] | None:
+    if not hasattr(exc, "returncode"):
+        return None
+    return {"model": mid, "worker_died": True, "signal": getattr(exc, "signal", None)}
+
+
+def _decode_images(i: int, images: Any) -> list[bytes]:
+    import base64
+    import binascii
+
+    if images is None:
+        return []
+    if not isinstance(images, list) or not all(isinstance(x, str) for x in images):
+        raise InvalidParams(f"messages[{i}].images: a list of base64 strings or data: URIs")
+    out = []
+    for j, text in enumerate(images):
+        data = text.split(",", 1)[1] if text.startswith("data:") and "," in text else text
+        try:
+            out.append(base64.b64decode(data, validate=True))
+        except (binascii.Error, ValueError):
+            raise InvalidParams(f"messages[{i}].images[{j}] is not base64") from None
+    return out
+
+
 @method("model.chat")
 def m_model_chat(
     ctx: Any,
@@ -341,18 +385,42 @@ def m_model_chat(
     id: str | None = None,
     options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Stream a chat completion from a loaded model as ``delta`` notifications; returns the text."""
+    """Stream a chat completion from a loaded model as ``delta`` notifications; returns the text.
+
+    A message may carry ``images`` (base64 PNG/JPEG/DICOM bytes or ``data:`` URIs) for models
+    that see images. When the model's worker process dies, the request fails with a message
+    that names the model, the signal and what to try; the engine goes on.
+    """
     llm = _llm()
     models = _models(ctx)
     if not models:
-        raise RpcError(protocol.NOT_AVAILABLE, "no model is loaded; call model.load first")
-    b = models[id] if id else next(iter(models.values()))
-    msgs = [llm.Message(m.get("role", "user"), m.get("content", "")) for m in messages]
-    opts = llm.GenerationOptions(**(options or {}))
+        raise NotAvailable("no model is loaded; call model.load first")
+    if id is not None and id not in models:
+        raise NotAvailable(f"no loaded model {id!r}; loaded: {', '.join(models)}")
+    mid = id if id is not None else next(iter(models))
+    b = models[mid]
+    msgs = [
+        llm.Message(
+            str(m.get("role", "user")),
+            str(m.get("content", "")),
+            _decode_images(i, m.get("images")),
+        )
+        for i, m in enumerate(messages)
+    ]
+    try:
+        opts = llm.GenerationOptions(**(options or {}))
+    except TypeError as exc:
+        raise InvalidParams(f"options: {exc}") from None
+    if not b.loaded:
+        why = getattr(b, "last_error", "") or "it was unloaded"
+        raise NotAvailable(f"model {mid} is not loaded ({why}); call model.load to start it again")
     parts = []
-    for d in b.stream_chat(msgs, opts, ctx.cancel_event):
-        parts.append(d)
-        ctx.delta(d)
+    try:
+        for d in b.stream_chat(msgs, opts, ctx.cancel_event):
+            parts.append(d)
+            ctx.delta(d)
+    except llm.BackendError as exc:
+        raise StepFailed(str(exc), _died_data(mid, exc)) from None
     return {"text": "".join(parts), "cancelled": ctx.cancelled}
 
 
