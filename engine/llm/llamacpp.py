@@ -2,12 +2,14 @@
 
 JSON answers are constrained by a GBNF grammar compiled from the answer's JSON schema
 (``LlamaGrammar.from_json_schema``, cached per schema).  Images need a multimodal projector
-(``mmproj``); without one they are left out with a warning.
+(``mmproj``: given, or a ``*mmproj*.gguf`` beside the model, see :func:`find_mmproj`) and a
+chat handler of ``llama_cpp.llama_chat_format`` that fits the model (:func:`chat_handler_name`,
+LLaVA 1.5 style unless the file name says otherwise); without a projector images are left out
+with a warning.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -23,7 +25,7 @@ from engine.llm.base import (
     Message,
     ProgressCallback,
     _require,
-    image_bytes,
+    image_data_uri,
 )
 
 log = logging.getLogger(__name__)
@@ -48,6 +50,48 @@ def resolve_gguf(model: str, search_dirs: Sequence[str | Path] = ()) -> Path:
     raise BackendError(f"GGUF model {model!r} not found (looked in: {where})")
 
 
+def find_mmproj(gguf: Path) -> Path | None:
+    """A multimodal projector beside ``gguf``: ``*mmproj*.gguf`` sharing the longest name prefix."""
+    try:
+        candidates = sorted(p for p in gguf.parent.glob("*.gguf") if "mmproj" in p.name.lower())
+    except OSError:
+        return None
+    if not candidates:
+        return None
+
+    def shared(p: Path) -> int:
+        a, b = p.name.lower(), gguf.name.lower()
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        return n
+
+    return max(candidates, key=shared)
+
+
+#: File-name hints -> the ``llama_cpp.llama_chat_format`` handler class for image chats.
+CHAT_HANDLERS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("qwen2.5-vl", "qwen2_5_vl", "qwen25vl", "qwen2.5vl"), "Qwen25VLChatHandler"),
+    (("llava-v1.6", "llava-1.6", "llava16", "llava-next"), "Llava16ChatHandler"),
+    (("minicpm",), "MiniCPMv26ChatHandler"),
+    (("moondream",), "MoondreamChatHandler"),
+    (("nanollava",), "NanoLlavaChatHandler"),
+    (("llama-3-vision", "llama3-vision"), "Llama3VisionAlphaChatHandler"),
+    (("obsidian",), "ObsidianChatHandler"),
+)
+
+
+def chat_handler_name(model_path: str | Path, wanted: str | None = None) -> str:
+    """The chat handler class for a vision GGUF: ``wanted``, or one its name suggests."""
+    if wanted:
+        return wanted
+    name = Path(model_path).name.lower()
+    for hints, handler in CHAT_HANDLERS:
+        if any(h in name for h in hints):
+            return handler
+    return "Llava15ChatHandler"
+
+
 class LlamaCppBackend(Backend):
     name = "llama-cpp"
 
@@ -60,6 +104,7 @@ class LlamaCppBackend(Backend):
         n_threads: int | None = None,
         seed: int = 0,
         mmproj: str | None = None,
+        chat_handler: str | None = None,
         gguf_dirs: Sequence[str | Path] = (),
         verbose: bool = False,
     ) -> None:
@@ -69,6 +114,8 @@ class LlamaCppBackend(Backend):
         self.n_threads = n_threads
         self.seed = seed
         self.mmproj = mmproj
+        self.chat_handler = chat_handler
+        self.vision = False
         self.gguf_dirs = list(gguf_dirs)
         self.verbose = verbose
         self.path: Path | None = None
@@ -97,12 +144,14 @@ class LlamaCppBackend(Backend):
         )
         if self.n_threads:
             kwargs["n_threads"] = self.n_threads
+        if not self.mmproj:
+            found = find_mmproj(self.path)
+            if found is not None:
+                log.info("using the multimodal projector %s beside the model", found.name)
+                self.mmproj = str(found)
         if self.mmproj:
-            from llama_cpp.llama_chat_format import Llava15ChatHandler
-
-            kwargs["chat_handler"] = Llava15ChatHandler(
-                clip_model_path=self.mmproj, verbose=self.verbose
-            )
+            kwargs["chat_handler"] = self._make_chat_handler()
+            self.vision = True
         progress(0.1, f"reading {self.path.name}")
         try:
             self._llm = llama_cpp.Llama(n_gpu_layers=layers, **kwargs)
@@ -116,6 +165,17 @@ class LlamaCppBackend(Backend):
                 raise BackendError(f"llama.cpp cannot load {self.path}: {exc2}") from exc2
             layers = 0
         self.gpu_layers_used = layers
+
+    def _make_chat_handler(self) -> Any:
+        from llama_cpp import llama_chat_format
+
+        name = chat_handler_name(self.path or self.model, self.chat_handler)
+        cls = getattr(llama_chat_format, name, None)
+        if cls is None:
+            raise BackendError(f"llama-cpp-python {_version()} has no chat handler {name!r}")
+        if not Path(str(self.mmproj)).is_file():
+            raise BackendError(f"multimodal projector {self.mmproj} not found")
+        return cls(clip_model_path=str(self.mmproj), verbose=self.verbose)
 
     def _unload(self) -> None:
         if self._llm is not None:
@@ -142,10 +202,7 @@ class LlamaCppBackend(Backend):
             if m.images and self.mmproj:
                 parts: list[dict[str, Any]] = [{"type": "text", "text": m.content}]
                 for img in m.images:
-                    b64 = base64.b64encode(image_bytes(img)).decode()
-                    parts.append(
-                        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64}"}}
-                    )
+                    parts.append({"type": "image_url", "image_url": {"url": image_data_uri(img)}})
                 out.append({"role": m.role, "content": parts})
             else:
                 dropped = dropped or bool(m.images)
@@ -186,3 +243,12 @@ class LlamaCppBackend(Backend):
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
+
+
+def _version() -> str:
+    try:
+        import llama_cpp
+
+        return str(llama_cpp.__version__)
+    except ImportError:
+        return "(not installed)"

@@ -9,7 +9,6 @@ llama.cpp); servers that only know ``{"type": "json_object", "schema": ...}``
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -25,7 +24,7 @@ from engine.llm.base import (
     GenerationOptions,
     Message,
     ProgressCallback,
-    image_bytes,
+    image_data_uri,
 )
 from engine.llm.privacy import warn_if_remote
 
@@ -106,10 +105,7 @@ class OpenAIBackend(Backend):
             if m.images:
                 parts: list[dict[str, Any]] = [{"type": "text", "text": m.content}]
                 for img in m.images:
-                    b64 = base64.b64encode(image_bytes(img)).decode()
-                    parts.append(
-                        {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{b64}"}}
-                    )
+                    parts.append({"type": "image_url", "image_url": {"url": image_data_uri(img)}})
                 msgs.append({"role": m.role, "content": parts})
             else:
                 msgs.append(m.to_dict())

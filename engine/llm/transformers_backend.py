@@ -1,5 +1,11 @@
 """Hugging Face transformers backend: local checkpoints only, 4-bit NF4 by default.
 
+Vision-language checkpoints (a ``vision_config`` in config.json: LLaVA, Llama 3.2 Vision,
+Qwen2-VL, ...) load through ``AutoProcessor`` + ``AutoModelForImageTextToText``; the chat
+template then comes from the processor and a message's images (paths, bytes, PIL images; DICOM
+rendered by :mod:`engine.vision.render`) go in as the processor's pixel values.  NF4 keeps the
+vision tower and the projector in full precision.
+
 NF4 (bitsandbytes) is used on CUDA and, with recent bitsandbytes, on CPU too; with
 ``quantization=False`` the model loads in bf16/fp16 (CUDA) or fp32 (CPU).  ``device_map="auto"``
 spreads large models over the GPUs and CPU (accelerate).  Text streams through
@@ -23,6 +29,7 @@ from engine.llm.base import (
     Message,
     ProgressCallback,
     _require,
+    image_pil,
 )
 
 log = logging.getLogger(__name__)
@@ -48,6 +55,9 @@ class TransformersBackend(Backend):
         self.quantized = False
         self._model: Any = None
         self._tok: Any = None
+        self._processor: Any = None
+        self.vision = False
+        self.last_input: dict[str, int] = {}  # what the last prompt held (tests, diagnostics)
         self._grammar_compiler: Any = None
         self._grammars: dict[str, Any] = {}
 
@@ -58,10 +68,23 @@ class TransformersBackend(Backend):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # run time never downloads
         common = {"local_files_only": True, "trust_remote_code": self.trust_remote_code}
         try:
-            self._tok = transformers.AutoTokenizer.from_pretrained(self.model, **common)
-        except OSError as exc:
+            config = transformers.AutoConfig.from_pretrained(self.model, **common)
+        except (OSError, ValueError) as exc:
             raise BackendError(
-                f"cannot load the tokenizer of {self.model!r} from local files ({exc}); "
+                f"cannot read the config of {self.model!r} from local files ({exc}); "
+                "download it first with setup_models.sh"
+            ) from exc
+        self.vision = is_vision_config(config)
+        try:
+            if self.vision:
+                self._processor = transformers.AutoProcessor.from_pretrained(self.model, **common)
+                self._tok = getattr(self._processor, "tokenizer", None) or self._processor
+            else:
+                self._tok = transformers.AutoTokenizer.from_pretrained(self.model, **common)
+        except (OSError, ValueError) as exc:
+            what = "processor" if self.vision else "tokenizer"
+            raise BackendError(
+                f"cannot load the {what} of {self.model!r} from local files ({exc}); "
                 "download it first with setup_models.sh"
             ) from exc
         progress(0.2, "tokenizer loaded")
@@ -70,7 +93,7 @@ class TransformersBackend(Backend):
         if self.device_map is not None:
             kwargs["device_map"] = self.device_map
         if self.quantization:
-            qc = self._nf4_config(torch, transformers, cuda)
+            qc = self._nf4_config(torch, transformers, cuda, vision=self.vision)
             if qc is not None:
                 kwargs["quantization_config"] = qc
                 self.quantized = True
@@ -81,14 +104,22 @@ class TransformersBackend(Backend):
                 )
             else:
                 kwargs["dtype"] = torch.float32
+        auto = (
+            transformers.AutoModelForImageTextToText
+            if self.vision
+            else transformers.AutoModelForCausalLM
+        )
         try:
-            self._model = transformers.AutoModelForCausalLM.from_pretrained(self.model, **kwargs)
-        except OSError as exc:
+            self._model = auto.from_pretrained(self.model, **kwargs)
+        except (OSError, ValueError) as exc:
             raise BackendError(f"cannot load {self.model!r} from local files: {exc}") from exc
         self._model.eval()
-        progress(0.9, "weights loaded" + (" (4-bit NF4)" if self.quantized else ""))
+        kind = " (vision)" if self.vision else ""
+        progress(0.9, "weights loaded" + (" (4-bit NF4)" if self.quantized else "") + kind)
 
-    def _nf4_config(self, torch: Any, transformers: Any, cuda: bool) -> Any:
+    def _nf4_config(
+        self, torch: Any, transformers: Any, cuda: bool, *, vision: bool = False
+    ) -> Any:
         try:
             import bitsandbytes  # noqa: F401
         except Exception as exc:  # noqa: BLE001
@@ -101,16 +132,21 @@ class TransformersBackend(Backend):
         )
         if not cuda:
             log.info("no CUDA device: 4-bit NF4 on CPU through bitsandbytes (slow but small)")
+        extra: dict[str, Any] = {}
+        if vision:  # the image encoder and projector stay in full precision
+            extra["llm_int8_skip_modules"] = list(VISION_MODULES)
         return transformers.BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute,
+            **extra,
         )
 
     def _unload(self) -> None:
         self._model = None
         self._tok = None
+        self._processor = None
         self._grammars.clear()
         self._grammar_compiler = None
         gc.collect()
@@ -129,7 +165,7 @@ class TransformersBackend(Backend):
 
         if self._grammar_compiler is None:
             info = xgr.TokenizerInfo.from_huggingface(
-                self._tok, vocab_size=self._model.config.vocab_size
+                self._tok, vocab_size=_vocab_size(self._model.config)
             )
             self._grammar_compiler = xgr.GrammarCompiler(info)
         key = json.dumps(schema, sort_keys=True)
@@ -145,16 +181,20 @@ class TransformersBackend(Backend):
         import torch
         import transformers
 
-        if any(m.images for m in messages):
-            log.warning("the transformers backend sends text only; images are left out")
-        enc = self._tok.apply_chat_template(
-            [m.to_dict() for m in messages],
-            add_generation_prompt=True,
-            return_tensors="pt",
-            return_dict=True,
-        )
-        device = getattr(self._model, "device", None)
-        inputs = {k: v.to(device) for k, v in enc.items()} if device is not None else dict(enc)
+        if self.vision:
+            inputs = self._vision_inputs(messages)
+        else:
+            if any(m.images for m in messages):
+                log.warning("%s cannot see images: they are left out", self.model)
+            enc = self._tok.apply_chat_template(
+                [m.to_dict() for m in messages],
+                add_generation_prompt=True,
+                return_tensors="pt",
+                return_dict=True,
+            )
+            device = getattr(self._model, "device", None)
+            inputs = {k: v.to(device) for k, v in enc.items()} if device is not None else dict(enc)
+            self.last_input = {"images": 0, "tokens": int(inputs["input_ids"].shape[-1])}
         stop = threading.Event()
 
         class _Stop(transformers.StoppingCriteria):
@@ -205,6 +245,90 @@ class TransformersBackend(Backend):
             thread.join(timeout=self.load_timeout)
         if errors:
             raise BackendError(f"generation failed: {errors[0]}") from errors[0]
+
+    def _vision_inputs(self, messages: list[Message]) -> dict[str, Any]:
+        """The processor's tensors for a chat with images: text parts after image parts."""
+        images: list[Any] = []
+        conversation: list[dict[str, Any]] = []
+        for m in messages:
+            parts: list[dict[str, Any]] = []
+            for img in m.images:
+                images.append(image_pil(img))
+                parts.append({"type": "image"})
+            parts.append({"type": "text", "text": m.content})
+            conversation.append({"role": m.role, "content": parts})
+        proc = self._processor
+        text = proc.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+        enc = proc(text=text, images=images or None, return_tensors="pt")
+        device = getattr(self._model, "device", None)
+        dtype = getattr(self._model, "dtype", None)
+        inputs: dict[str, Any] = {}
+        for k, v in enc.items():
+            if hasattr(v, "to") and device is not None:
+                v = v.to(device)
+                if dtype is not None and k.startswith("pixel_values") and v.is_floating_point():
+                    v = v.to(dtype)
+            inputs[k] = v
+        ids = inputs["input_ids"]
+        image_token = _image_token_id(proc, self._model.config)
+        self.last_input = {
+            "images": len(images),
+            "tokens": int(ids.shape[-1]),
+            "image_tokens": int((ids == image_token).sum()) if image_token is not None else 0,
+        }
+        return inputs
+
+
+#: Module names NF4 leaves alone in vision-language models (and the output head).
+VISION_MODULES = ("vision_tower", "vision_model", "visual", "multi_modal_projector", "lm_head")
+
+
+def is_vision_config(config: Any) -> bool:
+    """Whether a transformers config (or config.json dict) is an image+text model."""
+    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+    if get("vision_config") is not None:
+        return True
+    archs = get("architectures") or []
+    return any(a in VISION_ARCHITECTURES for a in archs)
+
+
+#: Architectures of image+text models (most also have a ``vision_config``).
+VISION_ARCHITECTURES = frozenset(
+    {
+        "LlavaForConditionalGeneration",
+        "LlavaNextForConditionalGeneration",
+        "LlavaOnevisionForConditionalGeneration",
+        "MllamaForConditionalGeneration",
+        "Qwen2VLForConditionalGeneration",
+        "Qwen2_5_VLForConditionalGeneration",
+        "Qwen3VLForConditionalGeneration",
+        "Gemma3ForConditionalGeneration",
+        "PaliGemmaForConditionalGeneration",
+        "Idefics3ForConditionalGeneration",
+        "SmolVLMForConditionalGeneration",
+        "MiniCPMV",
+        "Phi3VForCausalLM",
+    }
+)
+
+
+def _vocab_size(config: Any) -> int:
+    size = getattr(config, "vocab_size", None)
+    if not size and hasattr(config, "get_text_config"):
+        size = getattr(config.get_text_config(), "vocab_size", None)
+    return int(size)
+
+
+def _image_token_id(processor: Any, config: Any) -> int | None:
+    for owner, attr in (
+        (processor, "image_token_id"),
+        (config, "image_token_id"),
+        (config, "image_token_index"),
+    ):
+        value = getattr(owner, attr, None)
+        if isinstance(value, int):
+            return value
+    return None
 
 
 def _strip_stops(text: str, stops: list[str]) -> str:
