@@ -52,6 +52,21 @@ def output_error(path: str | os.PathLike[str], exc: BaseException) -> OutputErro
     return OutputError(f"cannot write {p}: {why}; {fix} (earlier outputs are unchanged)")
 
 
+def cache_error(path: str | os.PathLike[str], exc: BaseException) -> OutputError:
+    """One line for a failed cache write (SQLite says "database or disk is full",
+    "attempt to write a readonly database", "unable to open database file"...)."""
+    msg = str(exc) or type(exc).__name__
+    low = msg.lower()
+    folder = os.path.dirname(os.fspath(path)) or "."
+    if "full" in low:
+        fix = f"free some space on the disk of {folder} or choose another output folder"
+    elif "readonly" in low or "read-only" in low or "unable to open" in low or "permission" in low:
+        fix = f"make {folder} writable or choose another output folder"
+    else:
+        fix = f"delete {path} (it is only a cache) and run again"
+    return OutputError(f"cannot write the analyze cache {path}: {msg}; {fix}")
+
+
 def _fsync_dir(folder: Path) -> None:
     with contextlib.suppress(OSError):
         dfd = os.open(folder, os.O_RDONLY)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from engine.atomic import (
     Batch,
+    cache_error,
     is_output_errno,
     output_error,
     read_tsv,
@@ -174,8 +175,6 @@ def clean_error(exc: BaseException, where: str | os.PathLike[str]) -> UserError 
     if isinstance(exc, OSError) and is_output_errno(exc):
         return output_error(exc.filename or where, exc)
     if isinstance(exc, sqlite3.Error):
-        from engine.scan.cache import cache_error
-
         return cache_error(Path(where) / ".analyze_cache.sqlite", exc)
     return None
 

@@ -17,7 +17,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from engine.atomic import OutputError
+from engine.atomic import cache_error
 
 FACTS_VERSION = "5"  # 5: descriptions and protocol names as pydicom (and heudiconv) read them
 # A folder modified less than this before a scan began may change again within the same
@@ -25,21 +25,6 @@ FACTS_VERSION = "5"  # 5: descriptions and protocol names as pydicom (and heudic
 RACY_NS = 2_000_000_000
 TEMPLATE = "template"  # status of a row that is a series template, not a file
 CACHE_NAME = ".analyze_cache.sqlite"
-
-
-def cache_error(path: str | os.PathLike[str], exc: BaseException) -> OutputError:
-    """One line for a failed cache write (SQLite says "database or disk is full",
-    "attempt to write a readonly database", "unable to open database file"...)."""
-    msg = str(exc) or type(exc).__name__
-    low = msg.lower()
-    folder = os.path.dirname(os.fspath(path)) or "."
-    if "full" in low:
-        fix = f"free some space on the disk of {folder} or choose another output folder"
-    elif "readonly" in low or "read-only" in low or "unable to open" in low or "permission" in low:
-        fix = f"make {folder} writable or choose another output folder"
-    else:
-        fix = f"delete {path} (it is only a cache) and run again"
-    return OutputError(f"cannot write the analyze cache {path}: {msg}; {fix}")
 
 
 class FactsCache:
