@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import warnings
 from typing import Any
 
 from engine.report.labels import MENTIONS, attribute_categories, phrase_pattern, target_category
@@ -179,8 +178,11 @@ def _context_rules() -> list[Any]:
             )
     for lit in _BORDERLINE:  # any mention: "heart size upper limits of normal"
         rules.append(ConTextRule(lit, BORDERLINE, direction="BIDIRECTIONAL", max_scope=6))
-    for lit in (*_TERMINATE, ";"):
+    for lit in _TERMINATE:
         rules.append(ConTextRule(lit, "TERMINATE", direction="TERMINATE"))
+    # One token-pattern rule keeps ConText's token Matcher non-empty (else spaCy warns W036
+    # on every document).
+    rules.append(ConTextRule(";", "TERMINATE", direction="TERMINATE", pattern=[{"TEXT": ";"}]))
     for lit in _PSEUDO:
         rules.append(ConTextRule(lit, "PSEUDO", direction="PSEUDO"))
     return rules
@@ -232,9 +234,6 @@ def build_nlp() -> Any:
             "the report labeler needs medspaCy: pip install 'llm-heuristics[report]'"
         ) from exc
     silence_pyrush()
-    # medspaCy keeps a token Matcher and a PhraseMatcher per component; one of them is always
-    # empty here, and spaCy warns about that (W036) on every document.
-    warnings.filterwarnings("ignore", message=r".*\[W036\]")
     nlp = medspacy.load(
         medspacy_enable=["medspacy_pyrush", "medspacy_target_matcher", "medspacy_context"],
         load_rules=False,
