@@ -17,8 +17,7 @@ pytest.importorskip("textual")
 
 os.environ["LLMH_TUI_IMAGE"] = "halfcell"
 
-from workspace_helpers import build_workspace  # noqa: E402
-
+from tests.workspace_helpers import build_workspace  # noqa: E402
 from tui.app import LlmhApp  # noqa: E402
 from tui.keymap import KEYS, load_keymap  # noqa: E402
 

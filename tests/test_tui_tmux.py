@@ -114,8 +114,7 @@ def _tiny_gguf(tmp_path: Path) -> Path | None:
         import llama_cpp  # noqa: F401
     except ImportError:
         return None
-    sys.path.insert(0, str(ROOT / "tests"))  # by module name: a site-packages 'tests' shadows
-    from fixtures_models import make_tiny_gguf
+    from tests.fixtures_models import make_tiny_gguf
 
     return make_tiny_gguf(tmp_path / "tiny.gguf")
 

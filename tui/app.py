@@ -18,18 +18,7 @@ from textual.app import App
 from textual.message import Message
 from textual.worker import Worker, WorkerState, get_current_worker
 
-from engine.api.types import (
-    ConvertParams,
-    DecideParams,
-    GenerateParams,
-    GenerateResult,
-    MapResult,
-    Preview,
-    ReviewView,
-    TextFile,
-    ValidateResult,
-    WorkspaceView,
-)
+from engine.api import types as t
 from engine.errors import Cancelled, LlmhError, UserError
 from engine.rpc.client import EngineClient, EngineGone
 from tui import messages as msg
@@ -41,12 +30,8 @@ from tui.screens.main import MainScreen
 HEURISTIC = "heuristic.py"
 GENERATED = "heuristic.generated.py"
 # the Reports tabs and the engine's names of their texts (``workspace.text``)
-REPORT_FILES = {
-    "grouping": "grouping",
-    "mapping": "mapping",
-    "validation": "heuristic",
-    "conversion": "conversion",
-}
+REPORT_FILES = {"grouping": "grouping", "mapping": "mapping", "validation": "heuristic"}
+REPORT_FILES["conversion"] = "conversion"
 
 
 class LlmhApp(App[int]):
@@ -133,7 +118,7 @@ class LlmhApp(App[int]):
         self._load_workspace()
 
     def _load_workspace(self) -> None:
-        view: WorkspaceView = self.api("workspace.view", {"out_dir": self.out_dir})
+        view: t.WorkspaceView = self.api("workspace.view", {"out_dir": self.out_dir})
         if get_current_worker().is_cancelled:
             return  # a newer reload is on its way
         self.tell(msg.WorkspaceLoaded(view))
@@ -142,7 +127,7 @@ class LlmhApp(App[int]):
         if self.main_screen.reports_wanted:
             self._load_reports()
 
-    def _text(self, name: str) -> TextFile:
+    def _text(self, name: str) -> t.TextFile:
         return self.api("workspace.text", {"out_dir": self.out_dir, "name": name})
 
     def _load_reports(self) -> None:
@@ -164,20 +149,20 @@ class LlmhApp(App[int]):
     @work(thread=True, name="preview", group="preview", exclusive=True, exit_on_error=False)
     def on_load_preview(self, m: msg.LoadPreview) -> None:
         params = {"out_dir": self.out_dir, "key": m.key, "size": 128, "dicom_dir": self.dicom_dir}
-        res: Preview = self.api("preview", params)
+        res: t.Preview = self.api("preview", params)
         self.tell(msg.PreviewReady(m.key, res))
 
     # --- review --------------------------------------------------------------------------------
     @work(thread=True, name="decide", group="review", exit_on_error=False)
     def on_decide(self, m: msg.Decide) -> None:
-        p = DecideParams(self.out_dir, m.group_id, m.action, m.name, m.skip_reason)
-        res: ReviewView = self.api("decide", p)
+        p = t.DecideParams(self.out_dir, m.group_id, m.action, m.name, m.skip_reason)
+        res: t.ReviewView = self.api("decide", p)
         self.tell(msg.ReviewChanged(res, f"{m.group_id}: {m.action} saved"))
         self.call_from_thread(self.on_reload)  # the engine's effective mapping, when it is ready
 
     @work(thread=True, name="history", group="review", exit_on_error=False)
     def on_history(self, m: msg.History) -> None:
-        res: ReviewView = self.api(m.op, {"out_dir": self.out_dir})
+        res: t.ReviewView = self.api(m.op, {"out_dir": self.out_dir})
         ch = res.changed
         self.tell(
             msg.ReviewChanged(
@@ -208,7 +193,7 @@ class LlmhApp(App[int]):
             "backend": self.backend,
             "model": self.model,
         }
-        res: MapResult = self.api("review.remap", params, track=True)
+        res: t.MapResult = self.api("review.remap", params, track=True)
         self._load_workspace()
         self.tell(
             msg.TaskDone("remap", True, f"re-mapped {', '.join(res.remapped or m.group_ids)}")
@@ -217,8 +202,8 @@ class LlmhApp(App[int]):
     @work(thread=True, name="generate", group="task", exclusive=True, exit_on_error=False)
     def on_generate(self, m: msg.Generate) -> None:
         target = GENERATED if m.beside_edits else HEURISTIC
-        p = GenerateParams(self.out_dir, output=str(Path(self.out_dir) / target))
-        res: GenerateResult = self.api("generate", p, track=True)
+        p = t.GenerateParams(self.out_dir, output=str(Path(self.out_dir) / target))
+        res: t.GenerateResult = self.api("generate", p, track=True)
         self.tell(msg.ReportText("validation", res.report))
         text = self._text(target).text
         self.tell(
@@ -239,14 +224,14 @@ class LlmhApp(App[int]):
         self._validate()
 
     def _validate(self) -> None:
-        res: ValidateResult = self.api("validate", {"out_dir": self.out_dir}, track=True)
+        res: t.ValidateResult = self.api("validate", {"out_dir": self.out_dir}, track=True)
         self.tell(msg.ValidationDone(res))
         summary = (res.diff.splitlines() or ["OK" if res.ok else "FAILED"])[0]
         self.tell(msg.TaskDone("validate", res.ok, f"validation: {summary}"))
 
     @work(thread=True, name="convert", group="task", exclusive=True, exit_on_error=False)
     def on_convert(self, m: msg.Convert) -> None:
-        p = ConvertParams(
+        p = t.ConvertParams(
             self.out_dir, m.subject, m.session or None, dicom_dir=self.dicom_dir, dry_run=m.dry_run
         )
         res = self.api("convert", p, track=True)
