@@ -161,7 +161,7 @@ def _require(module: str, extra: str) -> Any:
         ) from exc
 
 
-_PNG = b"\x89PNG\r\n\x1a\n"
+_PNG = b"\x89PNG"
 _JPEG = b"\xff\xd8\xff"
 
 
