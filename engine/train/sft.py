@@ -201,7 +201,7 @@ def run(cfg: RunConfig, resume: str = "auto", stop_after: int = 0) -> Outcome:
             for mb in mbs:
                 loss = model(**enc.batch(mb)).loss / len(mbs)
                 loss.backward()
-                total += float(loss)
+                total += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
             lr = scheduler.get_last_lr()[0]
             optimizer.step()
@@ -255,7 +255,7 @@ def finish(
 
     out_dir = Path(cfg.train.output_dir)
     adapter = out_dir / "adapter"
-    ld.model.save_pretrained(adapter)
+    ld.model.save_pretrained(adapter, save_embedding_layers=False)  # base weights stay as they are
     ld.processor.save_pretrained(adapter)
     res.adapter = str(adapter)
     if cfg.train.merge:
