@@ -1,9 +1,13 @@
-"""Rules mapper against real studies (``../shared/data/pairs``) and the synthetic study.
+"""The five measures of mapping quality, on real studies and synthetic ones.
 
-Per study: type accuracy (datatype + suffix + ``part-`` of every series the study converted),
-task-label agreement (func series whose truth names a literal task), skip agreement (converted
-vs not, over all series), and the time group+map took. Run from the repository root:
-``python benchmarks/bench_mapping.py``.
+Per real study (``../shared/data/pairs``: a heudiconv ``dicominfo.tsv`` and what the study's own
+heuristic did): type accuracy (datatype + suffix + ``part-`` of every series the study
+converted), task-label agreement (func series whose truth names a literal task), skip agreement
+(converted vs not, over all series), and whether ``generate``'s self-check passes (the compiled
+heuristic, run over the series, agrees with the mapping). Synthetic studies: every series where
+``expected_bids.json`` says, and the self-check. ``--convert``: the shared vendor DICOM sets
+through analyze -> ... -> convert -> bids-validator (default options), counting sets with 0
+errors (slow: minutes). Run from the repository root: ``python benchmarks/bench_mapping.py``.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ def score_pair(folder: Path) -> dict[str, object]:
     t0 = time.perf_counter()
     res = map_groups(series)
     dt = time.perf_counter() - t0
+    gen_ok = generate_ok(series, res)
     mine = {a.series_id: a for a in res.assignments}
     conv = [sid for sid, t in truth.items() if t]
     type_ok = sum(
@@ -69,7 +74,23 @@ def score_pair(folder: Path) -> dict[str, object]:
         "skip": (skip_ok, len(truth)),
         "seconds": dt,
         "misses": misses,
+        "generate": gen_ok,
     }
+
+
+def generate_ok(series, res) -> bool:  # noqa: ANN001
+    """Whether the heuristic compiled from this mapping reproduces it (generate's exit 0)."""
+    from engine.heuristic.compiler import compile_heuristic
+    from engine.heuristic.validate import load_heuristic, validate_module
+
+    compiled = compile_heuristic(series, res.groups, res.mappings, res.assignments)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "heuristic.py"
+        path.write_text(compiled.source)
+        result = validate_module(
+            load_heuristic(path), series, res.groups, res.mappings, res.assignments
+        )
+    return result.ok
 
 
 def score_synthetic() -> dict[str, object] | None:
@@ -100,20 +121,67 @@ def score_synthetic() -> dict[str, object] | None:
                     a = amap.get((s.subject, s.session, s.series_id)) if s else None
                     got = sorted(([a.bids_path] + a.extra_paths) if a and a.bids_path else [])
                     ok += got == sorted(e["paths"])
-                results[f"{vendor}{'/reproin' if reproin else ''}"] = (ok, len(expected))
+                results[f"{vendor}{'/reproin' if reproin else ''}"] = (
+                    ok,
+                    len(expected),
+                    generate_ok(read_series(out), res),
+                )
     return results
 
 
+VENDOR_SETS = ROOT.parent / "shared" / "data" / "dicom"
+
+
+def convert_vendor_sets() -> list[tuple[str, int, int, str]]:
+    """(set, validator errors, NIfTI files, note) for each shared DICOM set, end to end."""
+    from engine.api import steps
+    from engine.api.types import AnalyzeParams, ConvertParams, GenerateParams, MapParams
+    from engine.errors import LlmhError
+
+    out_rows = []
+    for folder in sorted(VENDOR_SETS.iterdir()) if VENDOR_SETS.is_dir() else []:
+        src = folder / "In" if (folder / "In").is_dir() else folder
+        with tempfile.TemporaryDirectory() as tmp:
+            out = str(Path(tmp) / "out")
+            try:
+                steps.analyze(AnalyzeParams(input=str(src), out_dir=out, progress=False))
+                steps.group(out)
+                steps.map_(MapParams(out_dir=out))
+                steps.generate(GenerateParams(out_dir=out))
+                subjects = sorted({s.subject for s in read_series(out)})
+                errors, files, notes = 0, 0, []
+                for i, sub in enumerate(subjects):
+                    last = i == len(subjects) - 1
+                    res = steps.convert(ConvertParams(out_dir=out, subject=sub, validator=last))
+                    files += res.written
+                    notes += res.failed
+                    if last and res.verdict:
+                        m = re.search(r"(\d+) error", res.verdict)
+                        errors = int(m.group(1)) if m else 0
+                out_rows.append((folder.name, errors, files, ", ".join(notes)))
+            except LlmhError as exc:
+                out_rows.append((folder.name, -1, 0, str(exc)[:200]))
+    return out_rows
+
+
 def main() -> int:
+    type_ok = type_n = task_ok = task_n = skip_ok = skip_n = 0
+    gen_fail: list[str] = []
     if PAIRS.is_dir():
         for folder in sorted(PAIRS.iterdir()):
             if not (folder / "truth.json").exists():
                 continue
             r = score_pair(folder)
             t, k, s = r["type"], r["task"], r["skip"]
+            type_ok, type_n = type_ok + t[0], type_n + t[1]
+            task_ok, task_n = task_ok + k[0], task_n + k[1]
+            skip_ok, skip_n = skip_ok + s[0], skip_n + s[1]
+            if not r["generate"]:
+                gen_fail.append(folder.name)
             print(
                 f"{folder.name:<14} type {t[0]}/{t[1]} ({100 * t[0] / max(t[1], 1):.0f}%)  "
-                f"task {k[0]}/{k[1]}  skip {s[0]}/{s[1]}  ({r['seconds'] * 1000:.0f} ms)"
+                f"task {k[0]}/{k[1]}  skip {s[0]}/{s[1]}  generate "
+                f"{'ok' if r['generate'] else 'EXIT 1'}  ({r['seconds'] * 1000:.0f} ms)"
             )
             for m in r["misses"]:
                 print(f"    {m}")
@@ -123,8 +191,41 @@ def main() -> int:
     if syn is None:
         print("synthetic: engine.synth.generate_study not available")
     else:
-        for name, (ok, n) in syn.items():
-            print(f"synthetic {name:<18} {ok}/{n} series exactly as expected")
+        for name, (ok, n, gen) in syn.items():
+            print(
+                f"synthetic {name:<18} {ok}/{n} series exactly as expected; generate "
+                f"{'ok' if gen else 'EXIT 1'}"
+            )
+            if not gen:
+                gen_fail.append(f"synthetic {name}")
+    studies = (
+        len([p for p in PAIRS.iterdir() if (p / "truth.json").exists()]) if PAIRS.is_dir() else 0
+    ) + len(syn or {})
+    print("\nThe five measures (real pairs; synthetic studies in the generate count):")
+    print(
+        f"  datatype+suffix+part right per converted series: {type_ok}/{type_n} "
+        f"({100 * type_ok / max(type_n, 1):.1f} %)"
+    )
+    print(
+        f"  task label equal to the study's:                 {task_ok}/{task_n} "
+        f"({100 * task_ok / max(task_n, 1):.1f} %)"
+    )
+    print(
+        f"  skip agreement:                                  {skip_ok}/{skip_n} "
+        f"({100 * skip_ok / max(skip_n, 1):.1f} %)"
+    )
+    print(
+        f"  studies where generate exits 1:                  {len(gen_fail)} of {studies}"
+        + (f" ({', '.join(gen_fail)})" if gen_fail else "")
+    )
+    if "--convert" in sys.argv:
+        rows = convert_vendor_sets()
+        clean = sum(1 for _, e, _, _ in rows if e == 0)
+        for name, e, n, note in rows:
+            print(f"    {name:<20} {n:>4} NIfTI  validator errors {e}  {note}")
+        print(f"  vendor sets converted with 0 validator errors:   {clean} of {len(rows)}")
+    else:
+        print("  vendor sets converted with 0 validator errors:   (run with --convert)")
     return 0
 
 

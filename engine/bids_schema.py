@@ -282,6 +282,31 @@ class BidsSchema:
         return problems
 
 
+def name_candidates(text: str) -> list[str]:
+    """Completions of a partly typed group name (``func/task-`` ...): datatypes, then entities
+    allowed for the datatype's suffixes (not ``run``: that is the series'), values, suffixes."""
+    s = get_schema()
+    if "/" not in text:
+        return [f"{dt}/" for dt in s.datatypes() if dt.startswith(text)]
+    datatype, _, rest = text.partition("/")
+    if datatype not in s.datatypes():
+        return []
+    *done, current = rest.split("_")
+    prefix = f"{datatype}/" + "".join(p + "_" for p in done)
+    used = {p.partition("-")[0] for p in done}
+    suffixes = s.suffixes(datatype)
+    if "-" in current:  # an entity value
+        key, _, val = current.partition("-")
+        return [f"{prefix}{key}-{v}_" for v in s.entity_values(key) if v.startswith(val)]
+    allowed: list[str] = []
+    for suf in suffixes:
+        for e in s.allowed_entities(datatype, suf):
+            if e not in allowed and e not in used and e != "run":
+                allowed.append(e)
+    out = [f"{prefix}{e}-" for e in allowed if e.startswith(current)]
+    return out + [f"{prefix}{suf}" for suf in suffixes if suf.startswith(current)]
+
+
 @lru_cache(maxsize=1)
 def get_schema() -> BidsSchema:
     """The process-wide schema (loading takes ~0.3 s, so do it once)."""

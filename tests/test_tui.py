@@ -33,42 +33,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _name_candidates(text: str) -> list[str]:
-    """Completions of a BIDS name from the schema (what the engine's ``review.name_candidates``
-    answers; registered below for an engine that does not serve it yet)."""
-    from engine.bids_schema import get_schema
-
-    s = get_schema()
-    if "/" not in text:
-        return [f"{dt}/" for dt in s.datatypes() if dt.startswith(text)]
-    datatype, _, rest = text.partition("/")
-    if datatype not in s.datatypes():
-        return []
-    *done, current = rest.split("_")
-    prefix = f"{datatype}/" + "".join(p + "_" for p in done)
-    used = {p.partition("-")[0] for p in done}
-    suffixes = s.suffixes(datatype)
-    if "-" in current:  # an entity value
-        key, _, val = current.partition("-")
-        return [f"{prefix}{key}-{v}_" for v in s.entity_values(key) if v.startswith(val)]
-    allowed: list[str] = []
-    for suf in suffixes:
-        for e in s.allowed_entities(datatype, suf):
-            if e not in allowed and e not in used and e != "run":
-                allowed.append(e)
-    out = [f"{prefix}{e}-" for e in allowed if e.startswith(current)]
-    return out + [f"{prefix}{suf}" for suf in suffixes if suf.startswith(current)]
-
-
-@pytest.fixture(autouse=True)
-def name_candidates(monkeypatch: pytest.MonkeyPatch) -> None:
-    from engine.rpc import methods
-
-    if "review.name_candidates" not in methods.METHODS:
-        handler = lambda ctx, text: _name_candidates(text)  # noqa: E731
-        monkeypatch.setitem(methods.METHODS, "review.name_candidates", methods.Method(handler))
-
-
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
     return build_workspace(tmp_path / "out")
@@ -167,12 +131,13 @@ async def _until(pilot, cond, what: str = "") -> None:  # type: ignore[no-untype
 
 
 async def test_edit_dialog_refuses_then_saves(out: Path) -> None:
+    from engine.api.review import name_candidates
     from tui.screens.edit_name import EditNameScreen
 
-    assert "func/" in _name_candidates("fu")
-    assert "func/task-" in _name_candidates("func/ta")
-    assert "anat/T1w" in _name_candidates("anat/T1")
-    assert "anat/part-mag_" in _name_candidates("anat/part-m")
+    assert "func/" in name_candidates("fu")
+    assert "func/task-" in name_candidates("func/ta")
+    assert "anat/T1w" in name_candidates("anat/T1")
+    assert "anat/part-mag_" in name_candidates("anat/part-m")
     app = LlmhApp(out, keymap={})
     async with app.run_test(size=SIZE) as pilot:
         await _ready(app, pilot)

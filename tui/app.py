@@ -155,14 +155,14 @@ class LlmhApp(App[int]):
     # --- review --------------------------------------------------------------------------------
     @work(thread=True, name="decide", group="review", exit_on_error=False)
     def on_decide(self, m: msg.Decide) -> None:
-        p = t.DecideParams(self.out_dir, m.group_id, m.action, m.name, m.skip_reason)
+        p = t.DecideParams(self.out_dir, m.group_id, m.action, m.name, m.skip_reason, refresh=False)
         res: t.ReviewView = self.api("decide", p)
         self.tell(msg.ReviewChanged(res, f"{m.group_id}: {m.action} saved"))
         self.call_from_thread(self.on_reload)  # the engine's effective mapping, when it is ready
 
     @work(thread=True, name="history", group="review", exit_on_error=False)
     def on_history(self, m: msg.History) -> None:
-        res: t.ReviewView = self.api(m.op, {"out_dir": self.out_dir})
+        res: t.ReviewView = self.api(m.op, {"out_dir": self.out_dir, "refresh_files": False})
         ch = res.changed
         self.tell(
             msg.ReviewChanged(

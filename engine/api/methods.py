@@ -59,6 +59,7 @@ API: dict[str, ApiMethod] = {
         _m("redo", review.redo),
         _m("decisions", review.review_view),
         _m("review.check_name", review.check_name),
+        _m("review.name_candidates", review.name_candidates),
         _m("workspace.view", review.workspace_view),
         _m("workspace.text", review.read_text),
         _m("heuristic.save", review.save_heuristic),

@@ -24,7 +24,7 @@ from engine.api.types import (
 )
 from engine.bids_schema import BidsName
 from engine.errors import InvalidParams, NotFound, UserError
-from engine.model import UNSURE_THRESHOLD, Decision
+from engine.model import UNSURE_THRESHOLD, Decision, apply_decision
 from engine.workspace import HEURISTIC_FILE, REPORTS, Workspace
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,11 @@ def decide(p: DecideParams) -> ReviewView:
     if p.name:
         name = BidsName.parse(p.name)
         datatype, suffix, entities = name.datatype, name.suffix, name.entity_dict
-    elif p.action == "accept":  # accept what is shown: the current effective name
-        from engine.mapping.effective import effective
-
-        m = effective(ws).by_group.get(p.group_id)
+    elif p.action == "accept" and ws.has_proposals():  # accept the name shown now
+        m = next((x for x in ws.read_proposals() if x.group_id == p.group_id), None)
+        before = journal.current_decisions(ws.root).get(p.group_id)
+        if m is not None and before is not None:
+            m = apply_decision(m, before)
         if m is not None and m.name is not None:
             datatype, suffix, entities = m.datatype, m.suffix, dict(m.entities)
     d = journal.decide(
@@ -82,21 +83,26 @@ def decide(p: DecideParams) -> ReviewView:
         skip_reason=p.skip_reason,
         note=p.note,
     )
-    refresh(ws)
+    if p.refresh:
+        refresh(ws)
     return review_view(p.out_dir, d)
 
 
-def undo(out_dir: str) -> ReviewView:
+def undo(out_dir: str, refresh_files: bool = True) -> ReviewView:
+    """Take back the last decision (``refresh_files=False``: leave the effective-mapping files
+    to the next map/generate, as the TUI does: rewriting them costs seconds on 10k series)."""
     ws = Workspace(out_dir).require()
     d = journal.undo(ws.root)
-    refresh(ws)
+    if refresh_files:
+        refresh(ws)
     return review_view(out_dir, d)
 
 
-def redo(out_dir: str) -> ReviewView:
+def redo(out_dir: str, refresh_files: bool = True) -> ReviewView:
     ws = Workspace(out_dir).require()
     d = journal.redo(ws.root)
-    refresh(ws)
+    if refresh_files:
+        refresh(ws)
     return review_view(out_dir, d)
 
 
@@ -106,6 +112,13 @@ def check_name(name: str) -> list[str]:
         return BidsName.parse(name).problems()
     except UserError as exc:
         return [str(exc)]
+
+
+def name_candidates(text: str) -> list[str]:
+    """Completions of a partly typed BIDS name, from the schema (the edit dialog's list)."""
+    from engine.bids_schema import name_candidates as candidates
+
+    return candidates(text)[:200]
 
 
 def remap(

@@ -361,6 +361,9 @@ def _generate(p: GenerateParams, ws: Workspace) -> GenerateResult:
     ctx_text = p.context
     if not ctx_text and ws.path(CONTEXT_FILE).exists():
         ctx_text = ws.path(CONTEXT_FILE).read_text(encoding="utf-8")
+    from engine.api.review import refresh
+
+    refresh(ws)  # decisions made without rewriting the effective files (TUI) reach them now
     eff, inputs = _policy_inputs(ws)
     descs = sorted({s.study_description for s in eff.series if s.study_description})
     compiled = compile_heuristic(*inputs, context=ctx_text, title=descs[0] if descs else "")

@@ -145,6 +145,8 @@ class DecideParams:
     name: str = ""  # "func/task-rest_bold" for edit (or accept/unskip with a name)
     skip_reason: str = ""
     note: str = ""
+    refresh: bool = True  # rewrite the effective-mapping files now (the TUI leaves it to
+    # the next map/generate: on 10k series that costs seconds per decision)
 
 
 @dataclass
@@ -235,6 +237,7 @@ RESULTS: dict[str, object] = {
     "redo": ReviewView,
     "decisions": ReviewView,
     "review.check_name": list[str],
+    "review.name_candidates": list[str],
     "workspace.view": WorkspaceView,
     "workspace.text": TextFile,
     "heuristic.save": TextFile,

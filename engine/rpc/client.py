@@ -206,17 +206,22 @@ class EngineClient:
         *,
         timeout: float | None = None,
         on_event: EventCallback | None = None,
+        on_call: Callable[[Call], None] | None = None,
     ) -> Any:
         """Call an API method and get its result dataclass back (:data:`engine.api.types.RESULTS`);
         ``params``: the method's parameters dataclass or a dict. Errors arrive as the engine's
-        typed exceptions (:mod:`engine.errors`)."""
+        typed exceptions (:mod:`engine.errors`). ``on_call`` receives the pending
+        :class:`Call` first (keep it to cancel the request from another thread)."""
         import dataclasses
 
         from engine.api.types import RESULTS
         from engine.serial import from_json, to_json
 
         payload = to_json(params) if dataclasses.is_dataclass(params) else to_json(params or {})
-        value = self.call(method, payload, timeout=timeout, on_event=on_event)
+        call = self.request(method, payload, on_event=on_event)
+        if on_call is not None:
+            on_call(call)
+        value = call.result(timeout)
         rtype = RESULTS.get(method)
         return value if rtype is None else from_json(rtype, value)
 
