@@ -74,7 +74,8 @@ def _register_evaluate(subs: argparse._SubParsersAction) -> None:
         "evaluate",
         help="BLEU, ROUGE-L, METEOR, BERTScore and CheXpert label F1 of generated reports",
         description="Score generated reports (--pred) against reference reports (--ref), "
-        "matched by id (CSV or JSONL with id and text; without ids, by row). Fully offline.",
+        "matched by id (CSV or JSONL with id and text; without ids, by row). Fully offline. "
+        "Label F1 follows scikit-learn: a label with no positive on either side scores 0.",
     )
     p.add_argument("--pred", required=True, help="generated reports")
     p.add_argument("--ref", required=True, help="reference reports")
@@ -129,11 +130,11 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append(f"{k:<44}{v:>8.4f}")
     if "label_f1" in result:
         lf = result["label_f1"]
-        lines += ["", f"{'label F1':<28}{'unc=neg':>9}{'unc=pos':>9}"]
-        for lab, v in lf["14_uncertain_as_negative"]["per_label"].items():
-            lines.append(
-                f"{lab:<28}{v:>9.3f}{lf['14_uncertain_as_positive']['per_label'][lab]:>9.3f}"
-            )
+        lines += ["", f"{'label F1':<28}{'unc=neg':>9}{'unc=pos':>9}{'ref pos':>9}"]
+        neg, pos = lf["14_uncertain_as_negative"], lf["14_uncertain_as_positive"]
+        for lab, v in neg["per_label"].items():
+            p, n = pos["per_label"][lab], neg["support"][lab]
+            lines.append(f"{lab:<28}{v:>9.3f}{p:>9.3f}{n:>9d}")
         for n in ("14", "5"):
             for agg in ("micro_f1", "macro_f1"):
                 a = lf[f"{n}_uncertain_as_negative"][agg]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata as md
+import logging
 import os
 import re
 import statistics
@@ -64,6 +65,7 @@ def bleu(preds: Sequence[str], refs: Sequence[str]) -> dict[str, Any]:
 def rouge_l(preds: Sequence[str], refs: Sequence[str]) -> list[float]:
     """ROUGE-L F-measure per report, Porter-stemmed."""
     rs = _need("rouge_score.rouge_scorer")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # "Using default tokenizer." per call
     scorer = rs.RougeScorer(["rougeL"], use_stemmer=True)
     return [scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(preds, refs, strict=True)]
 
@@ -159,8 +161,13 @@ def label_f1(
     labels: Sequence[str] = CHEXPERT_LABELS,
     uncertain_positive: bool = False,
 ) -> dict[str, Any]:
-    """Per-label, micro and macro F1 of predicted against reference labels (blank = negative)."""
+    """Per-label, micro and macro F1 of predicted against reference labels (blank = negative).
+
+    ``support`` is the number of reference positives per label. A label with no positive on
+    either side scores 0, as scikit-learn's ``f1_score`` does, so macro F1 compares with papers.
+    """
     per: dict[str, float] = {}
+    support: dict[str, int] = {}
     tot = [0, 0, 0]
     for lab in labels:
         tp = fp = fn = 0
@@ -170,15 +177,18 @@ def label_f1(
             fp += a and not b
             fn += b and not a
         per[lab] = _f1(tp, fp, fn)
+        support[lab] = tp + fn
         tot = [tot[0] + tp, tot[1] + fp, tot[2] + fn]
-    return {"per_label": per, "micro_f1": _f1(*tot), "macro_f1": statistics.fmean(per.values())}
+    return {
+        "per_label": per,
+        "support": support,
+        "micro_f1": _f1(*tot),
+        "macro_f1": statistics.fmean(per.values()),
+    }
 
 
 def _f1(tp: int, fp: int, fn: int) -> float:
-    """F1; 1.0 when a label is absent from both sides (nothing to find, nothing wrongly found)."""
-    if tp + fp + fn == 0:
-        return 1.0
-    return 2 * tp / (2 * tp + fp + fn)
+    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
 def clinical_f1(
@@ -217,7 +227,8 @@ def evaluate(
     metrics: Sequence[str] = ALL_METRICS,
 ) -> dict[str, Any]:
     """Corpus and per-report scores of generated reports against references (same order)."""
-    out: dict[str, Any] = {"n": len(ids), "implementations": implementations(), "corpus": {}}
+    impl = {k: v for k, v in implementations().items() if k in metrics}
+    out: dict[str, Any] = {"n": len(ids), "implementations": impl, "corpus": {}}
     per: dict[str, dict[str, Any]] = {i: {"id": i} for i in ids}
 
     def put(name: str, values: list[float]) -> None:
