@@ -260,7 +260,8 @@ def _map(p: MapParams, ws: Workspace) -> MapResult:
         grouping = group_series(series)
         ws.write_groups(grouping.groups, grouping.report)
     only = [g.strip() for g in p.groups or [] if g.strip()] or None
-    backend = p.backend
+    p = _resolve_backend(p)
+    backend = p.backend or "rules"
     if backend != "rules":
         _register_llm(p, ws, bool(only))
     if backend not in BACKENDS:
@@ -304,6 +305,19 @@ def _map(p: MapParams, ws: Workspace) -> MapResult:
         f"converted; see {ws.path(MAPPING_REPORT)}",
         warnings=list(state.warnings),
     )
+
+
+def _resolve_backend(p: MapParams) -> MapParams:
+    """No ``--backend``: the LLM when a model is given (``--model``, ``LLM_MODEL_NAME`` or the
+    config file: the original workflow's ``map OUT --model M``), else the rules."""
+    if p.backend:
+        return p
+    from dataclasses import replace
+
+    from engine.config import load_settings
+
+    s = load_settings({"model": p.model} if p.model else None)
+    return replace(p, backend=s.backend if s.model else "rules", model=p.model or s.model or None)
 
 
 def _register_llm(p: MapParams, ws: Workspace, only: bool) -> None:

@@ -58,7 +58,7 @@ class GroupResult:
 @dataclass
 class MapParams:
     out_dir: str
-    backend: str = "rules"
+    backend: str | None = None  # None: the configured LLM when a model is set, else "rules"
     model: str | None = None
     quantization: bool | None = None
     context: str | None = None

@@ -45,7 +45,11 @@ def run_show(args: argparse.Namespace) -> int:
         shown = json.dumps(value) if not isinstance(value, str) else (value or '""')
         print(f"{name:<{width}}  {shown}  [{s.sources[name]}]")
     print(
-        "\nenvironment names: "
+        "\n`map` uses the backend above when a model is set (--model, LLM_MODEL_NAME, config); "
+        "with no model it maps with the rules alone."
+    )
+    print(
+        "environment names: "
         + "; ".join(
             f"{n}: {', '.join(env_names(n))}" for n in ("model", "quantization", "log_level")
         )

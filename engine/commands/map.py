@@ -23,9 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="output folder of `analyze` (and `group`)")
     p.add_argument(
         "--backend",
-        default="rules",
+        default=None,
         choices=sorted(set(BACKEND_CHOICES) | set(BACKENDS)),
-        help="rules (no model, default) or an LLM backend",
+        help="rules, or an LLM backend (default: the configured backend when a model is given "
+        "by --model, LLM_MODEL_NAME or the config file; the rules otherwise)",
     )
     add_llm_arguments(p, backend=False)  # --model --no-quantization --context --llm-all
     p.add_argument(
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         },
     )
     stream = args.backend != "rules" and sys.stderr.isatty() and not getattr(args, "engine", None)
+    # (with no --backend the step decides: it may still be the rules)
     with context.printing_deltas(stream):
         res = invoke(args, "map", params)
     print(res.message)
