@@ -149,7 +149,10 @@ def _is_philips_b0_map(f: Facts) -> bool:
 
 
 def facts_of(s: SeriesInfo) -> Facts:
-    name = f"{s.protocol_name} {s.series_description}".lower()
+    parts = [s.protocol_name, s.series_description]
+    if (s.series_description or "").strip().lower() == (s.protocol_name or "").strip().lower():
+        parts = [s.protocol_name]  # the same text twice would read "localizer localizer"
+    name = " ".join(p for p in parts if p).lower()
     tokens = {t for t in _TOKEN_SPLIT.split(name) if t}
     name = re.sub(r"[_()\[\].,;]+", " ", name)  # so that \b splits t1w_3d_tfe into words
     seq = (s.sequence_name or "").strip().lower().lstrip("*")
