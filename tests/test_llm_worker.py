@@ -191,3 +191,29 @@ def test_tiny_gguf_in_a_worker_streams_cancels_and_stays_warm(gguf_path):
     finally:
         b.unload()
     print(f"\nworker start + tiny GGUF load: {t_load:.2f} s")
+
+
+def test_mapping_keeps_the_rules_after_the_worker_died_and_starts_no_new_one():
+    from engine.llm import map_with_llm
+    from engine.model import Group, Mapping, SeriesInfo
+
+    series = [SeriesInfo(series_id="1-t1", subject="01", protocol_name="t1_mprage_sag")]
+    groups = [Group("g-t1", "t1 mprage sag", [series[0].key]), Group("g-loc", "localizer")]
+    rules = [
+        Mapping("g-t1", "anat", "T1w", confidence=0.5),
+        Mapping("g-loc", skip_reason="localizer", confidence=0.95),
+    ]
+    b = create_backend("echo", "mapper", isolate=True, delay=0.02)
+    pids: list[int] = []
+
+    def on_delta(gid: str, phase: str, text: str) -> None:
+        if not pids:
+            pids.append(b.pid)
+            os.kill(b.pid, signal.SIGSEGV)
+
+    out = map_with_llm(series, groups, rules, b, llm_all=True, on_delta=on_delta, use_cache=False)
+    assert [m.source for m in out] == ["rules", "rules"]
+    assert out[0].suffix == "T1w" and out[1].skip_reason == "localizer"
+    for m in out:
+        assert any("SIGSEGV (signal 11)" in e for e in m.evidence), m.evidence
+    assert b.pid is None and len(pids) == 1  # no second worker for the second group

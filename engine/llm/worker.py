@@ -57,6 +57,7 @@ ENV_SWITCH = "LLMH_MODEL_WORKERS"
 CANCEL_TIMEOUT = 60.0  # seconds a cancelled generation may take to stop before a kill
 STOP_TIMEOUT = 10.0
 _EOF = object()
+_LOUD = ("WARNING ", "ERROR ", "CRITICAL ", "Fatal Python error")  # worker lines shown as warnings
 
 
 def isolate_default(kind: str) -> bool:
@@ -220,7 +221,8 @@ class WorkerBackend(Backend):
                 line = raw.decode("utf-8", "replace").rstrip()
                 if line:
                     self._tail.append(line)
-                    log.debug("[%s worker] %s", self.kind, line)
+                    level = logging.WARNING if line.startswith(_LOUD) else logging.DEBUG
+                    log.log(level, "[%s worker] %s", self.kind, line)
         except (OSError, ValueError):
             pass
 
