@@ -52,8 +52,9 @@ def _chat_and_kill(eng: EngineClient, sig: int, pid: int) -> BaseException:
     return ei.value
 
 
-def test_engine_survives_a_sigsegv_in_the_model_worker():
-    with EngineClient("inprocess") as eng:
+@pytest.mark.parametrize("spec", ["inprocess", "local"])
+def test_engine_survives_a_sigsegv_in_the_model_worker(spec):
+    with EngineClient(spec) as eng:
         res = eng.call(
             "model.load", {"backend": "echo", "model": "slow-echo", "options": {"delay": 0.05}}
         )
