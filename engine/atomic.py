@@ -128,8 +128,23 @@ def tsv_text(columns: Sequence[str], rows: Iterable[dict[str, object]]) -> str:
     writer = csv.writer(buf, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
     writer.writerow(columns)
     for row in rows:
-        writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+        cells = ["" if row.get(c) is None else row.get(c) for c in columns]
+        if any(isinstance(v, str) and "\r" in v for v in cells):
+            buf.write(_cr_safe_line(cells))  # csv leaves a lone \r unquoted: a reader's line end
+        else:
+            writer.writerow(cells)
     return buf.getvalue()
+
+
+def _cr_safe_line(cells: list[object]) -> str:
+    """One row as csv's QUOTE_MINIMAL writes it, but quoting a cell with a ``\r`` too."""
+    out = []
+    for v in cells:
+        text = str(v)
+        if any(ch in text for ch in '\t"\n\r'):
+            text = '"' + text.replace('"', '""') + '"'
+        out.append(text)
+    return "\t".join(out) + "\n"
 
 
 def write_tsv_atomic(

@@ -117,8 +117,10 @@ def test_cross_subject_heuristic(tmp_path):
     """A heuristic generated from subject P02 alone places P01 (repeats its T1w) as the study does."""
     _need_module("engine.synth", "generate_study")
     _need_module("engine.commands.analyze")
-    from engine.heuristic.validate import validate
+    from engine.heuristic.validate import load_heuristic, validate_module
+    from engine.mapping.effective import effective
     from engine.synth import generate_study
+    from engine.workspace import Workspace
 
     generate_study(
         tmp_path,
@@ -135,7 +137,10 @@ def test_cross_subject_heuristic(tmp_path):
     one = tmp_path / "ONE"
     sub_dir = next(p for p in (tmp_path / "dicom").iterdir() if "P02" in p.name or "02" in p.name)
     _pipeline(sub_dir, one)
-    res = validate(full, one / "heuristic.py")
+    eff = effective(Workspace(full))
+    res = validate_module(
+        load_heuristic(one / "heuristic.py"), eff.series, eff.groups, eff.mappings, eff.assignments
+    )
     # P02 has no repeated T1w, so its heuristic cannot know the study numbers T1w runs;
     # everything else must land exactly where the full-study mapping says.
     bad = [c for c in res.problems if "_T1w" not in (c.expected + "".join(c.produced))]
