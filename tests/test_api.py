@@ -88,6 +88,7 @@ def test_skip_decision_reaches_validate_and_convert(mapped, tmp_path, capsys) ->
     assert not res.ok and res.counts.get("extra") == len(paths)
     # generated again, the heuristic leaves it out; validate passes; a dry run plans it no more
     assert main(["generate", str(out)]) == 0
+    capsys.readouterr()
     assert main(["validate", str(out)]) == 0
     assert capsys.readouterr().out.startswith("OK")
     assert main(["convert", str(out), "--subject", sub, "--dry-run"]) == 0
@@ -97,6 +98,7 @@ def test_skip_decision_reaches_validate_and_convert(mapped, tmp_path, capsys) ->
     assert rows and all(not a.bids_path and a.skip_reason == "not wanted" for a in rows.values())
     # and undone, it is converted again, everywhere
     assert main(["decide", str(out), "--undo"]) == 0
+    capsys.readouterr()
     assert main(["validate", str(out)]) == 1  # the heuristic from while it was skipped
     assert "[missing]" in capsys.readouterr().out
     assert main(["generate", str(out)]) == 0
