@@ -157,6 +157,7 @@ def hello_info(server: Any, conn: Any = None) -> dict[str, Any]:
         "backends": quick_backends(),
         "methods": sorted(server.methods),
         "heartbeat": server.heartbeat,
+        "roots": [str(r) for r in getattr(server, "roots", [])],  # where paths may point
         "time": time.time(),
     }
 
