@@ -1,7 +1,7 @@
 """Models in a worker process: a native crash or an OOM kill is an error, never a dead engine.
 
 :class:`WorkerBackend` runs another backend (llama-cpp, transformers, ...) in a child process
-and proxies ``load`` / ``stream_chat`` / ``unload`` to it over pipes, one JSON object a line.
+(:mod:`engine.llm.worker_main`) and proxies ``load`` / ``stream_chat`` / ``unload`` to it over pipes, one JSON object a line.
 
 Requests (parent -> the child's stdin)::
 
@@ -195,7 +195,8 @@ class WorkerBackend(Backend):
     def _spawn(self) -> None:
         root = str(Path(__file__).resolve().parents[2])
         boot = (
-            f"import sys; sys.path.insert(0, {root!r}); from engine.llm.worker import main; main()"
+            f"import sys; sys.path.insert(0, {root!r}); "
+            "from engine.llm.worker_main import main; sys.exit(main())"
         )
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
@@ -403,125 +404,3 @@ class WorkerBackend(Backend):
                 return
         log.warning("the %s worker did not stop generating: killing it", self.kind)
         self._kill()
-
-
-# --- the child process ---------------------------------------------------------------------------
-
-
-class _Worker:
-    """The loop of the worker process: one request at a time, cancel at any time."""
-
-    def __init__(self, out: IO[str]) -> None:
-        self.out = out
-        self.lock = threading.Lock()
-        self.requests: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.current_cancel = threading.Event()
-        self.backend: Backend | None = None
-
-    def send(self, **msg: Any) -> None:
-        line = json.dumps(msg, ensure_ascii=False)
-        with self.lock:
-            self.out.write(line + "\n")
-            self.out.flush()
-
-    def read_requests(self) -> None:
-        for raw in sys.stdin.buffer:
-            try:
-                req = json.loads(raw)
-            except ValueError:
-                continue
-            if not isinstance(req, dict):
-                continue
-            if req.get("op") == "cancel":
-                self.current_cancel.set()
-                continue
-            if req.get("op") == "chat":  # a cancel that follows this chat belongs to it
-                self.current_cancel = threading.Event()
-                req["_cancel"] = self.current_cancel
-            self.requests.put(req)
-        self.current_cancel.set()  # the engine is gone: stop and exit
-        self.requests.put({"op": "exit"})
-
-    def run(self) -> int:
-        threading.Thread(target=self.read_requests, name="llmh-worker-stdin", daemon=True).start()
-        while True:
-            req = self.requests.get()
-            op = req.get("op")
-            if op == "exit":
-                break
-            try:
-                if op == "load":
-                    self.load(req)
-                elif op == "chat":
-                    self.chat(req)
-                elif op == "unload":
-                    if self.backend is not None:
-                        self.backend.unload()
-                    self.backend = None
-                    self.send(ev="ok", info={})
-                else:
-                    self.send(ev="error", type="BackendError", message=f"unknown request {op!r}")
-            except BackendError as exc:
-                self.send(ev="error", type="BackendError", message=str(exc))
-            except Exception as exc:  # noqa: BLE001 - reported to the engine, logged here
-                log.exception("worker: %s failed", op)
-                self.send(
-                    ev="error", type=type(exc).__name__, message=f"{type(exc).__name__}: {exc}"
-                )
-        if self.backend is not None:
-            self.backend.unload()
-        return 0
-
-    def load(self, req: dict[str, Any]) -> None:
-        from engine.llm.backend import create_backend
-
-        b = create_backend(
-            str(req["kind"]), str(req["model"]), isolate=False, **dict(req.get("options") or {})
-        )
-        b.load(lambda f, m: self.send(ev="progress", fraction=f, message=m))
-        self.backend = b
-        info: dict[str, Any] = {"identity": b.identity, "pid": os.getpid()}
-        for attr in ("gpu_layers_used", "quantized", "vision", "mmproj", "path"):
-            if hasattr(b, attr):
-                info[attr] = _jsonable(getattr(b, attr))
-        self.send(ev="ok", info=info)
-
-    def chat(self, req: dict[str, Any]) -> None:
-        cancel: threading.Event = req["_cancel"]
-        if self.backend is None:
-            raise BackendError("no model is loaded in this worker")
-        msgs = [
-            Message(
-                str(m.get("role", "user")),
-                str(m.get("content", "")),
-                [base64.b64decode(i) for i in m.get("images") or []],
-            )
-            for m in req.get("messages") or []
-        ]
-        opts = GenerationOptions(**dict(req.get("options") or {}))
-        for delta in self.backend.stream_chat(msgs, opts, cancel):
-            self.send(ev="delta", text=delta)
-        self.send(ev="done", cancelled=cancel.is_set())
-
-
-def main() -> int:
-    """The worker process: ``python -m engine.llm.worker KIND MODEL`` (the args only name it)."""
-    import faulthandler
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the engine cancels; Ctrl-C is its business
-    out = os.fdopen(os.dup(1), "w", encoding="utf-8", buffering=1)
-    os.dup2(2, 1)  # native libraries that print write to stderr, not into the replies
-    sys.stdout = sys.stderr
-    faulthandler.enable(file=sys.stderr)
-    logging.basicConfig(
-        level=os.environ.get("LLMH_WORKER_LOG_LEVEL", "WARNING"),
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    code = _Worker(out).run()
-    out.flush()
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
