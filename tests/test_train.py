@@ -378,9 +378,8 @@ def test_sft_vision_language_model_on_image_records(tiny_llava: Path, tmp_path: 
         tiny_llava,
         tmp_path / "cur.jsonl",
         tmp_path / "run",
-        max_steps=12,
+        max_steps=8,
         batch_size=1,
-        grad_accum=2,
         eval_epochs=1,
     )
     c["model"]["gradient_checkpointing"] = True
@@ -389,8 +388,8 @@ def test_sft_vision_language_model_on_image_records(tiny_llava: Path, tmp_path: 
     c["curriculum"] = [{"stage": "A", "ratio": 0.5}, {"stage": "B", "ratio": 0.5}]
     res = sft.run(config.from_dict(c, tmp_path), resume="never")
     print(f"LLaVA SFT: eval loss {res.eval_loss_before:.3f} -> {res.eval_loss_after:.3f}")
-    assert res.stage_steps == {"A": 6, "B": 6}
-    assert res.eval_loss_after < res.eval_loss_before - 0.3
+    assert res.stage_steps == {"A": 4, "B": 4}
+    assert res.eval_loss_after < res.eval_loss_before - 0.2
     cfg = json.loads((tmp_path / "run" / "adapter" / "adapter_config.json").read_text())
     assert "language_model" in str(cfg["target_modules"])  # the vision tower stays frozen
     assert (tmp_path / "run" / "adapter" / "processor_config.json").is_file() or (
@@ -407,7 +406,7 @@ def test_kill_mid_run_then_resume_gives_the_same_weights(tiny_llama: Path, tmp_p
     from engine.train import config, sft
 
     train = write_jsonl(tmp_path / "train.jsonl", OVERFIT)
-    opts = {"max_steps": 12, "batch_size": 2, "save_every": 2, "keep_checkpoints": 3}
+    opts = {"max_steps": 8, "batch_size": 2, "save_every": 2, "keep_checkpoints": 3}
     ref_cfg = run_config(tiny_llama, train, tmp_path / "ref", **opts)
     ref_cfg["lora"]["dropout"] = 0.1  # the dropout masks must replay too
     ref = sft.run(config.from_dict(ref_cfg, tmp_path), resume="never")
@@ -432,11 +431,11 @@ def test_kill_mid_run_then_resume_gives_the_same_weights(tiny_llama: Path, tmp_p
     err = proc.communicate()[1]
     assert proc.returncode == -signal.SIGKILL, err
     done = sorted(ckpts.glob("step-*"))
-    assert done and int(done[-1].name.split("-")[1]) < 12, "killed after the end: no mid-run kill"
+    assert done and int(done[-1].name.split("-")[1]) < 8, "killed after the end: no mid-run kill"
     assert not (tmp_path / "killed" / "adapter").exists()
 
     res = sft.run(config.load(cfg_file), resume="auto")
-    assert res.resumed_from >= 2 and res.steps == 12
+    assert res.resumed_from >= 2 and res.steps == 8
     a, b = (
         adapter_weights(tmp_path / "ref" / "adapter"),
         adapter_weights(tmp_path / "killed" / "adapter"),
@@ -447,7 +446,7 @@ def test_kill_mid_run_then_resume_gives_the_same_weights(tiny_llama: Path, tmp_p
     print(f"resume from step {res.resumed_from}: max |w_ref - w_resumed| = {diff:.2e}")
     assert moved > 1e-3 and diff < 1e-5
     steps = [x["step"] for x in metrics_lines(tmp_path / "killed") if x["type"] == "train"]
-    assert steps == list(range(1, 13))  # lines past the checkpoint were replaced, not doubled
+    assert steps == list(range(1, 9))  # lines past the checkpoint were replaced, not doubled
     assert torch.isclose(torch.tensor(res.last_loss), torch.tensor(ref.last_loss), atol=1e-5)
 
 
@@ -583,6 +582,15 @@ def test_slurm_job_trains_is_preempted_requeued_and_resumes(
                 jobs = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True)
                 for job in jobs.stdout.split():
                     subprocess.run(["scancel", "--batch", "--signal=USR1", job])
+                    # Slurm holds a requeued job back a while (its begin time); the test need not wait
+                    while time.monotonic() < deadline:
+                        st = subprocess.run(
+                            ["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True
+                        ).stdout.strip()
+                        if st == "PENDING":
+                            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"])
+                            return
+                        time.sleep(0.2)
                 return
             time.sleep(0.1)
 

@@ -133,9 +133,14 @@ def load(cfg: RunConfig, *, lora: bool = True) -> Loaded:
                 model, use_gradient_checkpointing=cfg.model.gradient_checkpointing
             )
         elif cfg.model.gradient_checkpointing:
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5 name
+                model.activation_checkpointing_enable(
+                    activation_checkpointing_kwargs={"use_reentrant": False}
+                )
+            else:
+                model.gradient_checkpointing_enable(
+                    gradient_checkpointing_kwargs={"use_reentrant": False}
+                )
             model.enable_input_require_grads()
         model = peft.get_peft_model(model, lora_config(cfg, model, vision))
     return Loaded(model, processor, tokenizer, vision, device, quantized, dtype)
