@@ -463,7 +463,26 @@ def _convert(p: ConvertParams, ws: Workspace, run_convert) -> ConvertResult:  # 
         failed=failed,
         verdict=verdict.verdict if verdict is not None else "",
         warnings=_journal_warnings(ws.root),
+        series_failed=[
+            f"{_where(r)} {sid}: {f.cause}; fix: {f.fix}"
+            for r in results
+            for sid, f in r.failed.items()
+        ],
+        series_repaired=[
+            f"{_where(r)} {sid}: {what}"
+            for r in results
+            for sid, whats in r.repaired.items()
+            for what in whats
+        ],
+        series_skipped=[
+            f"{_where(r)} {sid}: {why}" for r in results for sid, why in r.skipped.items()
+        ],
+        converted_series=sum(len(r.converted) for r in results),
     )
+
+
+def _where(r) -> str:  # noqa: ANN001  (a ConversionResult)
+    return f"sub-{r.subject}" + (f"/ses-{r.session}" if r.session else "")
 
 
 def require_ok(res: GenerateResult | ValidateResult | ConvertResult, what: str) -> None:

@@ -135,6 +135,12 @@ class ConvertResult:
     failed: list[str] = field(default_factory=list)  # subject/session runs that failed
     verdict: str = ""  # the validator's one-line verdict ("" when not run)
     warnings: list[str] = field(default_factory=list)  # say these loudly (bad journal lines...)
+    # per series ("sub-X[/ses-Y] SERIES_ID: ..."): failed with cause and fix (the rest of the
+    # session still converts), header values repaired in the staged copy, skipped by the mapping
+    series_failed: list[str] = field(default_factory=list)
+    series_repaired: list[str] = field(default_factory=list)
+    series_skipped: list[str] = field(default_factory=list)
+    converted_series: int = 0
 
 
 @dataclass

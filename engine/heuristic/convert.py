@@ -1,34 +1,23 @@
 """Convert one subject/session with heudiconv + dcm2niix, fix IntendedFor, complete the
 sidecars (:mod:`.sidecars`), run bids-validator.
 
-The DICOM input is only read: heudiconv gets a folder of symlinks to this session's files
-(inside OUT), so its ``.heudiconv`` bookkeeping lands in the BIDS folder, never in the input.
-Gzipped DICOM (``.dcm.gz``, which neither heudiconv nor dcm2niix reads) is staged there
-decompressed instead of linked. The DICOM files are found through a files table in OUT, else
-under ``--dicom-dir``, else under the inputs ``analyze`` recorded in ``OUT/analyze_input.json``,
-else under the series' folders. Everything staged (``OUT/.convert_work``) is removed afterwards.
-
-dcm2niix is run through a small wrapper (:func:`write_dcm2niix_wrapper`): some dcm2niix
-warnings lack their newline (Philips phase-difference field maps: "Unable to distinguish
-Philips fieldmaps..."), which glues the next ``Convert N DICOM as FILE`` line onto the warning;
-nipype only reads outputs from lines that *start* with ``Convert``, so heudiconv would see no
-output and stop (``AssertionError: we do expect some files``). The wrapper restores the newline.
+The session's DICOM is staged (read only) and heudiconv run there by :mod:`.staging`; everything
+staged (``OUT/.convert_work``) is removed afterwards. When heudiconv fails, :mod:`.rescue`
+repairs header values in the staged copy, finds the failing series and converts the others: one
+bad series never loses a subject. Each series is reported converted (its files), skipped (the
+mapping's reason) or failed (cause and fix).
 """
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
 import re
-import shlex
 import shutil
 import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
-from engine.atomic import read_tsv, write_text_atomic
+from engine.atomic import write_text_atomic
 from engine.errors import UserError
 from engine.heuristic.outcome import ConversionResult, ValidatorResult
 from engine.heuristic.plan import Plan
@@ -39,182 +28,20 @@ from engine.heuristic.sidecars import (
     load_study_metadata,
     restore_previous,
 )
+from engine.heuristic.staging import (  # noqa: F401  (re-exported: the API of this module)
+    ANALYZE_INPUT_FILE,
+    FILES_TABLES,
+    SessionStage,
+    analyze_inputs,
+    beside_interpreter,
+    files_for_series,
+    heudiconv_command,
+    heudiconv_executable,
+    is_gzip,
+    link_files,
+    write_dcm2niix_wrapper,
+)
 from engine.model import Group, Mapping, SeriesAssignment, SeriesInfo
-from engine.workspace import ANALYZE_INPUT_JSON
-
-# tables a scanner may write listing every file of every series (first one found is used)
-FILES_TABLES = ("series_files.tsv", "dicom_files.tsv", "files.tsv")
-ANALYZE_INPUT_FILE = ANALYZE_INPUT_JSON
-
-
-def analyze_inputs(out_dir: Path) -> list[Path]:
-    """The folders/files ``analyze`` read, as it recorded them; [] when it did not."""
-    p = out_dir / ANALYZE_INPUT_FILE
-    if not p.exists():
-        return []
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError:
-        return []
-    raw = data.get("inputs", []) if isinstance(data, dict) else []
-    return [Path(x) for x in raw if isinstance(x, str) and x]
-
-
-GZIP_MAGIC = b"\x1f\x8b"
-
-
-def is_gzip(path: str) -> bool:
-    """The file is gzip-compressed (by its magic bytes, whatever its name)."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(2) == GZIP_MAGIC
-    except OSError:
-        return False
-
-
-def _uid_of(path: str) -> str | None:
-    """SeriesInstanceUID of a DICOM file, plain or gzipped; None when it is not DICOM."""
-    import pydicom
-
-    try:
-        with open(path, "rb") as raw:
-            fh = gzip.GzipFile(fileobj=raw) if raw.read(2) == GZIP_MAGIC else raw
-            raw.seek(0)
-            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=["SeriesInstanceUID"])
-    except Exception:
-        return None
-    v = ds.get("SeriesInstanceUID")
-    return str(v) if v else None
-
-
-def guess_dicom_root(series: list[SeriesInfo]) -> Path | None:
-    paths = [s.example_dcm_file for s in series if os.path.isabs(s.example_dcm_file)]
-    if not paths:
-        return None
-    try:
-        return Path(os.path.commonpath([os.path.dirname(p) for p in paths]))
-    except ValueError:
-        return None
-
-
-def files_for_series(
-    out_dir: Path, rows: list[SeriesInfo], dicom_dir: Path | None
-) -> dict[str, list[str]]:
-    """Series UID -> its DICOM files: from a files table in OUT, else by reading headers."""
-    want = {s.series_uid for s in rows if s.series_uid}
-    found: dict[str, list[str]] = defaultdict(list)
-    for name in FILES_TABLES:
-        p = out_dir / name
-        if p.exists():
-            for r in read_tsv(p):
-                uid = r.get("series_uid") or r.get("SeriesInstanceUID") or ""
-                path = r.get("path") or r.get("file") or r.get("filename") or ""
-                if uid in want and path:
-                    found[uid].append(path)
-            if found:
-                return dict(found)
-    if dicom_dir is not None:
-        roots = [dicom_dir]
-    else:
-        roots = [p for p in analyze_inputs(out_dir) if p.exists()]
-        if not roots:
-            guess = guess_dicom_root(rows)
-            roots = [guess] if guess is not None else []
-    roots = [r for r in roots if r.exists()]
-    if not roots:
-        raise UserError(
-            "cannot find the DICOM files of this session: pass --dicom-dir DICOM_DIR "
-            f"(the folder given to `analyze`; {ANALYZE_INPUT_FILE} in {out_dir} names none that exists)"
-        )
-    for root in roots:
-        walk = [(str(root.parent), [], [root.name])] if root.is_file() else os.walk(root)
-        for dirpath, _dirs, files in walk:
-            for f in sorted(files):
-                full = os.path.join(dirpath, f)
-                uid = _uid_of(full)
-                if uid in want and full not in found[uid]:
-                    found[uid].append(full)
-    return dict(found)
-
-
-def beside_interpreter(name: str) -> str | None:
-    """A console script installed with this Python (found even when its venv is not on PATH)."""
-    here = Path(sys.executable).parent / (f"{name}.exe" if os.name == "nt" else name)
-    return str(here) if here.is_file() and os.access(here, os.X_OK) else None
-
-
-def heudiconv_executable() -> list[str]:
-    """How to run heudiconv: the script beside the running interpreter first (a venv that is
-    not activated, pipx, a CLI called by its absolute path), then PATH, then the module."""
-    here = beside_interpreter("heudiconv")
-    if here:
-        return [here]
-    exe = shutil.which("heudiconv")
-    if exe:
-        return [exe]
-    return [sys.executable, "-m", "heudiconv.cli.run"]
-
-
-def heudiconv_command(
-    heuristic: Path, files_dir: Path, subject: str, session: str, bids_dir: Path
-) -> list[str]:
-    cmd = heudiconv_executable()
-    cmd += ["--files", str(files_dir), "-f", str(heuristic), "-s", subject]
-    if session:
-        cmd += ["-ss", session]
-    cmd += ["-c", "dcm2niix", "-b", "--overwrite", "-g", "all", "-o", str(bids_dir)]
-    return cmd
-
-
-def link_files(files: dict[str, list[str]], dest: Path) -> Path:
-    """One folder per series under ``dest``: symlinks to plain files, decompressed copies of
-    gzipped ones (heudiconv and dcm2niix read no gzip); the input is never written."""
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    for i, (_uid, paths) in enumerate(sorted(files.items())):
-        d = dest / f"s{i:04d}"
-        d.mkdir()
-        for j, p in enumerate(sorted(paths)):
-            name = os.path.basename(p)
-            if is_gzip(p):
-                name = name[: -len(".gz")] if name.lower().endswith(".gz") else name
-                with gzip.open(p, "rb") as src, open(d / f"{j:06d}_{name}", "wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-            else:
-                (d / f"{j:06d}_{name}").symlink_to(os.path.abspath(p))
-    return dest
-
-
-# Puts back the newline some dcm2niix warnings lack before "Convert N DICOM as FILE (...)",
-# the only line nipype's Dcm2niix reads its outputs from. Run as: python FIX REAL_DCM2NIIX ARGS.
-_DCM2NIIX_FIX = """\
-import re, subprocess, sys
-p = subprocess.run(sys.argv[1:], stdout=subprocess.PIPE)
-out = re.sub(rb"(?<=[^\\n])(?=Convert [0-9]+ DICOM as )", b"\\n", p.stdout)
-sys.stdout.buffer.write(out)
-sys.stdout.flush()
-sys.exit(p.returncode)
-"""
-
-
-def write_dcm2niix_wrapper(bin_dir: Path) -> Path | None:
-    """A ``dcm2niix`` in ``bin_dir`` (put first on heudiconv's PATH) that runs the real one and
-    repairs its stdout for nipype; None when no dcm2niix is installed (heudiconv then says so)."""
-    real = beside_interpreter("dcm2niix") or shutil.which("dcm2niix")
-    if real is None:
-        return None
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    fix = bin_dir / "dcm2niix_stdout_fix.py"
-    fix.write_text(_DCM2NIIX_FIX)
-    exe = bin_dir / "dcm2niix"
-    exe.write_text(
-        "#!/bin/sh\n"
-        f"exec {shlex.quote(sys.executable)} -S {shlex.quote(str(fix))} "
-        f'{shlex.quote(os.path.abspath(real))} "$@"\n'
-    )
-    exe.chmod(0o755)
-    return bin_dir
 
 
 def written_niftis(bids_dir: Path, subject: str, session: str) -> list[str]:
@@ -411,6 +238,7 @@ def convert(
     """
     from engine.heuristic.plan import build_plan
     from engine.heuristic.report import conversion_report
+    from engine.heuristic.rescue import rescue
     from engine.heuristic.validate import HEURISTIC_FILE
 
     out = Path(out_dir)
@@ -438,6 +266,10 @@ def convert(
         rows = plan.series_in(sub, ses)
         res = ConversionResult(sub, ses, bids)
         res.expected = {s.series_id: plan.expected.get(s.key, "") for s in rows}
+        res.files = {s.series_id: expected_files(plan, s) for s in rows}
+        res.skipped = {
+            s.series_id: skip_reason(plan, s) for s in rows if not res.expected[s.series_id]
+        }
         if dry_run:
             results.append(res)
             continue
@@ -447,28 +279,28 @@ def convert(
         if lacking:
             raise UserError(f"no DICOM files found for series {', '.join(lacking)}")
         work = out / ".convert_work" / f"sub-{sub}" / (f"ses-{ses}" if ses else "nosession")
+        bids.mkdir(parents=True, exist_ok=True)
+        restore_previous(bids, incomplete, sub, ses)
+        stage = SessionStage(work, files, h.resolve(), sub, ses)
         try:
-            link_files(files, work / "dicom")
-            cmd = heudiconv_command(h.resolve(), work / "dicom", sub, ses, bids)
-            log(f"sub-{sub}{' ses-' + ses if ses else ''}: {' '.join(cmd)}")
-            bids.mkdir(parents=True, exist_ok=True)
-            restore_previous(bids, incomplete, sub, ses)
-            # heudiconv imports the heuristic: no __pycache__ next to it in OUT
-            env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-            wrapper = write_dcm2niix_wrapper(work / "bin")
-            if wrapper is not None:
-                env["PATH"] = os.pathsep.join([str(wrapper.resolve()), env.get("PATH", "")])
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+            log(f"sub-{sub}{' ses-' + ses if ses else ''}: {' '.join(stage.command(bids))}")
+            rc, text = stage.run(bids)
+            if rc != 0:
+                log(f"sub-{sub}: heudiconv exited {rc}; converting series by series")
+                rc, text, res.repaired, res.failed = rescue(
+                    stage,
+                    {s.series_id: s.series_uid for s in conv_rows},
+                    {s.series_id: plan.expected.get(s.key, "") for s in conv_rows},
+                    bids,
+                    (rc, text),
+                    {s.series_uid: s.series_id for s in rows},
+                    log=log,
+                )
         finally:
-            shutil.rmtree(work, ignore_errors=True)
-            for d in (work.parent, work.parent.parent):  # .convert_work/sub-X, .convert_work
-                try:
-                    d.rmdir()
-                except OSError:
-                    break
-        res.heudiconv_rc = proc.returncode
-        res.heudiconv_log = (proc.stdout + proc.stderr)[-4000:]
-        if proc.returncode != 0:
+            stage.remove()
+        res.heudiconv_rc = rc
+        res.heudiconv_log = text[-4000:]
+        if rc != 0:
             results.append(res)
             continue
         res.renamed = split_vendor_fieldmaps(bids, sub, ses)
@@ -482,7 +314,10 @@ def convert(
         )
         res.written = written_niftis(bids, sub, ses)
         gone = res.left_out
-        for stem in res.expected.values():
+        for sid, stem in res.expected.items():
+            if sid in res.failed or not stem:
+                continue
+            res.converted[sid] = [w for w in res.written if _same_output(w, stem)]
             base = re.sub(r"_echo-\d+", "", stem.rstrip("0123456789"))
 
             def placed(paths: list[str], base: str = base) -> bool:
@@ -492,7 +327,7 @@ def convert(
                 res.missing.append(stem)
         results.append(res)
     verdict = None
-    if not dry_run and all(r.heudiconv_rc == 0 for r in results):
+    if not dry_run and results and all(r.heudiconv_rc == 0 for r in results):
         tidy_dataset(bids, title=_title(series))
         if validator:
             verdict = run_bids_validator(bids)
@@ -527,3 +362,41 @@ def write_reports(
 def _title(series: list[SeriesInfo]) -> str:
     descs = sorted({s.study_description for s in series if s.study_description})
     return descs[0] if len(descs) == 1 else "MRI study"
+
+
+def _norm(stem: str) -> str:
+    return re.sub(r"_echo-\d+", "", stem).rstrip("0123456789")
+
+
+def _same_output(path: str, stem: str) -> bool:
+    """``path`` (a written NIfTI) is one of the files of the series expected at ``stem``."""
+    head = re.sub(r"\.nii(\.gz)?$", "", path)
+    return bool(stem) and _norm(head) == _norm(stem)
+
+
+def skip_reason(plan: Plan, s: SeriesInfo) -> str:
+    """Why the mapping does not convert this series."""
+    return (
+        plan.skip_series.get(s.key) or plan.run_skips.get(s.key) or "not converted by the mapping"
+    )
+
+
+def expected_files(plan: Plan, s: SeriesInfo) -> list[str]:
+    """Every NIfTI the real run writes for this series: all echoes of a multi-echo series
+    (``echo-1..N``), ``magnitude1`` and ``magnitude2`` of a two-echo field-map magnitude."""
+    stem = plan.expected.get(s.key, "")
+    if not stem:
+        return []
+    echoes = max(len(set(s.echo_numbers)), len(set(s.echo_times)))
+    if re.search(r"_echo-1_", stem) and echoes > 1:
+        return [stem.replace("_echo-1_", f"_echo-{n}_") + ".nii.gz" for n in range(1, echoes + 1)]
+    if stem.endswith("_magnitude1"):
+        m = plan.mappings.get(plan.group_of.get(s.key, ""))
+        two = (
+            echoes > 1
+            or "magnitude2" in getattr(m, "extra_suffixes", [])
+            or (not s.echo_numbers and s.dim4 == 2)
+        )
+        if two:
+            return [stem + ".nii.gz", stem[:-1] + "2.nii.gz"]
+    return [stem + ".nii.gz"]

@@ -13,6 +13,15 @@ from engine.heuristic.sidecars import SidecarOutcome
 
 
 @dataclass
+class SeriesFailure:
+    """Why one series did not convert, and what to do about it."""
+
+    cause: str
+    fix: str
+    log: str = ""  # the tail of heudiconv's output for this series
+
+
+@dataclass
 class ConversionResult:
     subject: str
     session: str
@@ -25,6 +34,14 @@ class ConversionResult:
     intended_for: dict[str, list[str]] = field(default_factory=dict)
     renamed: list[tuple[str, str]] = field(default_factory=list)  # vendor B0 maps, see below
     sidecars: SidecarOutcome | None = None  # what was filled in, what was left out and why
+    # per series (series_id): every file the mapping says it writes (the dry run lists them),
+    # what it wrote, why it is not converted, header values repaired in the staged copy, and
+    # the series heudiconv/dcm2niix failed on (the rest of the session is still converted)
+    files: dict[str, list[str]] = field(default_factory=dict)
+    converted: dict[str, list[str]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    repaired: dict[str, list[str]] = field(default_factory=dict)
+    failed: dict[str, SeriesFailure] = field(default_factory=dict)
 
     @property
     def left_out(self) -> list[str]:
@@ -32,8 +49,7 @@ class ConversionResult:
 
     @property
     def ok(self) -> bool:
-        return self.heudiconv_rc == 0 and not self.missing and not self.left_out
-
+        return self.heudiconv_rc == 0 and not self.missing and not self.left_out and not self.failed
 
 
 @dataclass

@@ -41,7 +41,14 @@ def conversion_report(
         if dry_run:
             lines.append(f"{where}: would write into {r.bids_dir}")
             for sid, stem in r.expected.items():
-                lines.append(f"  {sid:40s} -> {stem + '.nii.gz' if stem else '(not converted)'}")
+                files = r.files.get(sid) or ([stem + ".nii.gz"] if stem else [])
+                if not files:
+                    why = r.skipped.get(sid, "")
+                    lines.append(f"  {sid:40s} -> (not converted{': ' + why if why else ''})")
+                for i, f in enumerate(files):
+                    lines.append(f"  {sid if i == 0 else '':40s} -> {f}")
+            if any(r.files.values()):
+                lines.append("  (each NIfTI with its .json sidecar; dwi with .bval/.bvec)")
             continue
         status = "OK" if r.ok else ("INCOMPLETE" if r.heudiconv_rc == 0 else "FAILED")
         lines.append(f"{where}: {status} ({len(r.written)} NIfTI file(s) in {r.bids_dir})")
@@ -49,6 +56,7 @@ def conversion_report(
             lines.append(f"  heudiconv exited {r.heudiconv_rc}:")
             lines += ["    " + x for x in r.heudiconv_log.splitlines()[-20:]]
         lines += [f"  {w}" for w in r.written]
+        lines += _series_lines(r)
         lines += [f"  MISSING {m}" for m in r.missing]
         for js, targets in sorted(r.intended_for.items()):
             lines.append(f"  IntendedFor {js}: {len(targets)} target(s)")
@@ -75,3 +83,26 @@ def conversion_report(
         lines += [f"  ERROR {e}" for e in verdict.errors]
         lines += [f"  warning {w}" for w in verdict.warnings[:30]]
     return printable_text("\n".join(lines) + "\n")
+
+
+def _series_lines(r: ConversionResult) -> list[str]:
+    """Per series: converted (its files), skipped (why), failed (cause and fix), repaired."""
+    if not (r.converted or r.skipped or r.failed):
+        return []
+    lines = [
+        f"  series: {len(r.converted)} converted, {len(r.skipped)} skipped, {len(r.failed)} failed"
+    ]
+    for sid in r.expected:
+        if sid in r.failed:
+            f = r.failed[sid]
+            lines.append(f"    FAILED {sid}: {f.cause}")
+            lines.append(f"      fix: {f.fix}")
+            lines += ["      | " + x for x in f.log.splitlines()[-6:]]
+        elif sid in r.skipped:
+            lines.append(f"    skipped {sid}: {r.skipped[sid]}")
+        elif sid in r.converted:
+            files = ", ".join(r.converted[sid]) or "no file written"
+            lines.append(f"    converted {sid}: {files}")
+        for what in r.repaired.get(sid, []):
+            lines.append(f"      repaired: {what}")
+    return lines
