@@ -5,7 +5,7 @@ NodeName = ``hostname -s``, private munge socket and key, free ports. Clients fi
 through ``SLURM_CONF`` (``cluster.env``). Skips cleanly when the binaries are missing
 (``apt-get install slurm-wlm munge``) or when the daemons cannot start here.
 
-    from slurm_fixture import slurm  # noqa: F401  (pytest fixture; tests/ is on sys.path)
+    from tests.slurm_fixture import slurm  # noqa: F401  (pytest fixture)
 
     def test_x(slurm):
         subprocess.run(["srun", "hostname"], env=slurm.env, check=True)

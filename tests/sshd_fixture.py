@@ -8,7 +8,7 @@ current user, ``StrictModes no``, on a free port. Tests get an ssh config file w
 
 Use in a test module::
 
-    from sshd_fixture import sshd  # noqa: F401  (pytest fixture; tests/ is on sys.path)
+    from tests.sshd_fixture import sshd  # noqa: F401  (pytest fixture)
 
     def test_x(sshd):
         subprocess.run([*sshd.ssh_argv, "true"], check=True)

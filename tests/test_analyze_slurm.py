@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from slurm_fixture import slurm  # noqa: F401  (pytest fixture; tests/ is on sys.path)
+from tests.slurm_fixture import slurm  # noqa: F401  (pytest fixture; tests/ is on sys.path)
 
 from engine.cli import main
 from engine.scan.cache import CACHE_NAME

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from slurm_fixture import slurm  # noqa: F401 - pytest fixture
-from test_rpc_pipeline import compare_cli, reference, run_methods, study  # noqa: F401 - fixture
+from tests.slurm_fixture import slurm  # noqa: F401 - pytest fixture
+from tests.test_rpc_pipeline import compare_cli, reference, run_methods, study  # noqa: F401 - fixture
 
 from engine.rpc.client import EngineClient
 from engine.rpc.protocol import EngineGone

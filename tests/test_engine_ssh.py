@@ -7,9 +7,9 @@ import sys
 import time
 
 import pytest
-from sshd_fixture import sshd  # noqa: F401 - pytest fixture
-from test_rpc_detach import streamed_with_drop, wait_gone
-from test_rpc_pipeline import compare_cli, reference, run_methods, study  # noqa: F401 - fixture
+from tests.sshd_fixture import sshd  # noqa: F401 - pytest fixture
+from tests.test_rpc_detach import streamed_with_drop, wait_gone
+from tests.test_rpc_pipeline import compare_cli, reference, run_methods, study  # noqa: F401 - fixture
 
 from engine.rpc.client import EngineClient
 from engine.rpc.launchers import make_launcher
@@ -20,7 +20,9 @@ THIS_PYTHON = [sys.executable, "-m", "engine"]
 
 
 def ssh_launcher(sshd, spec: str = "ssh:llmh-test", **kw):  # noqa: F811
-    return make_launcher(spec, ssh_options=sshd.ssh_options, command=THIS_PYTHON, **kw)
+    # sshd passes no environment: the remote engine is told to serve debug.* on its command line
+    env = {"LLMH_ENGINE_TEST_METHODS": "1", **kw.pop("env", {})}
+    return make_launcher(spec, ssh_options=sshd.ssh_options, command=THIS_PYTHON, env=env, **kw)
 
 
 def test_ssh_hello_and_death(sshd):  # noqa: F811

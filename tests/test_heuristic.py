@@ -220,7 +220,7 @@ def test_any_protocol_name_gives_valid_python(tmp_path, names):
 
 
 def test_pairs_reproduce_their_truth(shared_data, tmp_path):
-    from heuristic_helpers import pair_inputs
+    from tests.heuristic_helpers import pair_inputs
 
     folders = sorted((shared_data / "pairs").iterdir())
     assert folders

@@ -89,7 +89,7 @@ def test_template_round_trip() -> None:
 
 
 def test_rpc_methods_inprocess(tmp_path: Path) -> None:
-    from workspace_helpers import build_workspace
+    from tests.workspace_helpers import build_workspace
 
     from engine.errors import LlmhError
     from engine.rpc.client import EngineClient
@@ -141,7 +141,7 @@ def test_rpc_methods_inprocess(tmp_path: Path) -> None:
 def test_decision_survives_map_rerun_and_reaches_heuristic(tmp_path: Path) -> None:
     from engine.atomic import read_tsv
     from engine.cli import main
-    from workspace_helpers import build_workspace
+    from tests.workspace_helpers import build_workspace
 
     out = build_workspace(tmp_path / "out")
     review.decide(
@@ -167,7 +167,7 @@ def test_decision_survives_map_rerun_and_reaches_heuristic(tmp_path: Path) -> No
 
 def test_generate_applies_decisions_made_after_map(tmp_path: Path) -> None:
     from engine.cli import main
-    from workspace_helpers import build_workspace
+    from tests.workspace_helpers import build_workspace
 
     out = build_workspace(tmp_path / "out")
     review.decide(
@@ -179,7 +179,7 @@ def test_generate_applies_decisions_made_after_map(tmp_path: Path) -> None:
 
 def test_map_groups_out_dir_and_only(tmp_path: Path) -> None:
     from tui.demo_workspace import make_series
-    from workspace_helpers import build_workspace
+    from tests.workspace_helpers import build_workspace
 
     from engine.mapping import BACKENDS, map_groups
     from engine.mapping.effective import combine
@@ -269,7 +269,7 @@ def fake_llm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):  # type: ignore[n
 def test_review_remap_streams_one_group_and_keeps_the_others(tmp_path: Path, fake_llm) -> None:  # type: ignore[no-untyped-def]
     from engine.atomic import read_tsv
     from engine.rpc.client import EngineClient
-    from workspace_helpers import build_workspace
+    from tests.workspace_helpers import build_workspace
 
     out = build_workspace(tmp_path / "out")
     review.decide(
@@ -299,7 +299,7 @@ def test_review_remap_is_cancelled_by_the_client(tmp_path: Path, fake_llm) -> No
     from engine.errors import Cancelled
     from engine.rpc.client import EngineClient
     from engine.rpc.protocol import REQUEST_CANCELLED
-    from workspace_helpers import build_workspace
+    from tests.workspace_helpers import build_workspace
 
     out = build_workspace(tmp_path / "out")
     fake_llm["slow"] = True

@@ -281,7 +281,7 @@ def build_workspace(out: Path, subjects: int = 1) -> Path:
     here = str(Path(__file__).resolve().parent)
     if here not in sys.path:  # an installed package named 'tests' may shadow tests.*
         sys.path.insert(0, here)
-    from workspace_helpers import build_workspace as build
+    from tests.workspace_helpers import build_workspace as build
 
     return build(out, subjects=subjects)
 
