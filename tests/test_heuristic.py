@@ -403,6 +403,10 @@ def test_dcm2niix_wrapper_restores_the_convert_line(tmp_path, monkeypatch):
     )
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", os.pathsep.join([str(fake.parent), os.environ.get("PATH", "")]))
+    import engine.heuristic.staging as staging
+
+    # a dcm2niix beside this interpreter comes first (the pip one): here the fake on PATH
+    monkeypatch.setattr(staging, "beside_interpreter", lambda name: None)
     wrapper = write_dcm2niix_wrapper(tmp_path / "bin")
     assert wrapper is not None
     proc = subprocess.run(
