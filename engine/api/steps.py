@@ -103,11 +103,18 @@ def _analyze(p: AnalyzeParams, src: Path, out: Path, ws: Workspace) -> AnalyzeRe
     if p.submit and not p.slurm:
         raise UserError("--submit needs --slurm")
     _check_patterns(p)
+    from engine.private import LABEL_MODES
+    from engine.scan.aggregate import people_from_series, pseudonymize
+
+    if p.subject_labels not in LABEL_MODES:
+        raise UserError(f"--subject-labels must be one of {', '.join(LABEL_MODES)}")
+    labels = "pattern" if p.subject_pattern else p.subject_labels
     res = AnalyzeResult(out_dir=str(out))
     if is_heudiconv_input(src):
         series = import_dicominfo(src)
         if not series:
             raise UserError(f"no dicominfo*.tsv rows found under {src}")
+        series = pseudonymize(series, people_from_series(series), out, labels)
         ws.write_series(series)
         ws.write_analyze_errors([])
         res.n_series, res.imported = len(series), str(src)
@@ -151,6 +158,7 @@ def _analyze(p: AnalyzeParams, src: Path, out: Path, ws: Workspace) -> AnalyzeRe
         tsvs = find_dicominfo(src) if src.is_dir() else []
         if tsvs:
             series = import_dicominfo(src)
+            series = pseudonymize(series, people_from_series(series), out, labels)
             ws.write_series(series)
             res.n_series, res.imported = len(series), str(src)
             res.message = (
@@ -163,6 +171,7 @@ def _analyze(p: AnalyzeParams, src: Path, out: Path, ws: Workspace) -> AnalyzeRe
             f"no DICOM image files found in {src} ({sc.n_files} files looked at, "
             f"{len(sc.errors)} problems listed in {out / 'analyze_errors.tsv'})"
         )
+    sc.series = pseudonymize(sc.series, sc.people, out, labels)
     ws.write_series(sc.series)
     ws.write_analyze_input([src])
     res.n_series = len(sc.series)
@@ -447,6 +456,7 @@ def _convert(p: ConvertParams, ws: Workspace, run_convert) -> ConvertResult:  # 
         dry_run=p.dry_run,
         validator=p.validator,
         sidecar_metadata=p.sidecar_metadata,
+        keep_identifiers=p.keep_identifiers,
         log=context.log,
     )
     failed = [

@@ -26,6 +26,9 @@ class AnalyzeParams:
     progress: bool = True
     trust_folder_times: bool = False
     follow_external_links: bool = False  # follow symlinks that lead out of the input
+    # "neutral": sub-01, sub-02... (PatientID -> label only in OUT/private/subject_map.tsv);
+    # "patientid": the PatientID made alphanumeric (ignored with subject_pattern)
+    subject_labels: str = "neutral"
 
 
 @dataclass
@@ -122,6 +125,7 @@ class ConvertParams:
     dry_run: bool = False
     validator: bool = True
     sidecar_metadata: str | None = None
+    keep_identifiers: bool = False  # keep institution/operator/... fields in sidecars, scans.tsv
 
 
 @dataclass

@@ -35,6 +35,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="regex on the file path giving the subject (named group 'subject' or first group)",
     )
     p.add_argument(
+        "--subject-labels",
+        choices=("neutral", "patientid"),
+        default="neutral",
+        help="subject labels: neutral 01, 02, ... in order of the first study (default; "
+        "PatientID -> label kept only in OUT/private/subject_map.tsv) or the PatientID made "
+        "alphanumeric (it then appears in every BIDS name and report)",
+    )
+    p.add_argument(
         "--session-pattern",
         help="regex on the file path giving the session (named group 'session' or first group)",
     )
@@ -72,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
             out_dir=args.out,
             n_cpus=args.n_cpus,
             subject_pattern=args.subject_pattern,
+            subject_labels=args.subject_labels,
             session_pattern=args.session_pattern,
             slurm=args.slurm,
             submit=args.submit,

@@ -34,6 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "keyed by BIDS suffix or path glob (default OUT/sidecar_metadata.json); files still "
         "missing a REQUIRED field are left out of the dataset and named in the report",
     )
+    p.add_argument(
+        "--keep-identifiers",
+        action="store_true",
+        help="keep the identifying sidecar fields (InstitutionName, StationName, "
+        "DeviceSerialNumber, operator and physician names...) and the operator column of "
+        "*_scans.tsv that are removed by default",
+    )
     p.add_argument("--dry-run", action="store_true", help="print what would be written")
     p.add_argument("--no-validator", action="store_true", help="do not run bids-validator")
     p.set_defaults(func=run)
@@ -53,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
             validator=not args.no_validator,
             sidecar_metadata=args.sidecar_metadata,
+            keep_identifiers=args.keep_identifiers,
         ),
     )
     print(res.report, end="")

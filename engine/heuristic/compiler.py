@@ -19,9 +19,49 @@ from engine.heuristic.plan import BidsKey, Plan, build_plan, series_order_key
 from engine.heuristic.seqinfo import CUSTOM_FIELDS, to_seqinfo
 from engine.mapping.runs import session_runs
 from engine.model import Group, Mapping, SeriesAssignment, SeriesInfo
+from engine.private import REDACTED, expand_values, redact
 
 # the run rule the mapper applies, written into every heuristic (one owner of run numbers)
 RUNS_SOURCE = inspect.getsource(session_runs)
+
+# what the heuristic needs of engine.private: the map reader and the redaction of the table
+_REDACTABLE = ("protocol_name", "series_description", "study_description", "sequence_name")
+PRIVATE_SOURCE = "\n\n".join(
+    [
+        "import os as _os",
+        inspect.getsource(expand_values).strip(),
+        inspect.getsource(redact).strip(),
+        '''def _subject_map():
+    """PatientID -> label, and the identity values, from the private map (none: {})."""
+    here = _os.path.dirname(_os.path.abspath(__file__)) if "__file__" in globals() else "."
+    for path in (
+        _os.environ.get("LLMH_SUBJECT_MAP", ""),
+        _os.path.join(here, "private", "subject_map.tsv"),
+    ):
+        if path and _os.path.isfile(path):
+            import json as _json
+
+            with open(path, encoding="utf-8") as fh:
+                lines = fh.read().splitlines()
+            cols = lines[0].split("\\t") if lines else []
+            out, raw = {}, []
+            for line in lines[1:]:
+                row = dict(zip(cols, line.split("\\t")))
+                out[row.get("patient_id", "")] = row.get("subject", "")
+                raw += [row.get("patient_id", "")] + _json.loads(row.get("identities") or "[]")
+            _IDENTITIES.update(expand_values(raw))
+            return out
+    return {}''',
+        "_IDENTITIES = set()  # filled by _subject_map()",
+    ]
+)
+REDACT_SEQINFO_SOURCE = f'''def _redacted(s):
+    """The series with the study's identity values redacted from its names, as they are in
+    the series table these conditions were built from (series_id stays heudiconv's)."""
+    if not _IDENTITIES:
+        return s
+    return s._replace(**{{a: redact(getattr(s, a), _IDENTITIES) for a in {_REDACTABLE!r}}})
+'''
 
 
 @dataclass
@@ -330,19 +370,23 @@ def render(
             "}",
             "",
         ]
-    # subject/session ids for runs without -s/-ss
-    subj_table = sorted(
-        {(s.patient_id, s.subject) for s in plan.series if s.patient_id and s.subject}
-    )
+    # subject/session ids for runs without -s/-ss: the PatientID -> label map is read at run
+    # time from OUT/private (engine.private); only labels and dates are written here
+    labels = sorted({s.subject for s in plan.series if s.subject})
     ses_pairs: dict[tuple[str, str], set[str]] = {}
     for s in plan.series:
         if s.session:
-            ses_pairs.setdefault((s.patient_id, s.date), set()).add(s.session)
+            ses_pairs.setdefault((s.subject, s.date), set()).add(s.session)
     ses_table = sorted((k, next(iter(v))) for k, v in ses_pairs.items() if len(v) == 1)
+    redacting = any(
+        REDACTED in str(getattr(s, a, "")) for s in plan.series for a in _REDACTABLE
+    )
     parts += [
-        "SUBJECTS = {",
-        *[f"    {pid!r}: {sub!r}," for pid, sub in subj_table],
-        "}",
+        PRIVATE_SOURCE,
+        "",
+        "SUBJECTS = _subject_map()  # PatientID -> subject label (OUT/private/subject_map.tsv)",
+        "LABELS = {" + ", ".join(repr(x) for x in labels) + "}",
+        "# (subject label, acquisition date) -> session label",
         "SESSIONS = {",
         *[f"    {k!r}: {v!r}," for k, v in ses_table],
         "}",
@@ -357,10 +401,18 @@ def render(
         "def infotoids(seqinfos, outdir):",
         '    """Subject and session of one study, when heudiconv runs without -s/-ss."""',
         "    s = next(iter(seqinfos))",
-        '    subject = SUBJECTS.get(s.patient_id) or "".join(c for c in str(s.patient_id) if c.isalnum())',
-        '    return {"locator": None, "session": SESSIONS.get((s.patient_id, s.date)), "subject": subject}',
+        "    pid = str(s.patient_id)",
+        "    subject = SUBJECTS.get(pid) or (pid if pid in LABELS else None)",
+        "    if subject is None:",
+        "        raise ValueError(",
+        '            "no subject label for this PatientID: run heudiconv with -s LABEL, or keep "',
+        '            "private/subject_map.tsv beside this file (or name it in $LLMH_SUBJECT_MAP)"',
+        "        )",
+        '    return {"locator": None, "session": SESSIONS.get((subject, s.date)), "subject": subject}',
         "",
     ]
+    if redacting:
+        parts += ["", REDACT_SEQINFO_SOURCE]
     if custom:
         parts += ["", _custom_seqinfo_source(custom)]
     if custom or any("_custom(" in cg.selection.code for cg in compiled):
@@ -395,6 +447,8 @@ def render(
         '    found = []  # (series id, BIDS name without run, "" or "aborted"), in acquisition order',
         "    for s in seqinfo:",
     ]
+    if redacting:
+        body.append("        s = _redacted(s)  # names typed into protocol names, as in the table")
     if not compiled:
         body.append("        pass")
     for cg in compiled:

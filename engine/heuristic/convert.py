@@ -27,6 +27,7 @@ from engine.heuristic.sidecars import (
     complete_sidecars,
     load_study_metadata,
     restore_previous,
+    strip_identifiers,
 )
 from engine.heuristic.staging import (  # noqa: F401  (re-exported: the API of this module)
     ANALYZE_INPUT_FILE,
@@ -227,6 +228,7 @@ def convert(
     dry_run: bool = False,
     validator: bool = True,
     sidecar_metadata: str | Path | None = None,
+    keep_identifiers: bool = False,
     log=print,
 ) -> tuple[list[ConversionResult], ValidatorResult | None, str]:
     """Convert one subject (all its sessions, or one); returns results, verdict, report text.
@@ -235,7 +237,12 @@ def convert(
 
     ``sidecar_metadata``: the study metadata file (default ``OUT/sidecar_metadata.json``) with
     the sidecar facts DICOM lacks; see :mod:`engine.heuristic.sidecars`.
+
+    ``keep_identifiers``: leave the identifying sidecar fields, the ``operator`` column of
+    ``*_scans.tsv`` and ``.heudiconv/<subject>`` as heudiconv wrote them (default: removed,
+    :func:`~engine.heuristic.sidecars.strip_identifiers`).
     """
+    from engine import private
     from engine.heuristic.plan import build_plan
     from engine.heuristic.report import conversion_report
     from engine.heuristic.rescue import rescue
@@ -261,6 +268,7 @@ def convert(
         raise UserError(f"{meta_path} not found (--sidecar-metadata)")
     entries = load_study_metadata(meta_path)
     incomplete = out / INCOMPLETE_DIR
+    identities = private.out_values(out)
     results: list[ConversionResult] = []
     for sub, ses in cells:
         rows = plan.series_in(sub, ses)
@@ -282,6 +290,7 @@ def convert(
         bids.mkdir(parents=True, exist_ok=True)
         restore_previous(bids, incomplete, sub, ses)
         stage = SessionStage(work, files, h.resolve(), sub, ses)
+        stage.env[private.MAP_ENV] = str(private.map_path(out).resolve())  # the heuristic reads it
         try:
             log(f"sub-{sub}{' ses-' + ses if ses else ''}: {' '.join(stage.command(bids))}")
             rc, text = stage.run(bids)
@@ -299,7 +308,7 @@ def convert(
         finally:
             stage.remove()
         res.heudiconv_rc = rc
-        res.heudiconv_log = text[-4000:]
+        res.heudiconv_log = private.redact(text[-4000:], identities)
         if rc != 0:
             results.append(res)
             continue
@@ -312,6 +321,8 @@ def convert(
             incomplete_dir=incomplete,
             metadata_file=str(meta_path),
         )
+        if not keep_identifiers:
+            strip_identifiers(bids, sub, ses, identities)
         res.written = written_niftis(bids, sub, ses)
         gone = res.left_out
         for sid, stem in res.expected.items():

@@ -126,8 +126,14 @@ def aggregate(
     records: Iterable[tuple[str, dict[str, Any]]],
     subject_pattern: str | None = None,
     session_pattern: str | None = None,
+    people: dict[str, tuple[str, list[str]]] | None = None,
 ) -> list[SeriesInfo]:
-    """Build the series table from ``(path, facts)`` pairs of image files."""
+    """Build the series table from ``(path, facts)`` pairs of image files.
+
+    ``people`` (when given) is filled with PatientID -> (first StudyDate+StudyTime, identity
+    values): what :func:`pseudonymize` keeps in OUT's private map. The rows still carry the
+    PatientID; :func:`pseudonymize` replaces it before anything is written outside the private
+    folder."""
     by_series: dict[tuple[str, str], list[tuple[str, dict[str, Any]]]] = defaultdict(list)
     for path, facts in records:
         if facts.get("kind") != "image":
@@ -164,10 +170,127 @@ def aggregate(
             series_uid,
         )
         rows.append((sort_key, s))
+        if people is not None:
+            _remember_person(people, f0)
     rows.sort(key=lambda r: r[0])
     series = [s for _, s in rows]
     if ses_re is None:
         _number_sessions(series, rows)
+    total = 0
+    for s in series:
+        total += s.series_files
+        s.total_files_till_now = total
+    return series
+
+
+# person-name facts (DICOM PN: ``^`` between the parts; several names separated by ``\\``)
+_PN_FACTS = (
+    "patient_name",
+    "referring_physician_name",
+    "performing_physician_name",
+    "reading_physician_name",
+    "operators_name",
+)
+_OTHER_FACTS = (
+    "patient_id",
+    "other_patient_ids",
+    "patient_birth_date",
+    "patient_address",
+    "accession_number",
+    "institution_name",
+    "institution_address",
+    "institution_department",
+    "station_name",
+)
+# free text of the series table that may hold a typed name: redacted (engine.private.redact)
+REDACTED_FIELDS = (
+    "protocol_name",
+    "series_description",
+    "study_description",
+    "series_id",
+    "sequence_name",
+    "dcm_dir_name",
+    "example_dcm_file",
+)
+
+
+def _remember_person(people: dict[str, tuple[str, list[str]]], f: dict[str, Any]) -> None:
+    pid = f.get("patient_id", "")
+    first = f"{f.get('study_date', '')}{f.get('study_time', '')}"
+    old_first, ids = people.get(pid, (first, []))
+    vals = set(ids)
+    for key in _PN_FACTS:
+        for name in str(f.get(key) or "").split("\\"):
+            name = name.strip()
+            if name:  # typed without carets ("Jane Doe"): still a person name with parts
+                vals.add(name if "^" in name else "^".join(name.split()))
+    for key in _OTHER_FACTS:
+        for v in str(f.get(key) or "").split("\\"):
+            v = v.replace("^", ", ").strip(" ,")
+            if v:
+                vals.add(v)
+    people[pid] = (min(old_first, first) if old_first else first, sorted(vals))
+
+
+def people_from_series(series: list[SeriesInfo]) -> dict[str, tuple[str, list[str]]]:
+    """The identity values a series table itself holds (heudiconv dicominfo imports)."""
+    people: dict[str, tuple[str, list[str]]] = {}
+    for s in series:
+        _remember_person(
+            people,
+            {
+                "patient_id": s.patient_id,
+                "study_date": s.date,
+                "study_time": s.time,
+                "accession_number": s.accession_number,
+                "referring_physician_name": s.referring_physician_name,
+            },
+        )
+    return people
+
+
+def pseudonymize(
+    series: list[SeriesInfo],
+    people: dict[str, tuple[str, list[str]]],
+    out_dir: str | os.PathLike[str],
+    labels: str = "neutral",
+) -> list[SeriesInfo]:
+    """Give the series their subject labels and take every identity out of them.
+
+    ``labels="neutral"``: ``01``, ``02``, ... (:func:`engine.private.assign_labels`: stable
+    over re-runs, a new subject gets the next number); ``"patientid"``: keep the label the
+    scan gave (the PatientID made alphanumeric, or ``--subject-pattern``'s). The PatientID ->
+    label map and the identity values go to ``OUT/private/subject_map.tsv`` only; in the
+    series the ``patient_id`` column carries the label, accession and referring physician are
+    emptied, and the identity values are redacted from protocol/series names and file names.
+    """
+    from engine.private import Person, assign_labels, read_map, redact, study_values, write_map
+
+    existing = read_map(out_dir)
+    if labels == "neutral":
+        persons = assign_labels(people, existing)
+    else:
+        by_pid = {p.patient_id: p for p in existing}
+        for s in series:
+            p = by_pid.setdefault(s.patient_id, Person(s.patient_id))
+            p.subject = s.subject
+        for pid, (first, ids) in people.items():
+            p = by_pid.setdefault(pid, Person(pid, bids_label(pid) or "unknown"))
+            p.first_study = min(filter(None, [p.first_study, first]), default="")
+            p.identities = sorted(set(p.identities) | set(ids))
+        persons = list(by_pid.values())
+    write_map(out_dir, persons)
+    label = {p.patient_id: p.subject for p in persons}
+    values = study_values(persons)
+    for s in series:
+        if labels == "neutral":
+            s.subject = label.get(s.patient_id, s.subject)
+        s.patient_id = s.subject
+        s.accession_number = ""
+        s.referring_physician_name = ""
+        for attr in REDACTED_FIELDS:
+            setattr(s, attr, redact(getattr(s, attr), values))
+    series.sort(key=lambda s: s.subject)  # stable: acquisition order within a subject
     total = 0
     for s in series:
         total += s.series_files

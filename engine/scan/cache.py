@@ -19,12 +19,14 @@ from typing import Any
 
 from engine.atomic import cache_error
 
-FACTS_VERSION = "5"  # 5: descriptions and protocol names as pydicom (and heudiconv) read them
+FACTS_VERSION = "6"  # 6: identity values (kept in OUT/private); 5: names as pydicom reads them
 # A folder modified less than this before a scan began may change again within the same
 # timestamp tick (1 s on some file systems) unseen: such a scan's folder times are not kept.
 RACY_NS = 2_000_000_000
 TEMPLATE = "template"  # status of a row that is a series template, not a file
-CACHE_NAME = ".analyze_cache.sqlite"
+# in OUT's private folder (engine.private): the cached header facts hold PatientName & co.
+CACHE_NAME = "private/.analyze_cache.sqlite"
+LEGACY_CACHE_NAME = ".analyze_cache.sqlite"  # before 0.x: moved into private/ by the next scan
 
 
 class FactsCache:

@@ -85,6 +85,18 @@ TAGS: dict[str, tuple[int, bytes]] = {
     "Columns": (T(0x0028, 0x0011), b"US"),
     "PixelSpacing": (T(0x0028, 0x0030), b"DS"),
     "SpecificCharacterSet": (T(0x0008, 0x0005), b"CS"),
+    # identities: read only to be kept in OUT/private and redacted everywhere else
+    "InstitutionName": (T(0x0008, 0x0080), b"LO"),
+    "InstitutionAddress": (T(0x0008, 0x0081), b"ST"),
+    "StationName": (T(0x0008, 0x1010), b"SH"),
+    "InstitutionalDepartmentName": (T(0x0008, 0x1040), b"LO"),
+    "PerformingPhysicianName": (T(0x0008, 0x1050), b"PN"),
+    "NameOfPhysiciansReadingStudy": (T(0x0008, 0x1060), b"PN"),
+    "OperatorsName": (T(0x0008, 0x1070), b"PN"),
+    "PatientName": (T(0x0010, 0x0010), b"PN"),
+    "PatientBirthDate": (T(0x0010, 0x0030), b"DA"),
+    "OtherPatientIDs": (T(0x0010, 0x1000), b"LO"),
+    "PatientAddress": (T(0x0010, 0x1040), b"LO"),
     # GE
     "GEBValue": (T(0x0043, 0x1039), b"IS"),
     "GEProtocolDataBlock": (T(0x0025, 0x101B), b"OB"),
@@ -154,6 +166,20 @@ def _s(ds: Dataset, name: str) -> str:
     return text.strip("\x00 ").replace("\x00", "")
 
 
+# (fact, DICOM keyword) of the identity values kept only in OUT/private (engine.private)
+IDENTITY_FACTS: tuple[tuple[str, str], ...] = (
+    ("patient_name", "PatientName"),
+    ("patient_birth_date", "PatientBirthDate"),
+    ("other_patient_ids", "OtherPatientIDs"),
+    ("patient_address", "PatientAddress"),
+    ("institution_name", "InstitutionName"),
+    ("institution_address", "InstitutionAddress"),
+    ("institution_department", "InstitutionalDepartmentName"),
+    ("station_name", "StationName"),
+    ("performing_physician_name", "PerformingPhysicianName"),
+    ("reading_physician_name", "NameOfPhysiciansReadingStudy"),
+    ("operators_name", "OperatorsName"),
+)
 _AS_HEUDICONV = frozenset({"series_description", "protocol_name"})
 
 
@@ -853,6 +879,7 @@ def facts_from_dataset(ds: Dataset, meta: dict[str, Any]) -> dict[str, Any]:
         ("accession_number", "AccessionNumber"),
         ("study_description", "StudyDescription"),
         ("referring_physician_name", "ReferringPhysicianName"),
+        *IDENTITY_FACTS,
         ("study_uid", "StudyInstanceUID"),
         ("study_date", "StudyDate"),
         ("study_time", "StudyTime"),

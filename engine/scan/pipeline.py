@@ -40,6 +40,8 @@ class ScanResult:
     # how an unchanged tree was recognised: "" (headers read), "files" (every path, size
     # and mtime as before), "folders" (no folder changed; --trust-folder-times)
     reused: str = ""
+    # PatientID -> (first StudyDate+StudyTime, identity values): for OUT/private only
+    people: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
 
 
 Row = tuple[str, int, int, str, str | None, str]  # path, size, mtime, status, facts JSON, error
@@ -189,6 +191,7 @@ def _scan(
             follow_external_links,
         )
     )
+    _private_cache(out_dir)
     cache = FactsCache(os.path.join(out_dir, CACHE_NAME))
     cache.use_input(root)
     if trust_folder_times and files is None:
@@ -203,7 +206,9 @@ def _scan(
         )
     else:
         found = discover_list(files)
-    sig = _signature(found.files, found.errors, root, subject_pattern, session_pattern)
+    sig = _signature(
+        found.files, found.errors, root, subject_pattern, session_pattern, _MEMO_VERSION
+    )
     memo = cache.get_result(sig)
     if memo is not None:
         if files is None:
@@ -230,7 +235,7 @@ def _scan(
             errors, records, seen = _collect(cache, present)
         res.errors += errors
         res.n_dicom = len(records)
-        res.series = aggregate(records, subject_pattern, session_pattern)
+        res.series = aggregate(records, subject_pattern, session_pattern, res.people)
         res.errors.sort()
         if len(seen) < len(present):
             raise sqlite3.OperationalError(
@@ -243,6 +248,7 @@ def _scan(
                 "n_dicom": res.n_dicom,
                 "series": [s.to_row() for s in res.series],
                 "errors": res.errors,
+                "people": {k: list(v) for k, v in res.people.items()},
             },
         )
         if files is None:
@@ -273,8 +279,30 @@ def _from_memo(memo: dict[str, Any], n_files: int, t0: float, reused: str) -> Sc
     res = ScanResult(n_files=n_files, n_dicom=memo["n_dicom"], n_read=0, reused=reused)
     res.series = [SeriesInfo.from_row(r) for r in memo["series"]]
     res.errors = [tuple(e) for e in memo["errors"]]
+    res.people = {k: (v[0], list(v[1])) for k, v in memo.get("people", {}).items()}
     res.seconds = time.perf_counter() - t0
     return res
+
+
+_MEMO_VERSION = "people-1"  # memos from before the identity values were kept are not reused
+
+
+def _private_cache(out_dir: str) -> None:
+    """The cache lives in OUT/private (0700); one left at OUT's top by an older version is
+    moved there."""
+    from engine.private import private_dir
+    from engine.scan.cache import LEGACY_CACHE_NAME
+
+    private_dir(out_dir)
+    old = os.path.join(out_dir, LEGACY_CACHE_NAME)
+    if os.path.exists(old) and not os.path.exists(os.path.join(out_dir, CACHE_NAME)):
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(old + suffix):
+                os.replace(old + suffix, os.path.join(out_dir, CACHE_NAME) + suffix)
+    elif os.path.exists(old):
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(old + suffix):
+                os.unlink(old + suffix)
 
 
 def _signature(files: list[tuple[str, int, int]], errors: list[tuple[str, str]], *opts: Any) -> str:
