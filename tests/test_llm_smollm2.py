@@ -141,6 +141,10 @@ def test_maps_demo_study_groups_through_the_cli(tmp_path, monkeypatch):
     from engine.llm.llamacpp import LlamaCppBackend
     from engine.workspace import read_series
 
+    # the streamed chunks are counted in this process (LlamaCppBackend._stream is wrapped):
+    # run the model in-process; tests/test_llm_worker.py covers the worker path
+    monkeypatch.setenv("LLMH_MODEL_WORKERS", "0")
+
     study, out = tmp_path / "study", tmp_path / "out"
     monkeypatch.setenv("LLMH_CONFIG", str(tmp_path / "none.toml"))
     monkeypatch.setenv("LLMH_RATIONALE_TOKENS", str(RATIONALE_TOKENS))
