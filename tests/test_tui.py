@@ -678,11 +678,13 @@ def test_snapshot_protocol_matrix(out: Path, snap_compare) -> None:  # type: ign
     "name,prep",
     [("main", _prep_main), ("edit_name", _prep_edit), ("protocol_matrix", _prep_matrix)],
 )
-async def test_docs_screenshots(out: Path, name: str, prep) -> None:  # type: ignore[no-untyped-def]
-    """Writes docs/screenshots/<name>.svg (the same states as the snapshots)."""
+async def test_docs_screenshots(out: Path, name: str, prep, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Renders the README's screenshots (the same states as the snapshots); they are written
+    into docs/screenshots only with LLMH_UPDATE_SCREENSHOTS=1 (a test run never edits the repo)."""
+    shots = SHOTS if os.environ.get("LLMH_UPDATE_SCREENSHOTS") == "1" else tmp_path
     app = _main_app(out)
     async with app.run_test(size=SIZE) as pilot:
         await prep(pilot)
-        SHOTS.mkdir(parents=True, exist_ok=True)
-        app.save_screenshot(filename=f"{name}.svg", path=str(SHOTS))
-    assert (SHOTS / f"{name}.svg").stat().st_size > 1000
+        shots.mkdir(parents=True, exist_ok=True)
+        app.save_screenshot(filename=f"{name}.svg", path=str(shots))
+    assert (shots / f"{name}.svg").stat().st_size > 1000
