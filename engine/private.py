@@ -55,7 +55,9 @@ def _cell(v: str) -> str:
     return re.sub(r"[\t\r\n]", " ", v)
 
 
-def read_map(out_dir: str | os.PathLike[str] | None = None, path: Path | None = None) -> list[Person]:
+def read_map(
+    out_dir: str | os.PathLike[str] | None = None, path: Path | None = None
+) -> list[Person]:
     """The people of the map; [] when there is none."""
     p = path if path is not None else map_path(out_dir or ".")
     try:
@@ -173,7 +175,13 @@ def expand_values(raw):
         if m:
             y, mo, d = m.groups()
             cands.update(
-                {f"{y}-{mo}-{d}", f"{d}.{mo}.{y}", f"{mo}/{d}/{y}", f"{d}/{mo}/{y}", f"{y}/{mo}/{d}"}
+                {
+                    f"{y}-{mo}-{d}",
+                    f"{d}.{mo}.{y}",
+                    f"{mo}/{d}/{y}",
+                    f"{d}/{mo}/{y}",
+                    f"{y}/{mo}/{d}",
+                }
             )
         out.update(c.strip() for c in cands if len(c.strip()) >= 3)
     return out

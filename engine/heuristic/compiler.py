@@ -28,31 +28,31 @@ RUNS_SOURCE = inspect.getsource(session_runs)
 _REDACTABLE = ("protocol_name", "series_description", "study_description", "sequence_name")
 PRIVATE_SOURCE = "\n\n".join(
     [
-        "import os as _os",
         inspect.getsource(expand_values).strip(),
         inspect.getsource(redact).strip(),
+        "_IDENTITIES = set()  # filled by _subject_map()",
         '''def _subject_map():
     """PatientID -> label, and the identity values, from the private map (none: {})."""
+    import json as _json
+    import os as _os
+
     here = _os.path.dirname(_os.path.abspath(__file__)) if "__file__" in globals() else "."
     for path in (
         _os.environ.get("LLMH_SUBJECT_MAP", ""),
         _os.path.join(here, "private", "subject_map.tsv"),
     ):
         if path and _os.path.isfile(path):
-            import json as _json
-
             with open(path, encoding="utf-8") as fh:
                 lines = fh.read().splitlines()
             cols = lines[0].split("\\t") if lines else []
             out, raw = {}, []
             for line in lines[1:]:
-                row = dict(zip(cols, line.split("\\t")))
+                row = dict(zip(cols, line.split("\\t"), strict=False))
                 out[row.get("patient_id", "")] = row.get("subject", "")
                 raw += [row.get("patient_id", "")] + _json.loads(row.get("identities") or "[]")
             _IDENTITIES.update(expand_values(raw))
             return out
     return {}''',
-        "_IDENTITIES = set()  # filled by _subject_map()",
     ]
 )
 REDACT_SEQINFO_SOURCE = f'''def _redacted(s):
@@ -378,9 +378,7 @@ def render(
         if s.session:
             ses_pairs.setdefault((s.subject, s.date), set()).add(s.session)
     ses_table = sorted((k, next(iter(v))) for k, v in ses_pairs.items() if len(v) == 1)
-    redacting = any(
-        REDACTED in str(getattr(s, a, "")) for s in plan.series for a in _REDACTABLE
-    )
+    redacting = any(REDACTED in str(getattr(s, a, "")) for s in plan.series for a in _REDACTABLE)
     parts += [
         PRIVATE_SOURCE,
         "",

@@ -607,8 +607,10 @@ def strip_identifiers(
     if session:
         base = base / f"ses-{session}"
     changed: list[str] = []
-    if base.is_dir():
-        for js in sorted(base.rglob("*.json")):
+    # heudiconv also writes the fields common to a task's runs into top-level task-*_bold.json
+    tops = sorted(bids_dir.glob("*.json"))
+    if base.is_dir() or tops:
+        for js in [*tops, *sorted(base.rglob("*.json"))]:
             try:
                 meta = json.loads(js.read_text())
             except (OSError, ValueError):

@@ -88,7 +88,7 @@ def map_with_llm(
     """
     rules = {m.group_id: m for m in rule_mappings}
     by_key = {s.key: s for s in series}
-    phi = phi_values(series, extra_phi)
+    phi = phi_values(series, extra_phi, out_dir=out_dir)
     ev = cancel or threading.Event()
     llm_dir = Path(out_dir) / LLM_DIR if out_dir is not None else None
     cache = AnswerCache(llm_dir / "cache" if (llm_dir and use_cache) else None)

@@ -2,8 +2,9 @@
 
 Prompts are built from an allowlist of :class:`~engine.model.SeriesInfo` fields
 (see :data:`engine.llm.prompt.PROMPT_FIELDS`); on top of that, every free-text value is
-scrubbed of PHI values seen anywhere in the study (patient id, accession, referring
-physician, dates, subject labels), because technicians sometimes type names into
+scrubbed of PHI values seen anywhere in the study (the identity values analyze keeps in
+``OUT/private``: patient name parts, id, birth date, accession, institution, operator and
+physician names; dates, subject labels), because technicians sometimes type names into
 series descriptions.  Hosts that are not this machine get a loud warning.
 """
 
@@ -14,6 +15,7 @@ import logging
 import re
 import socket
 from collections.abc import Iterable
+from pathlib import Path
 from urllib.parse import urlparse
 
 from engine.model import SeriesInfo
@@ -44,9 +46,18 @@ _DATE = re.compile(
 _MIN_TOKEN = 3
 
 
-def phi_values(series: Iterable[SeriesInfo], extra: Iterable[str] = ()) -> set[str]:
-    """PHI strings of a study: whole values and their name parts (``DOE^JOHN`` -> DOE, JOHN)."""
-    values: set[str] = set()
+def phi_values(
+    series: Iterable[SeriesInfo], extra: Iterable[str] = (), out_dir: str | Path | None = None
+) -> set[str]:
+    """PHI strings of a study: whole values and their name parts (``DOE^JOHN`` -> DOE, JOHN).
+
+    With ``out_dir``, also every identity value analyze kept in ``OUT/private`` (PatientName,
+    PatientID, birth date in its usual spellings, accession numbers, institution, station,
+    operator and physician names: :mod:`engine.private`): the series table no longer holds
+    them, and a name typed into a protocol name is caught by them."""
+    from engine.private import out_values
+
+    values: set[str] = set(out_values(out_dir))
     raw: list[str] = [str(v) for v in extra if v]
     for s in series:
         for name in ("patient_id", "referring_physician_name", "accession_number", "subject"):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -24,10 +24,26 @@ from engine.synth.layout import LAYOUTS, TreeWriter
 from engine.synth.protocol import VENDORS, SeriesPlan, session_plan
 from engine.synth.writer import StudyContext, build_series, make_uid
 
-__all__ = ["StudyManifest", "SeriesRecord", "generate_study", "VENDOR_CHOICES", "LAYOUTS"]
+__all__ = [
+    "fake_identity_values",
+    "StudyManifest",
+    "SeriesRecord",
+    "generate_study",
+    "VENDOR_CHOICES",
+    "LAYOUTS",
+]
 
 VENDOR_CHOICES: tuple[str, ...] = (*VENDORS, "mixed")
 
+_FAKE_NAMES = ("Zabrowski^Helga", "Okonjo^Leopold", "Fairweather^Ottilie", "Quennell^Barnaby")
+_FAKE_PLACE = {
+    "institution": "Saint Quirinus Clinic",
+    "institution_address": "17 Larkspur Lane^Oakhaven^^40217^ZZ",
+    "referring": "Pemberton^Ezra",
+    "performing": "Vornholt^Idris",
+    "operator": "Quillfeather^Tamsin",
+    "station": "QUIRINUSMR7",
+}
 _NAMES = ("Doe^Jane", "Roe^Richard", "Smith^Alice", "Brown^Robert", "Jones^Carol", "Garcia^Dan")
 
 
@@ -96,12 +112,18 @@ def generate_study(
     reproin: bool = False,
     seed: int = 0,
     aborted_sbref: bool = False,
+    fake_identities: bool = False,
 ) -> StudyManifest:
     """Write a synthetic study under ``out_dir`` and return its manifest.
 
     ``vendor="mixed"`` alternates Siemens, GE, Philips over subjects.  Subject ``P01`` repeats
     its T1w in its first session.  ``aborted_sbref``: the aborted nback run has its SBRef (both
-    skipped).  Raises :class:`FileExistsError` when ``out_dir/dicom`` already holds files and
+    skipped).  Subjects are labelled ``01``, ``02``, ... (the default neutral labels, in study
+    order); PatientID is ``P01``, ``P02``, ...  ``fake_identities``: distinctive made-up
+    identities instead (MRN-like PatientIDs, names, institution, station, operator and
+    physicians, listed by :func:`fake_identity_values`), and the first subject's surname typed
+    into its T2w ProtocolName, as technicians do: the privacy acceptance test searches every
+    output file for them.  Raises :class:`FileExistsError` when ``out_dir/dicom`` already holds files and
     :class:`ValueError` for bad arguments.
     """
     _check_args(subjects, sessions, layout, gzip, vendor)
@@ -119,7 +141,8 @@ def generate_study(
     plan_sessions: list[tuple[str, str, list[SeriesPlan]]] = []
     contexts: list[StudyContext] = []
     for s in range(subjects):
-        subj = f"P{s + 1:02d}"
+        subj = f"P{s + 1:02d}" if not fake_identities else f"MRN{8675309 + 1111 * s}X"
+        label = f"{s + 1:02d}"  # the neutral subject label analyze gives (study order)
         v = VENDORS[s % len(VENDORS)] if vendor == "mixed" else vendor
         birth = date(1975 + (s * 7 + seed) % 30, 1 + (s * 5) % 12, 1 + (s * 11) % 28)
         for ses in range(sessions):
@@ -133,13 +156,22 @@ def generate_study(
             plans = session_plan(
                 v, reproin=reproin, repeat_t1w=(s == 0 and ses == 0), aborted_sbref=aborted_sbref
             )
-            plan_sessions.append((subj, ses_label, plans))
+            names = _FAKE_NAMES if fake_identities else _NAMES
+            patient_name = names[(s + seed) % len(names)]
+            if fake_identities and s == 0:
+                plans = [
+                    replace(p, protocol=f"{p.protocol}_{patient_name.split('^')[0]}")
+                    if p.kind == "t2w"
+                    else p
+                    for p in plans
+                ]
+            plan_sessions.append((label, ses_label, plans))
             contexts.append(
                 StudyContext(
                     seed=seed,
                     vendor=v,
                     subject=subj,
-                    patient_name=_NAMES[(s + seed) % len(_NAMES)],
+                    patient_name=patient_name,
                     birth_date=birth.strftime("%Y%m%d"),
                     sex="FM"[s % 2],
                     age=f"{age:03d}Y",
@@ -151,6 +183,7 @@ def generate_study(
                     study_time_s=8 * 3600.0 + (s % 4) * 5400.0,
                     accession=f"ACC{(seed * 7919 + s * 100 + ses) % 10**7:07d}",
                     study_id=str(ses + 1),
+                    **(_FAKE_PLACE if fake_identities else {}),
                 )
             )
     all_paths = expected_paths(plan_sessions)
@@ -160,7 +193,8 @@ def generate_study(
     records: list[SeriesRecord] = []
     slots: list[list[list[str]]] = []
     idx = 0
-    for (subj, ses_label, plans), ctx in zip(plan_sessions, contexts, strict=True):
+    for (label, ses_label, plans), ctx in zip(plan_sessions, contexts, strict=True):
+        subj = ctx.subject
         t = ctx.study_time_s + 60.0
         for number, plan in enumerate(plans, start=1):
             uid = make_uid(seed, subj, ctx.study_uid, number, "series")
@@ -172,7 +206,7 @@ def generate_study(
             slots.append(series_slots)
             records.append(
                 SeriesRecord(
-                    subject=subj,
+                    subject=label,
                     session=ses_label,
                     vendor=plan.vendor,
                     kind=plan.kind,
@@ -228,3 +262,22 @@ def generate_study(
         vendor=vendor,
         seed=seed,
     )
+
+
+def fake_identity_values(manifest: StudyManifest) -> list[str]:
+    """The identities ``generate_study(fake_identities=True)`` wrote: name parts, PatientIDs,
+    birth dates, accession numbers, institution, address, station, operator and physicians."""
+    import pydicom
+
+    vals: set[str] = set()
+    for rec in manifest.series:
+        if not rec.files:
+            continue
+        ds = pydicom.dcmread(manifest.root / rec.files[0], stop_before_pixels=True)
+        for kw in ("PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName",
+                   "StationName"):  # fmt: skip
+            vals.add(str(ds.get(kw, "")))
+        for kw in ("PatientName", "ReferringPhysicianName", "PerformingPhysicianName",
+                   "OperatorsName", "InstitutionAddress"):  # fmt: skip
+            vals.update(x for x in str(ds.get(kw, "")).split("^") if len(x) >= 3)
+    return sorted(v for v in vals if len(v) >= 3)

@@ -81,6 +81,14 @@ class StudyContext:
     study_time_s: float
     accession: str
     study_id: str
+    # who and where (the defaults are the plain demo values; generate_study(fake_identities=)
+    # sets distinctive ones that a test can search every output file for)
+    institution: str = "Example University Hospital"
+    institution_address: str = "1 Hospital Road^Springfield^^12345^US"
+    referring: str = "Smith^John"
+    performing: str = "Miller^Anne"
+    operator: str = "Tech^Terry"
+    station: str = ""
 
 
 @dataclass
@@ -140,14 +148,14 @@ def _base_dataset(plan: SeriesPlan, study: StudyContext, number: int, uid: str) 
     ds.AccessionNumber = study.accession
     ds.Modality = "MR"
     ds.Manufacturer = info["Manufacturer"]
-    ds.InstitutionName = "Example University Hospital"
-    ds.InstitutionAddress = "1 Hospital Road^Springfield^^12345^US"
-    ds.ReferringPhysicianName = "Smith^John"
-    ds.StationName = info["StationName"]
+    ds.InstitutionName = study.institution
+    ds.InstitutionAddress = study.institution_address
+    ds.ReferringPhysicianName = study.referring
+    ds.StationName = study.station or info["StationName"]
     ds.StudyDescription = info["StudyDescription"]
     ds.SeriesDescription = plan.description
-    ds.PerformingPhysicianName = "Miller^Anne"
-    ds.OperatorsName = "Tech^Terry"
+    ds.PerformingPhysicianName = study.performing
+    ds.OperatorsName = study.operator
     ds.ManufacturerModelName = info["ManufacturerModelName"]
     ds.PatientName = study.patient_name
     ds.PatientID = study.subject
