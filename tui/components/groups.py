@@ -27,6 +27,59 @@ COLUMNS = (
 )
 
 
+IMAGE_COLUMN = ("image", "image says")  # shown once a second opinion exists (classify)
+
+
+def image_says(g: GroupView) -> str:
+    """The image classifier's class of the group ("" without a second opinion)."""
+    return str(getattr(g, "image_says", "") or "")
+
+
+def image_probs(g: GroupView) -> dict[str, float]:
+    return dict(getattr(g, "image_probs", None) or {})
+
+
+def name_label(name: str, with_datatype: bool) -> str:
+    """``anat/acq-x_T1w`` -> ``T1w`` (``anat/T1w`` with the datatype); "" for a skip."""
+    datatype, sep, rest = name.strip().partition("/")
+    if not sep or not rest:
+        return ""
+    suffix = rest.split("_")[-1]
+    return f"{datatype}/{suffix}" if with_datatype else suffix
+
+
+def image_disagrees(g: GroupView) -> bool:
+    """The image's class differs from the BIDS name shown (at the class's granularity)."""
+    says = image_says(g)
+    if not says or g.mapping.is_skip:
+        return False
+    said = name_label(group_name(g), "/" in says)
+    return bool(said) and said != says
+
+
+def opinion_lines(g: GroupView) -> list[str]:
+    """The rationale pane's lines of the image classifier's second opinion."""
+    says = image_says(g)
+    if not says:
+        return []
+    probs = sorted(image_probs(g).items(), key=lambda x: -x[1])
+    head = (
+        f"image says {says}, name says {name_label(group_name(g), '/' in says)}"
+        if image_disagrees(g)
+        else f"image says {says} (agrees with the name)"
+        if not g.mapping.is_skip
+        else f"image says {says}"
+    )
+    lines = [("FLAG: " if image_disagrees(g) else "") + head]
+    if probs:
+        lines.append("  image class probabilities: " + ", ".join(f"{c} {p:.2f}" for c, p in probs))
+    return lines
+
+
+def has_opinions(groups: list[GroupView]) -> bool:
+    return any(image_says(g) for g in groups)
+
+
 def short_flag(flag: str) -> str:
     """A grouping flag as one short word for the table (the rationale pane shows it in full):
     ``drift:repetition_time`` -> ``drift``, ``missing:S01,S02`` -> ``missing``, ``DERIVED`` ->
@@ -50,7 +103,7 @@ def clip(text: str, cap: int) -> str:
 
 
 def fit_caps(
-    groups: list[GroupView], avail: int, padding: int = 1, scrollbar: int = 0
+    groups: list[GroupView], avail: int, padding: int = 1, scrollbar: int = 0, image: bool = False
 ) -> tuple[int, int]:
     """The widths to clip group ids and names to so that all columns fit ``avail`` cells.
 
@@ -61,11 +114,12 @@ def fit_caps(
     nw = max([len(COLUMNS[1][1]), *(min(len(group_name(g)), NAME_CAP) for g in groups)])
     if avail <= 0 or not groups:
         return GROUP_CAP, NAME_CAP
-    rest = [_cells(g)[2:] for g in groups]
+    columns = columns_for(image)
+    rest = [_cells(g, image=image)[2:] for g in groups]
     fixed = sum(
-        max([len(label), *(_width(r[i]) for r in rest)]) for i, (_, label) in enumerate(COLUMNS[2:])
+        max([len(label), *(_width(r[i]) for r in rest)]) for i, (_, label) in enumerate(columns[2:])
     )
-    budget = avail - scrollbar - 2 * padding * len(COLUMNS) - fixed
+    budget = avail - scrollbar - 2 * padding * len(columns) - fixed
     gmin, nmin = min(gw, GROUP_MIN), min(nw, NAME_MIN)
     while gw + nw > budget:
         if nw > nmin and nw - nmin >= gw - gmin:
@@ -77,18 +131,33 @@ def fit_caps(
     return min(gw, GROUP_CAP), min(nw, NAME_CAP)
 
 
-def _cells(g: GroupView, caps: tuple[int, int] = (GROUP_CAP, NAME_CAP)) -> tuple[Any, ...]:
+def columns_for(image: bool) -> tuple[tuple[str, str], ...]:
+    return (*COLUMNS, IMAGE_COLUMN) if image else COLUMNS
+
+
+def _flags_cell(g: GroupView) -> str:
+    words = short_flags(g.group.flags)
+    return f"{words} image≠name".strip() if image_disagrees(g) else words
+
+
+def _cells(
+    g: GroupView, caps: tuple[int, int] = (GROUP_CAP, NAME_CAP), image: bool = False
+) -> tuple[Any, ...]:
     m = g.mapping
     style = "green" if m.source == "user" else ("yellow" if g.unsure else "")
     name = Text(clip(group_name(g), caps[1]), style="dim" if m.is_skip else style)
-    return (
+    cells: tuple[Any, ...] = (
         clip(g.group_id, caps[0]),
         name,
         m.source,
         f"{m.confidence:.2f}",
         len(g.group.series_keys),
-        short_flags(g.group.flags),
+        _flags_cell(g),
     )
+    if image:
+        says = image_says(g)
+        cells += (Text(says, style="bold red") if image_disagrees(g) else says,)
+    return cells
 
 
 def _sort_value(g: GroupView, col: str) -> Any:
@@ -98,7 +167,8 @@ def _sort_value(g: GroupView, col: str) -> Any:
         "name": group_name(g),
         "source": g.mapping.source,
         "conf": g.mapping.confidence,
-        "flags": short_flags(g.group.flags),
+        "flags": _flags_cell(g),
+        "image": (not image_disagrees(g), image_says(g)),
     }[col]
 
 
@@ -135,6 +205,7 @@ class GroupsPane(Vertical):
         self.sort_col = "group"
         self.sort_reverse = False
         self.caps = (GROUP_CAP, NAME_CAP)  # what the rows' group ids and names are clipped to
+        self.image = False  # the "image says" column is shown (a second opinion exists)
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter groups (/)", id="group-filter")
@@ -166,6 +237,8 @@ class GroupsPane(Vertical):
                 or needle in group_name(g).lower()
                 or needle in g.mapping.source
                 or needle in " ".join(g.group.flags).lower()
+                or needle in _flags_cell(g)
+                or needle == image_says(g).lower()
                 or needle == "unsure"
                 and g.unsure
             ]
@@ -177,8 +250,14 @@ class GroupsPane(Vertical):
         table = self.table
         keep = keep or self.selected()
         rows = self.visible_rows()
+        image = self.ws is not None and has_opinions(list(self.ws.groups.values()))
+        if image != self.image:
+            self.image = image
+            table.clear(columns=True)
+            for key, label in columns_for(image):
+                table.add_column(label, key=key)
         self.caps = self._caps(rows)
-        cells = [_cells(g, self.caps) for g in rows]
+        cells = [_cells(g, self.caps, self.image) for g in rows]
         fit_columns(table, cells)
         table.clear()  # after the widths: clear() also drops the render caches
         table.add_rows(cells)
@@ -193,14 +272,17 @@ class GroupsPane(Vertical):
         if self.ws is None or gid not in getattr(self, "_order", []):
             return
         g = self.ws.groups[gid]
-        cells = _cells(g, self.caps)
+        if has_opinions([g]) and not self.image:
+            self.refill()  # the first second opinion: the column appears
+            return
+        cells = _cells(g, self.caps, self.image)
         widths = [c.width for c in self.table.ordered_columns]
         if any(_width(v) > w for v, w in zip(cells, widths, strict=True)):
             self.refill()  # a wider name: new widths, and a clean render
             return
         row = self._order.index(gid)
         row_key = self.table.coordinate_to_cell_key((row, 0)).row_key
-        for (col, _), value in zip(COLUMNS, cells, strict=True):
+        for (col, _), value in zip(columns_for(self.image), cells, strict=True):
             self.table.update_cell(row_key, col, value)
 
     def _caps(self, rows: list[GroupView]) -> tuple[int, int]:
@@ -208,7 +290,7 @@ class GroupsPane(Vertical):
         height = table.size.height
         # a vertical scrollbar (rows + header taller than the table) takes its cells
         bar = table.styles.scrollbar_size_vertical if height and len(rows) + 1 > height else 0
-        return fit_caps(rows, table.size.width, table.cell_padding, bar)
+        return fit_caps(rows, table.size.width, table.cell_padding, bar, self.image)
 
     def on_resize(self) -> None:
         """A new width (terminal, ``[``/``]``, f11): re-clip when the caps change."""
@@ -229,7 +311,7 @@ class GroupsPane(Vertical):
             self.table.move_cursor(row=order.index(gid), animate=False)
 
     def sort_by(self, col: str | None = None) -> None:
-        cols = [c for c, _ in COLUMNS]
+        cols = [c for c, _ in columns_for(self.image)]
         if col is None:
             col = cols[(cols.index(self.sort_col) + 1) % len(cols)]
             self.sort_reverse = False

@@ -8,6 +8,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from engine.api.types import GroupView
+from tui.components.groups import opinion_lines
 from tui.viewmodel import group_name
 
 
@@ -60,6 +61,7 @@ class RationalePane(VerticalScroll):
             lines.append("unsure: below the confidence threshold, please look")
         if g.group.flags:
             lines.append(f"flags: {', '.join(g.group.flags)}")
+        lines += opinion_lines(g)  # the image classifier's second opinion, when there is one
         lines += [f"  because: {e}" for e in m.evidence]
         if m.rationale:
             lines += ["", "rationale:", m.rationale]
