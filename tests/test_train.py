@@ -462,6 +462,43 @@ def test_stop_after_checkpoints_like_a_preemption(tiny_llama: Path, tmp_path: Pa
     assert sft.run(config.from_dict(c, tmp_path)).resumed_from == 2
 
 
+def test_training_streams_loss_and_lr_through_an_engine(
+    tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the TUI's training screen gets: ``progress`` notifications with loss and lr."""
+    from engine.api import methods as api_methods
+    from engine.api import train as api_train
+    from engine.rpc import methods as rpc_methods
+    from engine.rpc.client import EngineClient
+
+    if "train.sft" not in api_methods.API:  # until the lead registers the train methods
+        monkeypatch.setitem(
+            api_methods.API, "train.sft", api_methods._m("train.sft", api_train.train_sft, True)
+        )
+        monkeypatch.setitem(
+            rpc_methods.METHODS,
+            "train.sft",
+            rpc_methods.Method(rpc_methods._api_handler("train.sft"), "", interruptible=True),
+        )
+    train = write_jsonl(tmp_path / "train.jsonl", OVERFIT)
+    c = run_config(tiny_llama, train, tmp_path / "run", max_steps=4, batch_size=2)
+    cfg = write_config(tmp_path / "c.toml", c)
+    events: list[tuple[str, dict[str, Any]]] = []
+    with EngineClient("inprocess") as eng:
+        call = eng.request(
+            "train.sft",
+            {"config": str(cfg), "resume": "never"},
+            on_event=lambda m, p: events.append((m, p)),
+        )
+        res = call.result(timeout=300)
+    assert res["steps"] == 4 and res["eval_loss_after"] < res["eval_loss_before"]
+    train_ev = [p for m, p in events if m == "progress" and p.get("train") == "train"]
+    assert [p["step"] for p in train_ev] == [1, 2, 3, 4]
+    assert all({"loss", "lr", "fraction", "max_steps", "epoch"} <= set(p) for p in train_ev)
+    evals = [p for m, p in events if m == "progress" and p.get("train") == "eval"]
+    assert evals and "eval_loss" in evals[0]
+
+
 # ----------------------------------------------------------------------------- DPO
 def test_dpo_increases_the_chosen_vs_rejected_margin(tiny_llama: Path, tmp_path: Path) -> None:
     pytest.importorskip("trl")

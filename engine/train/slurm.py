@@ -87,9 +87,33 @@ def write_job(cfg: RunConfig, kind: str, config_path: str) -> Path:
     return write_text_atomic(out / SCRIPT, job_script(cfg, kind, config_path), mode=0o755)
 
 
-def _squeue_state(job: str) -> str:
+FINISHED = (
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "BOOT_FAIL",
+    "DEADLINE",
+    "PREEMPTED",
+)
+
+
+def job_state(job: str) -> str:
+    """The job's state; ``""`` once it has ended for good (a requeued job passes through
+    COMPLETING and PENDING, and squeue may briefly not answer: neither is an end)."""
     q = subprocess.run(["squeue", "-h", "-j", job, "-o", "%T"], capture_output=True, text=True)
-    return q.stdout.strip() if q.returncode == 0 else ""
+    if q.returncode == 0 and q.stdout.strip():
+        return q.stdout.strip()
+    s = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True)
+    if s.returncode != 0:
+        return "" if "Invalid job id" in s.stderr else "UNKNOWN"
+    for part in s.stdout.split():
+        if part.startswith("JobState="):
+            state = part.split("=", 1)[1]
+            return "" if state in FINISHED else state
+    return "UNKNOWN"
 
 
 def submit_and_follow(
@@ -108,14 +132,15 @@ def submit_and_follow(
         raise UserError(f"sbatch failed: {exc.stderr.strip()}") from None
     job = r.stdout.strip().split(";")[0]
     context.log(f"train: submitted Slurm job {job} ({script})")
-    offset, t0, last_state = 0, time.monotonic(), ""
+    offset, t0, last_state, gone = 0, time.monotonic(), "", 0
     while time.monotonic() - t0 < timeout_s:
         offset = follow(out / METRICS, offset)
-        state = _squeue_state(job)
+        state = job_state(job)
         if state != last_state and state:
             context.log(f"train: Slurm job {job} {state.lower()}")
             last_state = state
-        if not state:
+        gone = 0 if state else gone + 1
+        if gone >= 3:  # seen ended three polls in a row: not a requeue in passing
             break
         if context.cancelled():
             subprocess.run(["scancel", job], capture_output=True)
