@@ -10,128 +10,19 @@ Vendor knowledge: Siemens (tfl3d, spc, tse, tir, fl2d/3d, fm2d, epfid, ep_b, tgs
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
-from engine.grouping import frames, n_echoes, sequence_family
-from engine.mapping.reproin import ReproinSpec, parse_reproin
-from engine.model import SeriesInfo
-
-_TOKEN_SPLIT = re.compile(r"[^0-9a-zA-Z*]+")
-
-
-@dataclass
-class Facts:
-    """What the rules look at, derived once per group from a representative series."""
-
-    name: str  # protocol + description, lower case
-    desc: str
-    tokens: set[str]
-    seq: str  # vendor sequence name, lower case, no leading '*'
-    family: str
-    itype: set[str]
-    nvol: int
-    tr_s: float | None
-    te_ms: float | None
-    ti_ms: float | None
-    echoes: int
-    derived: bool
-    moco: bool
-    direction: str  # AP/PA/LR/RL/SI/IS or ""
-    series: SeriesInfo
-
-    @property
-    def is_phase(self) -> bool:
-        return (
-            bool(self.itype & {"P", "PHASE"})
-            or self.series.complex_part == "phase"
-            or phase_by_name(self.series)
-        )
-
-    @property
-    def phase_why(self) -> str:
-        if self.itype & {"P", "PHASE"}:
-            return "ImageType P"
-        if self.series.complex_part == "phase":
-            return "complex part phase"
-        return "description ends in _Pha (Siemens XA marks phase only in the name)"
-
-    @property
-    def is_echo2_only(self) -> bool:
-        """One echo, numbered 2, not marked magnitude: the phase difference of a GRE field map."""
-        return self.series.echo_numbers == [2] and not self.itype & {"M", "MAG"}
-
-    def has(self, *words: str) -> bool:
-        return any(w in self.tokens for w in words)
-
-    def name_has(self, pattern: str) -> bool:
-        return re.search(pattern, self.name) is not None
-
-
-@dataclass
-class Decision:
-    datatype: str = ""
-    suffix: str = ""
-    entities: dict[str, str] = field(default_factory=dict)
-    skip: str = ""
-    confidence: float = 0.0
-    evidence: list[str] = field(default_factory=list)
-    echoes: int = 0  # echoes held in one series (heudiconv then adds _echo-N itself)
-    extra_suffixes: list[str] = field(default_factory=list)  # e.g. magnitude2 beside magnitude1
-    kind: str = ""  # internal hint for post-passes: "gre_fmap", "dwi_b0", "sbref", ...
-    reproin: bool = False
-
-
-_DIR_RE = re.compile(
-    r"(?:^|[_\s\-.(=:])(AP|PA|LR|RL|A-P|P-A|L-R|R-L|A>>P|P>>A|R>>L|L>>R)(?=$|[_\s\-.)])", re.I
+from engine.mapping.anat import _anat
+from engine.mapping.facts import (  # noqa: F401 - re-exported: what other modules read of a series
+    Facts,
+    direction_of,
+    facts_of,
+    phase_by_name,
+    task_label,
+    volumes,
 )
-_DIR_SI_RE = re.compile(r"(?:^|[_\s\-.=:])(SI|IS)(?=$|[_\s\-.])")
-# PhaseEncodingDirection is in the voxel frame of dcm2niix's NIfTI, so its anatomical meaning
-# depends on the slice orientation: there +i runs right->left, and +j runs posterior->anterior
-# (axial) or inferior->superior (coronal, sagittal); sagittal +i runs anterior->posterior.
-_PE_TO_DIR: dict[str, dict[str, str]] = {
-    "tra": {"i": "RL", "i-": "LR", "j": "PA", "j-": "AP", "k": "IS", "k-": "SI"},
-    "cor": {"i": "RL", "i-": "LR", "j": "IS", "j-": "SI", "k": "AP", "k-": "PA"},
-    "sag": {"i": "AP", "i-": "PA", "j": "IS", "j-": "SI", "k": "LR", "k-": "RL"},
-}
-
-
-_PHASE_NAME_RE = re.compile(r"(?i)[_\s-](?:pha|phase|ph)$")
-
-
-def phase_by_name(s: SeriesInfo) -> bool:
-    """Siemens XA (enhanced) writes ImageType ORIGINAL/PRIMARY/FMRI/NONE for the phase series of
-    a BOLD run too: only the ``_Pha`` ending of its series description says it is phase."""
-    return bool(_PHASE_NAME_RE.search((s.series_description or "").strip())) and not (
-        {p.upper() for p in s.image_type} & {"M", "MAG", "MAGNITUDE"}
-    )
-
-
-def volumes(s: SeriesInfo) -> tuple[int, str]:
-    """The number of volumes and where it came from. heudiconv's dim4 is 1 for an enhanced
-    (multi-frame) export whose files are one volume each: there the file count is the volume
-    count (a classic export has one file per slice, as many as dim3)."""
-    if s.n_volumes > 1:
-        return s.n_volumes, "volume count"
-    if s.dim4 > 1:
-        return s.dim4, "dim4"
-    files = s.series_files
-    itype = {p.upper() for p in s.image_type}
-    enhanced = s.is_multiframe or bool(itype & {"FMRI", "DIFFUSION", "ASL", "MFSPLIT"})
-    if files > 1 and s.dim3 > 1 and files != s.dim3 and (enhanced or files % s.dim3):
-        return files, f"{files} files of {s.dim3} slices each (enhanced export, dim4 1)"
-    return 1, ""
-
-
-def direction_of(s: SeriesInfo) -> tuple[str, str]:
-    """Phase-encoding direction label and where it came from (name beats header polarity)."""
-    for text in (s.series_description, s.protocol_name):
-        m = _DIR_RE.search(text or "") or _DIR_SI_RE.search(text or "")
-        if m:
-            return re.sub(r"[^A-Z]", "", m.group(1).upper()), f"direction {m.group(1)} in name"
-    label = _PE_TO_DIR.get(s.orientation, {}).get(s.pe_direction, "")
-    if label:
-        return label, f"PhaseEncodingDirection {s.pe_direction} in a {s.orientation} slice"
-    return "", ""
+from engine.mapping.reproin import ReproinSpec, parse_reproin
+from engine.mapping.rules_base import Decision, skip
+from engine.model import SeriesInfo
 
 
 def _is_vendor_b0_map(f: Facts) -> bool:
@@ -146,87 +37,6 @@ def _is_philips_b0_map(f: Facts) -> bool:
     """Philips keeps its B0 map as two echoes (the second the Hz map): left to a person, since
     heudiconv's echo renaming of that pair is not BIDS."""
     return "MIXED" in f.itype or f.series.manufacturer.upper().startswith("PHILIPS")
-
-
-def facts_of(s: SeriesInfo) -> Facts:
-    parts = [s.protocol_name, s.series_description]
-    if (s.series_description or "").strip().lower() == (s.protocol_name or "").strip().lower():
-        parts = [s.protocol_name]  # the same text twice would read "localizer localizer"
-    name = " ".join(p for p in parts if p).lower()
-    tokens = {t for t in _TOKEN_SPLIT.split(name) if t}
-    name = re.sub(r"[_()\[\].,;]+", " ", name)  # so that \b splits t1w_3d_tfe into words
-    seq = (s.sequence_name or "").strip().lower().lstrip("*")
-    if seq in {"not found", "none"}:
-        seq = ""
-    pseq = (s.pulse_sequence or "").strip().lower().lstrip("*")
-    if pseq and pseq not in seq:
-        seq = f"{seq} {pseq}".strip()
-    if not seq:
-        # Philips writes the contrast family into ImageType (M_FFE, M_SE, M_IR, ...)
-        fam = [p.split("_", 1)[1] for p in s.image_type if re.match(r"^[MPRI]_[A-Z]+$", p)]
-        if fam:
-            seq = fam[0].lower()
-    itype = {p.strip().upper() for p in list(s.image_type) + list(s.image_type_parts) if p}
-    tr = s.TR if s.TR is not None and s.TR > 0 else None
-    te = s.TE if s.TE is not None and s.TE > 0 else None
-    if s.echo_times:
-        te = te or min(s.echo_times)
-    nvol, _ = volumes(s)
-    direction, _ = direction_of(s)
-    return Facts(
-        name=name,
-        desc=(s.series_description or "").lower(),
-        tokens=tokens,
-        seq=seq,
-        family=sequence_family(s),
-        itype=itype,
-        nvol=nvol,
-        tr_s=tr,
-        te_ms=te,
-        ti_ms=s.inversion_time if s.inversion_time and s.inversion_time > 0 else None,
-        echoes=n_echoes(s),
-        derived=s.is_derived or "DERIVED" in itype,
-        moco=s.is_motion_corrected or "MOCO" in itype or "mocoseries" in name.replace(" ", ""),
-        direction=direction,
-        series=s,
-    )
-
-
-# --- task labels -----------------------------------------------------------------------------
-
-_NOISE = re.compile(
-    r"^(?:ep2d|ep3d|epi|epfid|bold|fmri|func|functional|moco|mosaic|post|pre|task|s\d+|ch\d+|"
-    r"p\d+|mb\d*|sms\d*|iso|\d+(?:p\d+)?mm|wip|sense|clear|slices?|\d+|fe|feepi|sbref|run|"
-    r"ap|pa|lr|rl|cmrr|mbep2d|2d|3d|tra|sag|cor|ax|axial|asset|arc|ipat\d*|grappa\d*|"
-    r"tr\d+|te\d+|v\d+|x\d+|\d+x\d+|ms|hz|ss|gre|me|multiecho|multiband|hcp|abcd|nd|norm|"
-    r"mag|magnitude|phase|pha|ph|mosaic|dir|ep|se|ge|echo|e\d|fov\d*|bw\d*|psn|fs|"
-    # acquisition codes that are not the task: multiband/echo (ip2me4, me4, mb3, sb),
-    # resolution (2iso, iso2mm, 2p4mm), coil (12channelcoil, 20ch, 64ch), speed, acceleration
-    r"ip\d+(?:me\d+)?|me\d+|sb|\d+(?:p\d+)?iso(?:mm)?|iso\d+(?:p\d+)?(?:mm)?|"
-    r"\d*ch(?:annel)?(?:coil)?|coil|head|neck|fast|slow|accel\d*|af\d+|hires|highres|lowres|"
-    r"\d+(?:p\d+)?(?:s|sec)|tr|te|ms\d+|pmu|physio|eja|ssrb|mosaic\d*)$"
-)
-_REST = {"rest", "resting", "rs", "rsfmri", "restingstate", "rsbold", "resting-state"}
-
-
-def task_label(s: SeriesInfo) -> tuple[str, str]:
-    """A BIDS task label from the protocol name: vendor noise removed, lower case."""
-    text = s.protocol_name or s.series_description
-    text = re.sub(r"__.*$", "", text)
-    text = re.sub(r"(?i)(?:^|[_\s-])(?:run|rep)[-_ ]?\d+", " ", text)
-    text = _DIR_RE.sub(" ", text)
-    words = [w.lower() for w in re.split(r"[^0-9a-zA-Z]+", text) if w]
-    kept: list[str] = []
-    for w in words:
-        if w in _REST or w.startswith("resting"):
-            return "rest", f"task 'rest' from {w!r} in name"
-        if _NOISE.match(w):
-            continue
-        kept.append(w)
-    if not kept:
-        return "", ""
-    label = "".join(kept)[:40]
-    return label, f"task {label!r} from name {text!r}"
 
 
 # --- the rules --------------------------------------------------------------------------------
@@ -281,10 +91,6 @@ _DERIVED_KINDS = {
 }
 
 
-def _skip(reason: str, conf: float, *ev: str) -> Decision:
-    return Decision(skip=reason, confidence=conf, evidence=[e for e in ev if e])
-
-
 def _is_epi(f: Facts) -> bool:
     return bool(
         re.search(r"(?:^|\s)(?:epfid|ep2d|ep3d|epi|epse|feepi|fe_epi|seepi|mbep|ep_)", f.seq)
@@ -327,11 +133,11 @@ def from_reproin(spec: ReproinSpec, f: Facts) -> Decision | None:
     """A ReproIn name, interpreted as heudiconv's reproin heuristic would."""
     ev = [f"ReproIn name {spec.spec!r} ({spec.source_field})"]
     if spec.suffix.startswith("scout") or f.has("scout", "localizer"):
-        return _skip("localizer/scout (ReproIn anat-scout)", 0.95, *ev)
+        return skip("localizer/scout (ReproIn anat-scout)", 0.95, *ev)
     if f.derived and not f.moco and not (f.itype & {"UNI"}):
-        return _skip("derived image (ReproIn skips derived series)", 0.9, *ev, "ImageType DERIVED")
+        return skip("derived image (ReproIn skips derived series)", 0.9, *ev, "ImageType DERIVED")
     if f.moco:
-        return _skip("scanner motion-corrected copy (MoCo)", 0.9, *ev, "ImageType MOCO")
+        return skip("scanner motion-corrected copy (MoCo)", 0.9, *ev, "ImageType MOCO")
     dt = spec.datatype
     if dt == "behav":
         return None
@@ -407,7 +213,7 @@ def from_evidence(f: Facts) -> Decision:
     s = f.series
     sop = (s.sop_class or "").lower().replace(" ", "")
     if sop in _NONIMAGE_SOP or (s.modality and s.modality.upper() not in {"MR", ""}):
-        return _skip(
+        return skip(
             f"not an MR image series ({s.sop_class or s.modality})",
             0.95,
             f"SOP class {s.sop_class or s.modality}",
@@ -425,7 +231,7 @@ def from_evidence(f: Facts) -> Decision:
             "EXAMCARD",
         }
     ):
-        return _skip(
+        return skip(
             "report/screenshot, not image data",
             0.9,
             f"{sorted(rep or f.itype & {'CSA REPORT', 'SCREENSHOT'})} in name/ImageType",
@@ -437,9 +243,9 @@ def from_evidence(f: Facts) -> Decision:
         or re.search(r"aahead|3[-_ ]?plane|localis|localiz|scout|survey", f.name)
     ):
         if not (loc == {"cal"} and _is_epi(f) and f.nvol > 10):
-            return _skip("localizer/scout/calibration", 0.95, f"name {f.name.strip()!r}")
+            return skip("localizer/scout/calibration", 0.95, f"name {f.name.strip()!r}")
     if f.moco:
-        return _skip(
+        return skip(
             "scanner motion-corrected copy (MoCo); the original is converted",
             0.95,
             "ImageType MOCO / MoCoSeries",
@@ -464,11 +270,11 @@ def from_evidence(f: Facts) -> Decision:
                 d.entities["part"] = "phase"
             return d
         if re.search(r"t1[_ -]?(?:images|map)", f.name):
-            return _skip("derived T1 map (scanner-computed from MP2RAGE)", 0.7, *ev)
+            return skip("derived T1 map (scanner-computed from MP2RAGE)", 0.7, *ev)
     if f.derived:
         kinds = [v for k, v in _DERIVED_KINDS.items() if k in f.itype]
         extra = ", ".join(kinds) or "scanner-derived image"
-        return _skip(f"derived: {extra}", 0.9, f"ImageType {'/'.join(sorted(f.itype))}")
+        return skip(f"derived: {extra}", 0.9, f"ImageType {'/'.join(sorted(f.itype))}")
     dwi, dwi_ev = _is_dwi(f)
     epi = _is_epi(f)
     # --- diffusion
@@ -513,7 +319,7 @@ def from_evidence(f: Facts) -> Decision:
                 kind="vendor_b0",
             )
         if _is_vendor_b0_map(f):
-            return _skip(
+            return skip(
                 "Philips B0 map (magnitude and field map in Hz as two echoes of one series): "
                 "BIDS fieldmap + magnitude; map by hand",
                 0.5,
@@ -552,7 +358,7 @@ def from_evidence(f: Facts) -> Decision:
                     "two echoes in one series -> magnitude1 + magnitude2 at conversion"
                 )
             return d
-        return _skip(
+        return skip(
             "field map of undetermined type (vendor B0 map without ImageType); map by hand",
             0.4,
             *ev,
@@ -638,132 +444,4 @@ def _se_epi(f: Facts, ev: list[str]) -> Decision:
     d = Decision(
         "fmap", "epi", ents, confidence=0.85 if f.direction else 0.6, evidence=ev, kind="se_epi"
     )
-    return d
-
-
-_CONTRAST_WORDS: list[tuple[str, str]] = [
-    (r"flair|dark[\s_-]?fluid|darkfluid|\btirm?\b|spcir", "FLAIR"),
-    (
-        r"mp-?rage|\bt1w?\b|t1[_ -]|bravo|spgr|\btfe\b|t1tfe|3dt1|\bt1_|\bmprage|\bmpr\b|ir-?fspgr|fspgr",
-        "T1w",
-    ),
-    (
-        r"\bt2\*|t2star|t2s\b|\bswi\b|hemo|me[_-]?gre|megre|medic|merge|\bgre\b|t2_?star|susc",
-        "T2starw",
-    ),
-    (r"\bpdw?\b|pd[_-]|proton[_ -]?density", "PDw"),
-    (r"\bt2w?\b|t2[_ -]|\bspace\b|\bcube\b|\bspc\b|haste|ssfse", "T2w"),
-    (r"\btof\b|angio|mra\b", "angio"),
-]
-
-
-def _planning(f: Facts) -> str:
-    """Why a series looks like a 2D planning scan ("" when it does not): a 2D spoiled gradient
-    echo with a short TE and a few slices (a sagittal ``t1_fl2d`` of 25 slices) plans the next
-    acquisition; a structural scan has many slices or is 3D. T2*-weighted 2D GRE (long TE) and
-    spin-echo scans are never taken for planning scans."""
-    s = f.series
-    two_d = (s.mr_acquisition_type or "").upper() == "2D" or re.search(r"fl2d|gre2d|fgre2d", f.seq)
-    slices = s.n_slices or s.dim3
-    short_te = f.te_ms is None or f.te_ms < 10
-    if (
-        two_d
-        and 0 < slices <= 32
-        and short_te
-        and re.search(r"fl2d|fl_2d|flash|fgre|ffe", f.seq + " " + f.name)
-    ):
-        thick = f" of {s.slice_thickness:g} mm" if s.slice_thickness else ""
-        return f"2D gradient echo with {slices} slices{thick} and short TE: a planning scan"
-    return ""
-
-
-def _anat(f: Facts) -> Decision:
-    """Contrast by sequence, name and physics; each source votes, the best supported wins."""
-    plan = _planning(f)
-    if plan:
-        return _skip(
-            "planning scan (2D, few slices); convert it by editing the name if it is wanted",
-            0.6,
-            plan,
-            f"sequence {f.seq!r}" if f.seq else "",
-        )
-    votes: dict[str, float] = {}
-    ev: dict[str, list[str]] = {}
-
-    def vote(label: str, w: float, why: str) -> None:
-        votes[label] = votes.get(label, 0.0) + w
-        ev.setdefault(label, []).append(why)
-
-    seq = f.seq
-    te, tr, ti = f.te_ms, f.tr_s, f.ti_ms
-    # sequence family
-    if re.search(r"tfl|mprage|efgre3d|bravo|t1tfe|(?:^|\s)tfe", seq):
-        vote("T1w", 2.0, f"T1 gradient-echo sequence {seq!r}")
-    elif re.search(r"spcir|tir|(?:^|\s)ir(?:\s|$|_)|flair", seq):
-        if (ti and ti > 1400) or (tr and tr > 5) or re.search(r"spcir|flair", seq):
-            vote("FLAIR", 2.0, f"inversion-recovery TSE {seq!r} with long TR/TI")
-        else:
-            vote("T1w", 1.0, f"inversion-recovery sequence {seq!r}")
-    elif re.search(r"tse|fse|spc|cube|haste|ssfse|(?:^|\s)se(?:\s|$)|frfse", seq):
-        if ti and ti > 1400:
-            vote("FLAIR", 2.0, f"spin-echo {seq!r} with inversion TI {ti:g} ms")
-        elif te and te >= 60:
-            vote("T2w", 2.0, f"spin-echo {seq!r} with TE {te:g} ms")
-        elif te and te < 35 and tr and tr > 1.5:
-            vote("PDw", 1.5, f"spin-echo {seq!r} with short TE {te:g} ms and long TR")
-        elif te and tr and tr < 1.2:
-            vote("T1w", 1.5, f"spin-echo {seq!r} with short TR {tr:g} s")
-        else:
-            vote("T2w", 1.0, f"spin-echo {seq!r}")
-    elif re.search(
-        r"(?:^|\s)(?:fl\d?d|fl3d|fl2d|gre|ffe|fgre|me2d|me3d|medic|swi|fl_|de\d?d|spgr)", seq
-    ):
-        if te and te >= 12:
-            vote("T2starw", 2.0, f"gradient echo {seq!r} with TE {te:g} ms")
-        elif te and tr and tr < 0.05:
-            vote("T1w", 1.0, f"spoiled gradient echo {seq!r} with short TR/TE")
-        else:
-            vote("T2starw", 0.5, f"gradient echo {seq!r}")
-    if not votes:
-        scan = set((f.series.scanning_sequence or "").upper().replace("\\", " ").split())
-        if {"GR", "IR"} <= scan:
-            vote("T1w", 1.0, "inversion-prepared gradient echo (ScanningSequence GR\\IR)")
-        elif {"SE", "IR"} <= scan:
-            vote("FLAIR" if (ti and ti > 1400) else "T1w", 1.0, "inversion-recovery spin echo")
-    # names
-    for pat, label in _CONTRAST_WORDS:
-        m = re.search(pat, f.name)
-        if m:
-            vote(label, 2.2, f"{m.group(0).strip()!r} in name")
-            break
-    # physics when nothing else
-    if not votes and te and tr:
-        if ti and ti > 1400:
-            vote("FLAIR", 1.0, f"TI {ti:g} ms")
-        elif te >= 60 and tr > 1.5:
-            vote("T2w", 1.0, f"TE {te:g} ms, TR {tr:g} s")
-        elif te < 10 and tr < 1.0:
-            vote("T1w", 1.0, f"TE {te:g} ms, TR {tr:g} s")
-    if not votes:
-        return _skip(
-            "unrecognised series: no sequence, name or timing rule matched",
-            0.3,
-            f"name {f.name.strip()!r}",
-            f"sequence {f.seq!r}" if f.seq else "",
-        )
-    best = max(votes, key=lambda k: votes[k])
-    total = sum(votes.values())
-    conf = round(min(0.95, 0.45 + 0.5 * votes[best] / total * min(1.0, votes[best] / 3.0)), 2)
-    d = Decision("anat", best, {}, confidence=conf, evidence=ev[best], kind="anat")
-    for other in votes:
-        if other != best:
-            d.evidence.append(f"(against: {other} — {'; '.join(ev[other])})")
-    if f.is_phase:
-        d.entities["part"] = "phase"
-        d.evidence.append(f"{f.phase_why} -> part-phase")
-    if f.echoes > 1:
-        d.echoes = f.echoes
-        d.evidence.append(f"{f.echoes} echoes in one series (heudiconv adds _echo-N)")
-    if f.nvol > 1 and frames(f.series) > 1 and best in ("T1w", "T2w"):
-        d.evidence.append(f"note: {f.nvol} volumes")
     return d
