@@ -203,7 +203,7 @@ sys.exit(p.returncode)
 def write_dcm2niix_wrapper(bin_dir: Path) -> Path | None:
     """A ``dcm2niix`` in ``bin_dir`` (put first on heudiconv's PATH) that runs the real one and
     repairs its stdout for nipype; None when no dcm2niix is installed (heudiconv then says so)."""
-    real = beside_interpreter("dcm2niix") or shutil.which("dcm2niix")
+    real = shutil.which("dcm2niix") or beside_interpreter("dcm2niix")  # PATH first: the user's pick
     if real is None:
         return None
     bin_dir.mkdir(parents=True, exist_ok=True)
