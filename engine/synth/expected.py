@@ -2,7 +2,8 @@
 
 Conventions (the contract the mapper is scored against):
 
-* Subject label = PatientID (``P01``, ``P02``, ...).  Session: with more than one session per
+* Subject label = the neutral label analyze gives (``01``, ``02``, ... in study order; the
+  PatientIDs are ``P01``, ``P02``, ...).  Session: with more than one session per
   subject, ``ses-01``, ``ses-02``, ... in StudyDate order; with one session, no session level.
 * ``run-NN`` (two digits, 1-based, acquisition order within the session) only on names that
   occur more than once in at least one session anywhere in the study -- then on every
