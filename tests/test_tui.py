@@ -63,8 +63,11 @@ def _decisions(out: Path) -> list[dict]:
 
 
 def _row(app: LlmhApp, gid: str) -> list:
+    from rich.text import Text
+
     groups = app.main_screen.groups
-    return list(groups.table.get_row_at(groups._order.index(gid)))
+    row = groups.table.get_row_at(groups._order.index(gid))
+    return [c.plain if isinstance(c, Text) else c for c in row]
 
 
 async def test_panes_load(out: Path) -> None:
@@ -688,3 +691,84 @@ async def test_docs_screenshots(out: Path, name: str, prep, tmp_path: Path) -> N
         shots.mkdir(parents=True, exist_ok=True)
         app.save_screenshot(filename=f"{name}.svg", path=str(shots))
     assert (shots / f"{name}.svg").stat().st_size > 1000
+
+
+# --- issue 15 --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def markup_out(tmp_path: Path) -> Path:
+    """The demo study plus two series whose descriptions look like Rich markup."""
+    from engine.api import steps
+    from engine.api.types import MapParams
+    from engine.model import SeriesInfo
+    from engine.workspace import Workspace
+    from tui.demo_workspace import make_series
+
+    def series(n: int, text: str) -> SeriesInfo:
+        return SeriesInfo(
+            series_id=f"{n}-m",
+            dcm_dir_name=f"{n}-m",
+            series_files=30,
+            dim1=128,
+            dim2=128,
+            dim3=30,
+            TR=3.0 + n,
+            TE=80.0 + n,
+            protocol_name=text,
+            series_description=text,
+            sequence_name=f"*m{n}",
+            image_type=("ORIGINAL", "PRIMARY", "OTHER"),
+            patient_id="P01",
+            subject="P01",
+            series_uid=f"1.2.3.{n}",
+            series_number=n,
+            modality="MR",
+            sop_class="MR",
+        )
+
+    out = tmp_path / "out"
+    extra = [series(21, "T2 [b]bold[/b] [/]"), series(22, "DWI [b1000]")]
+    Workspace(out).write_series([*make_series(), *extra])
+    steps.group(str(out))
+    steps.map_(MapParams(out_dir=str(out)))
+    return out
+
+
+async def test_markup_in_dicom_text_is_plain_text(markup_out: Path) -> None:
+    """A SeriesDescription such as ``T2 [b]bold[/b] [/]`` used to exit the app (MarkupError)
+    when its subject was expanded, and ``DWI [b1000]`` lost its bracketed text."""
+    app = LlmhApp(markup_out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        main = app.main_screen
+        tree = main.query_one("#tree")
+        p01 = next(n for n in tree.root.children if "P01" in str(n.label))
+        p01.expand()
+        await pilot.pause()
+        labels = [str(n.label) for n in p01.children]
+        assert any("T2 [b]bold[/b] [/]" in x for x in labels), labels
+        assert any("DWI [b1000]" in x for x in labels), labels
+        gids = {main.ws.series[k].group_id for k in ("P01||21-m", "P01||22-m")}
+        for gid in gids:
+            main.groups.select(gid)
+            await pilot.pause()
+            text = str(main.rationale.query_one("#rationale-text").render())
+            assert gid in text
+            assert str(_row(app, gid)[0]) == gid[:28] or gid.startswith(str(_row(app, gid)[0])[:-1])
+        from rich.text import Text
+
+        from tui.components.groups import _cells
+
+        odd = main.ws.groups[next(iter(gids))]
+        assert all(isinstance(c, Text | int) for c in _cells(odd, image=True))
+        app.notify("[b1000] [/]")  # a notification never parses markup either
+        await pilot.pause()
+        assert any(n.message == "[b1000] [/]" for n in app._notifications)
+        # the screen renders (the tree, the table and the rationale) without a markup error
+        tree.focus()
+        await pilot.press("down", "down")
+        await pilot.pause()
+        assert app.is_running
+        shown = app.export_screenshot()
+        assert "[b1000]" in shown.replace("&#160;", " ")

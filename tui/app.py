@@ -68,6 +68,11 @@ class LlmhApp(App[int]):
         self.started = time.perf_counter()
         self.ready_at: float | None = None  # seconds from construction to a loaded workspace
 
+    def notify(self, message: str, *, markup: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
+        """Notifications are plain text: they quote group ids, names and engine messages,
+        which may hold ``[...]`` from DICOM headers (never parsed as markup)."""
+        super().notify(message, markup=False, **kwargs)
+
     def get_default_screen(self) -> MainScreen:
         return MainScreen()
 

@@ -146,17 +146,18 @@ def _cells(
     m = g.mapping
     style = "green" if m.source == "user" else ("yellow" if g.unsure else "")
     name = Text(clip(group_name(g), caps[1]), style="dim" if m.is_skip else style)
+    # every cell a Text: DataTable parses a str cell as markup (``[b1000]`` would vanish)
     cells: tuple[Any, ...] = (
-        clip(g.group_id, caps[0]),
+        Text(clip(g.group_id, caps[0])),
         name,
-        m.source,
-        f"{m.confidence:.2f}",
+        Text(m.source),
+        Text(f"{m.confidence:.2f}"),
         len(g.group.series_keys),
-        _flags_cell(g),
+        Text(_flags_cell(g)),
     )
     if image:
         says = image_says(g)
-        cells += (Text(says, style="bold red") if image_disagrees(g) else says,)
+        cells += (Text(says, style="bold red") if image_disagrees(g) else Text(says),)
     return cells
 
 

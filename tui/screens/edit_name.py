@@ -36,7 +36,7 @@ class EditNameScreen(ModalScreen[str | None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="edit-dialog"):
-            yield Label(f"BIDS name for {self.group_id}", id="edit-title")
+            yield Label(f"BIDS name for {self.group_id}", id="edit-title", markup=False)
             yield Input(
                 self.current,
                 id="edit-input",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -35,8 +36,10 @@ class MatrixScreen(ModalScreen[str | None]):
         cells, rows = self.ws.matrix()
         table.add_column("group", key="group")
         for c in cells:
-            table.add_column(c, key=c)
-        cells_rows = [(gid, *[str(n) if n else "." for n in counts]) for gid, counts in rows]
+            table.add_column(Text(c), key=c)  # DICOM-derived labels: plain text, never markup
+        cells_rows = [
+            (Text(gid), *[Text(str(n) if n else ".") for n in counts]) for gid, counts in rows
+        ]
         fit_columns(table, cells_rows)
         table.add_rows(cells_rows)
         self._gids = [gid for gid, _ in rows]
