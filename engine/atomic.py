@@ -52,19 +52,27 @@ def output_error(path: str | os.PathLike[str], exc: BaseException) -> OutputErro
     return OutputError(f"cannot write {p}: {why}; {fix} (earlier outputs are unchanged)")
 
 
-def cache_error(path: str | os.PathLike[str], exc: BaseException) -> OutputError:
-    """One line for a failed cache write (SQLite says "database or disk is full",
-    "attempt to write a readonly database", "unable to open database file"...)."""
+def cache_error(
+    path: str | os.PathLike[str], exc: BaseException, folder: str | os.PathLike[str] | None = None
+) -> OutputError:
+    """One line for a failed write of the analyze cache ``path`` (SQLite says "database or
+    disk is full", "attempt to write a readonly database", "unable to open database file"...);
+    with ``folder`` instead: of some SQLite database in that folder."""
     msg = str(exc) or type(exc).__name__
     low = msg.lower()
-    folder = os.path.dirname(os.fspath(path)) or "."
+    what = "the analyze cache" if folder is None else "a database in"
+    if folder is not None:
+        path = folder
+    folder = folder or os.path.dirname(os.fspath(path)) or "."
     if "full" in low:
         fix = f"free some space on the disk of {folder} or choose another output folder"
     elif "readonly" in low or "read-only" in low or "unable to open" in low or "permission" in low:
         fix = f"make {folder} writable or choose another output folder"
-    else:
+    elif what == "the analyze cache":
         fix = f"delete {path} (it is only a cache) and run again"
-    return OutputError(f"cannot write the analyze cache {path}: {msg}; {fix}")
+    else:
+        fix = f"check {folder}"
+    return OutputError(f"cannot write {what} {path}: {msg}; {fix}")
 
 
 def _fsync_dir(folder: Path) -> None:

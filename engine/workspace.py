@@ -175,7 +175,7 @@ def clean_error(exc: BaseException, where: str | os.PathLike[str]) -> UserError 
     if isinstance(exc, OSError) and is_output_errno(exc):
         return output_error(exc.filename or where, exc)
     if isinstance(exc, sqlite3.Error):
-        return cache_error(Path(where) / ".analyze_cache.sqlite", exc)
+        return cache_error(where, exc, folder=where)
     return None
 
 

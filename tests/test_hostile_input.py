@@ -29,7 +29,7 @@ from engine import atomic, review
 from engine.atomic import read_tsv
 from engine.cli import main
 from engine.scan import pipeline
-from engine.scan.cache import FactsCache
+from engine.scan.cache import CACHE_NAME, FactsCache
 from engine.workspace import (
     ANALYZE_ERRORS_TSV,
     ASSIGNMENTS_TSV,
@@ -207,7 +207,7 @@ def test_concurrent_scan_of_another_input_never_poisons_the_cache(
     assert [s.to_row() for s in again.series] == [s.to_row() for s in solo.series]
     # one input after another: each gets its own table, never the other's rows
     assert len(pipeline.scan(b, out, n_cpus=1, progress=False).series) == 2
-    cache = FactsCache(out / ".analyze_cache.sqlite")
+    cache = FactsCache(out / CACHE_NAME)
     try:
         assert cache.input_root() == os.path.realpath(b)
         assert all(p.startswith(str(b)) for p in cache.known())
@@ -426,6 +426,25 @@ def test_failed_map_leaves_every_output_as_it_was(
     assert (
         after[MAPPED_TSV] != before[MAPPED_TSV] and after[MAPPING_REPORT] != before[MAPPING_REPORT]
     )
+
+
+def test_failed_generate_leaves_heuristic_report_and_policy_as_they_were(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    out = _mapped(tmp_path)
+    assert _run("generate", out) == 0
+    names = ("heuristic.py", "heuristic_report.txt", "generate_policy.json")
+    before = _snapshot(out, names)
+    for n_ok in range(3):
+        _fail_writes_after(monkeypatch, n_ok)
+        capsys.readouterr()
+        assert _run("generate", out, "--exclude-datatype", "anat") == 2
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err and "No space left on device" in err, err
+        assert _snapshot(out, names) == before, n_ok
+        monkeypatch.undo()
+    assert _run("generate", out, "--exclude-datatype", "anat") in (0, 1)
+    assert _snapshot(out, names) != before
 
 
 def test_full_disk_in_the_cache_is_one_clean_line(tmp_path: Path, capsys, monkeypatch) -> None:

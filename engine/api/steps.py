@@ -12,7 +12,9 @@ what a person must hear (journal lines set aside, links not followed...).
 
 from __future__ import annotations
 
+import json
 import re
+from dataclasses import asdict
 from pathlib import Path
 
 from engine import context
@@ -370,7 +372,8 @@ def _generate(p: GenerateParams, ws: Workspace) -> GenerateResult:
     from engine.heuristic.compiler import compile_heuristic
     from engine.heuristic.report import generation_report
     from engine.heuristic.validate import load_heuristic, validate_module
-    from engine.mapping.policy import CONTEXT_FILE, Policy, save_policy
+    from engine.mapping.effective import effective
+    from engine.mapping.policy import CONTEXT_FILE, POLICY_FILE, Policy
 
     policy = Policy(
         include_derived=p.include_derived,
@@ -378,7 +381,8 @@ def _generate(p: GenerateParams, ws: Workspace) -> GenerateResult:
         exclude_phase=p.exclude_phase,
         exclude_datatypes=list(p.exclude_datatypes),
     )
-    save_policy(ws.root, policy)
+    # staged with the heuristic and its report: all of generate's outputs, or none
+    ws.write_text(POLICY_FILE, json.dumps(asdict(policy), indent=2) + "\n")
     if p.context:
         ws.write_text(CONTEXT_FILE, p.context.strip() + "\n")
     ctx_text = p.context
@@ -387,7 +391,8 @@ def _generate(p: GenerateParams, ws: Workspace) -> GenerateResult:
     from engine.api.review import refresh
 
     refresh(ws)  # decisions made without rewriting the effective files (TUI) reach them now
-    eff, inputs = _policy_inputs(ws)
+    eff = effective(ws, policy=policy)
+    inputs = (eff.series, eff.groups, eff.mappings, eff.assignments)
     descs = sorted({s.study_description for s in eff.series if s.study_description})
     compiled = compile_heuristic(*inputs, context=ctx_text, title=descs[0] if descs else "")
     target = Path(p.output) if p.output else ws.path(HEURISTIC_FILE)
