@@ -772,3 +772,68 @@ async def test_markup_in_dicom_text_is_plain_text(markup_out: Path) -> None:
         assert app.is_running
         shown = app.export_screenshot()
         assert "[b1000]" in shown.replace("&#160;", " ")
+
+
+async def test_image_library_never_imported_after_start(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """textual-image queries the terminal when imported; imported once the app ran, the
+    terminal's answer (``ESC[?62;c``...) arrived as keys (``[`` narrowed the tree, ``c`` started
+    a dry run). It is imported before the app starts, and never after."""
+    import io
+    import sys
+
+    from PIL import Image
+
+    from tui.components.preview import PreviewPane
+
+    for name in [m for m in sys.modules if m.split(".")[0] == "textual_image"]:
+        monkeypatch.delitem(sys.modules, name)
+    app = LlmhApp(out, keymap={})
+    assert "textual_image.widget" in sys.modules  # probed by the constructor, before run
+
+    late: list[str] = []
+
+    class Watch:
+        def find_spec(self, name, path=None, target=None):  # type: ignore[no-untyped-def]
+            if name.split(".")[0] == "textual_image":
+                late.append(name)
+            return None
+
+    buf = io.BytesIO()
+    Image.linear_gradient("L").resize((16, 16)).save(buf, "PNG")
+    async with app.run_test(size=SIZE) as pilot:
+        for name in [m for m in sys.modules if m.split(".")[0] == "textual_image"]:
+            monkeypatch.delitem(sys.modules, name)  # any import from here on would be seen
+        monkeypatch.setattr(sys, "meta_path", [Watch(), *sys.meta_path])
+        await _ready(app, pilot)
+        pane = app.main_screen.query_one(PreviewPane)
+        pane.show("S0001||1-localizer", buf.getvalue(), {"shape": [16, 16]})
+        await pilot.pause()
+        assert "no image support" in str(pane.query_one("#preview-info").render())
+    assert late == []
+
+
+def test_command_probes_graphics_before_the_app_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    import tui.app
+    import tui.components.preview
+    from tui import command
+
+    order: list[str] = []
+    monkeypatch.setattr(tui.components.preview, "probe_graphics", lambda: order.append("probe"))
+
+    class Fake:
+        return_code = 0
+
+        def __init__(self, *a, **k) -> None:  # type: ignore[no-untyped-def]
+            order.append("init")
+
+        def run(self) -> None:
+            order.append("run")
+
+    monkeypatch.setattr(tui.app, "LlmhApp", Fake)
+    ns = argparse.Namespace(out=".", engine="inprocess", backend="x", model="y", dicom_dir=None)
+    assert command.run(ns) == 0
+    assert order == ["probe", "init", "run"]

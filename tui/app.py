@@ -23,6 +23,7 @@ from engine.errors import Cancelled, LlmhError, UserError
 from engine.rpc.client import EngineClient, EngineGone
 from tui import messages as msg
 from tui.commands import ReviewCommands
+from tui.components.preview import probe_graphics
 from tui.engine_link import TuiClient, describe_error, event_message
 from tui.keymap import KEYS, bindings, load_keymap
 from tui.screens.main import MainScreen
@@ -54,6 +55,7 @@ class LlmhApp(App[int]):
         dicom_dir: str | None = None,
         keymap: dict[str, str] | None = None,
     ) -> None:
+        probe_graphics()  # before the app runs: never a terminal query once it does
         super().__init__()
         self.out_dir = str(out_dir)
         self.engine_spec = engine

@@ -32,8 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         from tui.app import LlmhApp
+        from tui.components.preview import probe_graphics
     except ImportError as exc:  # pragma: no cover - textual is a dependency
         raise UserError(f"the TUI needs Textual: {exc}") from exc
+    probe_graphics()  # the terminal's answer must arrive now, not as keys inside the app
     local = args.engine.split("+")[0].split(":")[0] in ("inprocess", "local")
     out = str(Path(args.out).expanduser().resolve()) if local else args.out
     if local and not os.path.isdir(out):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from typing import Any
 
 from textual.app import ComposeResult
@@ -11,13 +12,29 @@ from textual.containers import Vertical
 from textual.widgets import Static
 
 
+def probe_graphics() -> bool:
+    """Import textual-image, which asks the terminal what it can draw (``ESC[c``, ``ESC[16t``).
+
+    Call it BEFORE the app runs (``tui/command.py`` does, and so does the app's constructor):
+    once Textual owns the terminal, the terminal's answer arrives as keystrokes (``[`` narrowed
+    the tree, ``c`` started a dry-run conversion). Returns whether the widget is importable.
+    """
+    try:
+        import textual_image.widget  # noqa: F401 - the import is the probe
+    except Exception:  # noqa: BLE001 - no images, text info only
+        return False
+    return True
+
+
 def image_class() -> Any:
-    """textual-image's widget: terminal graphics where supported, half-cell text otherwise.
+    """textual-image's widget: terminal graphics where supported, half-cell text otherwise;
+    ``None`` when it was not imported before the app started (it is never imported later).
 
     ``LLMH_TUI_IMAGE=halfcell`` (tests, snapshots) forces the text renderer.
     """
-    from textual_image import widget
-
+    widget = sys.modules.get("textual_image.widget")
+    if widget is None:
+        return None
     if os.environ.get("LLMH_TUI_IMAGE", "").lower() == "halfcell":
         return widget.HalfcellImage
     return widget.Image
@@ -40,12 +57,16 @@ class PreviewPane(Vertical):
         self.key = key
         for old in self.query(".preview-image"):
             old.remove()
+        shape = info.get("shape") or info.get("size") or ""
+        label = f"{key.split('|')[-1]} {shape}"
+        cls = image_class()
+        if cls is None:
+            self.query_one("#preview-info", Static).update(f"{label} (no image support)")
+            return
         img = PILImage.open(io.BytesIO(png))
         img.load()
-        widget = image_class()(img, classes="preview-image")
-        self.mount(widget, before=0)
-        shape = info.get("shape") or info.get("size") or ""
-        self.query_one("#preview-info", Static).update(f"{key.split('|')[-1]} {shape}")
+        self.mount(cls(img, classes="preview-image"), before=0)
+        self.query_one("#preview-info", Static).update(label)
 
     def show_message(self, text: str) -> None:
         for old in self.query(".preview-image"):
