@@ -6,6 +6,7 @@ the one-node Slurm, and the data builders refuse malformed records by name.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -294,7 +295,8 @@ def test_sft_overfits_and_writes_adapter_card_and_metrics(tiny_llama: Path, tmp_
 
     train = write_jsonl(tmp_path / "train.jsonl", OVERFIT)
     out = tmp_path / "run"
-    cfg = config.from_dict(run_config(tiny_llama, train, out, max_steps=24, merge=True), tmp_path)
+    opts = {"max_steps": 24, "merge": True, "eval_generate": 2, "eval_max_new_tokens": 6}
+    cfg = config.from_dict(run_config(tiny_llama, train, out, **opts), tmp_path)
     rec = Recorder()
     context._set(rec)
     try:
@@ -304,6 +306,9 @@ def test_sft_overfits_and_writes_adapter_card_and_metrics(tiny_llama: Path, tmp_
     print(f"SFT overfit: eval loss {res.eval_loss_before:.3f} -> {res.eval_loss_after:.3f}")
     assert res.eval_loss_before > 5.0  # ~ln(vocab): a random model
     assert res.eval_loss_after < 1.0
+    if importlib.util.find_spec("sacrebleu") and importlib.util.find_spec("rouge_score"):
+        # greedy answers scored by the metrics library at each evaluation
+        assert {"eval_bleu4", "eval_rouge_l"} <= set(res.metrics)
     assert (out / "adapter" / "adapter_config.json").is_file()
     card = (out / "README.md").read_text()
     assert "## Metrics" in card and "4 sft record(s)" in card and "eval loss after" in card

@@ -102,6 +102,7 @@ class TrainConfig:
     log_every: int = 1
     eval_epochs: int = 1  # evaluate every N passes over a stage's records (0: stage ends only)
     eval_generate: int = 0  # records generated each epoch for BLEU/ROUGE-L (0: loss only)
+    eval_max_new_tokens: int = 128
     eval_metrics: list[str] = field(default_factory=lambda: ["bleu", "rouge_l"])
     merge: bool = False  # also save the merged model (adapter folded into the weights)
 

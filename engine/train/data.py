@@ -38,7 +38,8 @@ COT_STEPS = (
 )
 N_STEPS = len(COT_STEPS)
 EHR_FIELDS = ("age", "sex", "indication", "history", "prior", "medications", "labs", "setting")
-_STEP = re.compile(r"^\s*(?:step\s*)?(\d{1,2})\s*[.):\-]\s*(.*)$", re.IGNORECASE)
+# "Step 3: ...", "3. ...", "3) ..." — not "3.5 cm" (the mark must end the number)
+_STEP = re.compile(r"^\s*(?:step\s*)?(\d{1,2})\s*[.):\-](?:\s+|$)(.*)$", re.IGNORECASE)
 
 
 @dataclass

@@ -117,7 +117,10 @@ def evaluate(cfg: RunConfig, ld: modeling.Loaded, enc: Encoder | None) -> dict[s
         recs = enc.records[:n]
         was = ld.model.training
         ld.model.eval()
-        preds = [modeling.generate(ld, r, system=cfg.data.system_prompt) for r in recs]
+        preds = [
+            modeling.generate(ld, r, cfg.train.eval_max_new_tokens, cfg.data.system_prompt)
+            for r in recs
+        ]
         ld.model.train(was)
         try:
             from engine.report import metrics
@@ -207,10 +210,14 @@ def run(cfg: RunConfig, resume: str = "auto", stop_after: int = 0) -> Outcome:
             optimizer.step()
             scheduler.step()
             losses.append(total)
-            res.stage_steps[stage.name] = res.stage_steps.get(stage.name, 0) + 1
             if step % cfg.train.log_every == 0 or step == cfg.train.max_steps:
                 rep.step(step, total, lr, stage=stage.name, epoch=round(epoch, 4))
-            if eval_enc is not None and (_epoch_due(cfg, stage, epoch) or step == stage.last_step):
+            last = step == cfg.train.max_steps  # evaluated once more below, with the outputs
+            if (
+                eval_enc is not None
+                and not last
+                and (_epoch_due(cfg, stage, epoch) or step == stage.last_step)
+            ):
                 rep.eval(step, evaluate(cfg, ld, eval_enc), stage=stage.name, epoch=round(epoch, 4))
             stop = flag.is_set() or (stop_after and step - start >= stop_after)
             if step % cfg.train.save_every == 0 or stop or context.cancelled():
@@ -231,8 +238,10 @@ def run(cfg: RunConfig, resume: str = "auto", stop_after: int = 0) -> Outcome:
                     f"stopped at step {step} ({why}); checkpoint saved, run again to resume"
                 )
     res.steps = step
+    res.stage_steps = {s.name: s.steps for s in stages}
     if eval_enc is not None:
         final = evaluate(cfg, ld, eval_enc)
+        rep.eval(step, final, stage=stages[-1].name, final=True)
         res.eval_loss_after = final.pop("eval_loss")
         res.metrics.update(final)
     res.first_loss = losses[0] if losses else math.nan

@@ -152,7 +152,11 @@ def submit_and_follow(
     if not (out / RESULT).is_file():
         log = out / f"slurm-{job}.log"
         tail = log.read_text(errors="replace")[-3000:] if log.is_file() else "(no log)"
-        raise StepFailed(f"Slurm job {job} ended without a result; log {log}:\n{tail}")
+        info = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True)
+        raise StepFailed(
+            f"Slurm job {job} ended without a result; log {log}:\n{tail}\n"
+            f"scontrol show job {job}:\n{info.stdout.strip() or info.stderr.strip()}"
+        )
     data = json.loads((out / RESULT).read_text())
     return job, Outcome(**data)
 
