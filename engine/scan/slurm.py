@@ -150,7 +150,9 @@ def main(argv: list[str]) -> int:
         return 0
     if len(argv) >= 3 and argv[0] == "merge":
         n = merge_parts(argv[1], argv[2])
-        cmd = " ".join(shlex.quote(a) for a in ["llm-heuristics", "analyze", argv[2], argv[1], *argv[3:]])
+        cmd = " ".join(
+            shlex.quote(a) for a in ["llm-heuristics", "analyze", argv[2], argv[1], *argv[3:]]
+        )
         print(f"merged {n} part(s) into the cache of {argv[1]}; now run: {cmd}", file=sys.stderr)
         return 0
     print(
