@@ -837,3 +837,75 @@ def test_command_probes_graphics_before_the_app_runs(monkeypatch: pytest.MonkeyP
     ns = argparse.Namespace(out=".", engine="inprocess", backend="x", model="y", dicom_dir=None)
     assert command.run(ns) == 0
     assert order == ["probe", "init", "run"]
+
+
+async def test_editor_read_only_until_edit_mode_and_quit_asks(out: Path) -> None:
+    """Tab/f2 into the editor then a review key typed into the code; now the code is
+    read-only until ``i``/enter, Escape leaves edit mode, the title says ``modified``, and
+    quitting with unsaved edits asks save/discard/cancel."""
+    from tui.screens.choice import ChoiceScreen
+    from tui.screens.matrix import MatrixScreen
+
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        ed = app.main_screen.editor
+        ed.load("def infotodict(seqinfo):\n    return {}\n", generated=True)
+        await pilot.press("f2")  # to the Reports tab, and back to the editor
+        await pilot.pause()
+        await pilot.press("f2")
+        await _until(pilot, lambda: ed.area.has_focus, "the editor has the focus")
+        before = ed.text
+        await pilot.press("p")  # a review key: the protocol matrix, not a letter in the code
+        await pilot.pause()
+        assert ed.text == before and isinstance(app.screen, MatrixScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        ed.area.focus()
+        await pilot.pause()
+        await pilot.press("a", "x")  # nothing typed
+        assert ed.text == before and not ed.dirty and ed.border_title == "Heuristic"
+        await pilot.press("i")
+        await pilot.pause()
+        assert ed.editing and "editing" in ed.border_title
+        ed.area.move_cursor(ed.area.document.end)
+        await pilot.press("#", "p")
+        await pilot.pause()
+        assert ed.text.endswith("\n#p") and ed.dirty
+        assert "modified" in ed.border_title
+        await pilot.press("escape")  # leaves edit mode, keeps the edit
+        await pilot.pause()
+        assert not ed.editing and ed.has_focus_within and ed.dirty
+        assert ed.border_title == "Heuristic (modified)"
+        # quit with unsaved edits: cancel stays, save saves then quits
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ChoiceScreen) and app.is_running
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("s")
+        await _settle(app, pilot)
+    assert (out / "heuristic.py").read_text().endswith("\n#p")
+    assert app.return_code in (0, None)
+
+
+async def test_quit_discard_unsaved_edits(out: Path) -> None:
+    from tui.screens.choice import ChoiceScreen
+
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        ed = app.main_screen.editor
+        ed.load("x = 1\n", generated=True)
+        ed.area.load_text("x = 2\n")
+        await pilot.press("q")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("d")
+        await pilot.pause()
+        assert not app.is_running
+    assert not (out / "heuristic.py").exists()

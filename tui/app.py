@@ -69,6 +69,7 @@ class LlmhApp(App[int]):
         self.running: Any = None  # the engine call that x cancels
         self.started = time.perf_counter()
         self.ready_at: float | None = None  # seconds from construction to a loaded workspace
+        self.quit_after_save = False  # the quit prompt's "save": exit once the engine saved
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
         """Notifications are plain text: they quote group ids, names and engine messages,
@@ -268,6 +269,35 @@ class LlmhApp(App[int]):
             )
         first = text.splitlines()[0] if text else "failed"
         self.notify(f"{name}: {first}", severity=severity, timeout=8)  # type: ignore[arg-type]
+
+    async def action_quit(self) -> None:
+        """Quit; with unsaved edits in the heuristic editor, ask: save, discard or cancel."""
+        editor = self.main_screen.editor if self.screen_stack else None
+        if editor is None or not editor.dirty:
+            self.exit()
+            return
+        from tui.screens.choice import ChoiceScreen
+
+        def answered(answer: str | None) -> None:
+            if answer == "discard":
+                self.exit()
+            elif answer == "save":
+                self.quit_after_save = True
+                if not editor.action_save():
+                    self.quit_after_save = False  # a syntax error: stay, it is shown
+
+        self.push_screen(
+            ChoiceScreen(
+                "Unsaved edits in heuristic.py",
+                ["Save them before quitting?"],
+                [
+                    ("save", "s", "Save"),
+                    ("discard", "d", "Discard"),
+                    ("cancel", "escape", "Cancel"),
+                ],
+            ),
+            answered,
+        )
 
     def action_cancel(self) -> None:
         call = self.running

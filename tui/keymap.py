@@ -64,11 +64,12 @@ KEYS: tuple[KeySpec, ...] = (
         "view.shrink", "left_square_bracket", "resize(-4)", "narrow tree", "screen", show=False
     ),
     KeySpec("view.refresh", "f5", "refresh", "reload workspace", "screen", show=False),
+    KeySpec("heuristic.edit", "i,enter", "edit_mode", "edit the heuristic", "editor"),
     KeySpec("heuristic.save", "ctrl+s", "save", "save edits", "editor", show=False),
     KeySpec("heuristic.replace", "ctrl+g", "take_generated", "take regenerated version", "editor"),
     KeySpec("mapping.cancel", "x", "cancel", "cancel the running engine task", "app", show=False),
     KeySpec("engine.reconnect", "f6", "reconnect", "reconnect to the engine", "app", show=False),
-    KeySpec("app.quit", "ctrl+q", "quit", "quit", "app", show=False),
+    KeySpec("app.quit", "ctrl+q,q", "quit", "quit", "app", show=False),
 )
 
 

@@ -1,13 +1,18 @@
 """Heuristic editor: the generated ``heuristic.py`` with the validation problems beneath it.
 
-It owns its keys: save (checked for syntax here, then saved and validated by the engine) and
-take the regenerated version (after ``generate`` went beside hand edits)."""
+It owns its keys: edit (``i``/enter), save (checked for syntax here, then saved and validated by
+the engine) and take the regenerated version (after ``generate`` went beside hand edits).
+
+The code is read-only until the person asks to edit (``i`` or enter; Escape leaves edit mode):
+focus reaches the editor by Tab or f2, and the review keys (``p``, ``a``, ...) must not type
+into the code then. The border title says ``editing`` and ``modified`` (unsaved edits)."""
 
 from __future__ import annotations
 
 import difflib
 from typing import Any
 
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static, TextArea
@@ -52,6 +57,21 @@ def problem_lines(res: ValidateResult) -> list[tuple[int, str]]:
     return out[:50] or [(0, "validation failed")]
 
 
+class CodeArea(TextArea):
+    """A TextArea whose Escape leaves edit mode (read-only again) instead of moving focus."""
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "escape" and not self.read_only:
+            event.stop()
+            event.prevent_default()
+            self.read_only = True
+            editor = next((a for a in self.ancestors if isinstance(a, HeuristicEditor)), None)
+            if editor is not None:
+                editor.update_title()
+            return
+        await super()._on_key(event)
+
+
 class HeuristicEditor(Vertical):
     BORDER_TITLE = "Heuristic"
     ALLOW_MAXIMIZE = True
@@ -64,12 +84,30 @@ class HeuristicEditor(Vertical):
         self.pending_generated = ""  # a regeneration not taken yet (there were hand edits)
 
     def compose(self) -> ComposeResult:
-        yield TextArea.code_editor("", language="python", id="heuristic-text")
+        yield CodeArea.code_editor("", language="python", id="heuristic-text", read_only=True)
         yield Static("", id="heuristic-problems", markup=False)
 
     @property
     def area(self) -> TextArea:
         return self.query_one("#heuristic-text", TextArea)
+
+    @property
+    def editing(self) -> bool:
+        return not self.area.read_only
+
+    def update_title(self) -> None:
+        marks = [m for m, on in (("editing", self.editing), ("modified", self.dirty)) if on]
+        self.border_title = f"Heuristic ({', '.join(marks)})" if marks else "Heuristic"
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        self.update_title()
+
+    def action_edit_mode(self) -> None:
+        """``i``/enter: the code takes keys until Escape."""
+        self.area.read_only = False
+        self.area.focus()
+        self.update_title()
+        self.notify("editing the heuristic: Escape leaves edit mode, ctrl+s saves", timeout=3)
 
     @property
     def text(self) -> str:
@@ -91,9 +129,11 @@ class HeuristicEditor(Vertical):
             self.generated_text = text
         self.area.load_text(text)
         self.set_problems([])
+        self.update_title()
 
     def mark_saved(self) -> None:
         self.saved_text = self.text
+        self.update_title()
 
     def set_problems(self, problems: list[tuple[int, str]], ok_text: str = "") -> None:
         w = self.query_one("#heuristic-problems", Static)
@@ -114,13 +154,15 @@ class HeuristicEditor(Vertical):
         else:
             self.set_problems(problem_lines(res))
 
-    def action_save(self) -> None:
+    def action_save(self) -> bool:
+        """Ask the engine to save (returns False when a syntax error keeps the text here)."""
         problems = syntax_problems(self.text)
         if problems:
             self.set_problems(problems)
             self.notify("not saved: fix the syntax error first", severity="error")
-            return
+            return False
         self.post_message(msg.SaveHeuristic(self.text))
+        return True
 
     def action_take_generated(self) -> None:
         if not self.pending_generated:

@@ -164,6 +164,9 @@ class MainScreen(Screen[None]):
     def on_heuristic_saved(self, m: msg.HeuristicSaved) -> None:
         if self.editor.text == m.text:
             self.editor.mark_saved()
+        app: Any = self.app
+        if app.quit_after_save:
+            app.exit()
 
     def on_validation_done(self, m: msg.ValidationDone) -> None:
         self.editor.show_validation(m.result)
