@@ -107,7 +107,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
 # Steps that may run on another engine (``--engine SPEC``): same arguments, same files.
 REMOTE_COMMANDS = frozenset(
-    {"analyze", "group", "map", "generate", "validate", "convert", "decide"}
+    {"analyze", "group", "map", "generate", "validate", "convert", "decide", "classify", "train"}
 )
 
 

@@ -4,7 +4,6 @@ effective mapping, OUT's tables round-trip any text, and the RPC layer checks ty
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 
 from engine.api import steps
 from engine.api.review import workspace_view
-from engine.api.types import DecideParams, MapParams
+from engine.api.types import PROTOCOL_VERSION, DecideParams, MapParams
 from engine.cli import main
 from engine.errors import InvalidParams, ProtocolMismatch
 from engine.mapping.effective import effective
@@ -431,7 +430,7 @@ def test_wrong_param_types_are_invalid_params_and_engine_keeps_answering(tmp_pat
 
 def test_hello_protocol_and_mismatch(tmp_path) -> None:
     with EngineClient("inprocess") as c:
-        assert c.hello["protocol"] == protocol.PROTOCOL_VERSION == "3"
+        assert c.hello["protocol"] == protocol.PROTOCOL_VERSION == str(PROTOCOL_VERSION)
     fake = tmp_path / "old_engine.py"
     fake.write_text(
         "import json, sys, time\n"
@@ -444,7 +443,8 @@ def test_hello_protocol_and_mismatch(tmp_path) -> None:
     with pytest.raises(ProtocolMismatch) as ei:
         client.start()
     msg = str(ei.value)
-    assert "speaks protocol 2" in msg and "this client 3" in msg and "0.0.1" in msg
+    assert "speaks protocol 2" in msg and f"this client {protocol.PROTOCOL_VERSION}" in msg
+    assert "0.0.1" in msg
     assert "install the same llm-heuristics version" in msg
     assert isinstance(ei.value, protocol.LlmhError)
     client.close()

@@ -57,3 +57,13 @@ def test_layer_contracts_hold() -> None:
         pytest.skip("import-linter is not installed (pip install -e '.[test]')")
     res = subprocess.run([exe], capture_output=True, text=True, cwd=ROOT, check=False)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+
+
+def test_client_result_types_match_the_api_functions() -> None:
+    """The TUI rebuilds results from RESULTS (no step code): it must say what the API returns."""
+    from engine.api.methods import API, result_type
+    from engine.api.types import RESULTS
+
+    assert set(API) == set(RESULTS)
+    for name in API:
+        assert str(RESULTS[name]) == str(result_type(name)), name

@@ -167,7 +167,9 @@ def _metrics(m: dict[str, Any]) -> ClassMetrics:
     return ClassMetrics(
         accuracy=float(m.get("accuracy", 0.0)),
         macro_f1=float(m.get("macro_f1", 0.0)),
-        per_class={c: {k: float(v) for k, v in d.items()} for c, d in m.get("per_class", {}).items()},
+        per_class={
+            c: {k: float(v) for k, v in d.items()} for c, d in m.get("per_class", {}).items()
+        },
         labels=list(m.get("labels", [])),
         confusion=[[int(x) for x in r] for r in m.get("confusion", [])],
         folds=int(m.get("folds", 0)),
@@ -206,11 +208,15 @@ def classify_train(p: ClassifyTrainParams) -> ClassifyTrainResult:
         generated=int(bundle.data.get("generated", 0)),
         cv=_metrics(cv) if cv else None,
     )
-    parts = [f"trained {len(res.classes)} classes on {res.n_images} images "
-             f"({res.n_rows} rows, source {res.source}, {res.generated} new descriptions)"]
+    parts = [
+        f"trained {len(res.classes)} classes on {res.n_images} images "
+        f"({res.n_rows} rows, source {res.source}, {res.generated} new descriptions)"
+    ]
     if res.cv is not None:
-        parts.append(f"grouped {res.cv.folds}-fold CV: accuracy {res.cv.accuracy:.3f}, "
-                     f"macro-F1 {res.cv.macro_f1:.3f}")
+        parts.append(
+            f"grouped {res.cv.folds}-fold CV: accuracy {res.cv.accuracy:.3f}, "
+            f"macro-F1 {res.cv.macro_f1:.3f}"
+        )
     res.message = "; ".join(parts) + f"; bundle {p.out_model}"
     return res
 
@@ -229,8 +235,10 @@ def classify_evaluate(p: ClassifyEvaluateParams) -> ClassifyEvaluateResult:
         table=m["per_class_table"],
         n_images=len(items),
     )
-    res.message = (f"{len(items)} images: accuracy {res.metrics.accuracy:.3f}, macro-F1 "
-                   f"{res.metrics.macro_f1:.3f}; confusion matrix {res.confusion_png}")
+    res.message = (
+        f"{len(items)} images: accuracy {res.metrics.accuracy:.3f}, macro-F1 "
+        f"{res.metrics.macro_f1:.3f}; confusion matrix {res.confusion_png}"
+    )
     return res
 
 
@@ -247,9 +255,7 @@ def classify_predict(p: ClassifyPredictParams) -> ClassifyPredictResult:
     items = [ImageItem(f, key=f) for f in p.files]
     preds = pipeline.predict(items, p.model_path, _settings(p))
     classes = list(preds[0].probs) if preds else []
-    return ClassifyPredictResult(
-        [ClassPrediction(x.key, x.label, x.probs) for x in preds], classes
-    )
+    return ClassifyPredictResult([ClassPrediction(x.key, x.label, x.probs) for x in preds], classes)
 
 
 def classify_second_opinion(p: SecondOpinionParams) -> SecondOpinionResult:
@@ -260,8 +266,15 @@ def classify_second_opinion(p: SecondOpinionParams) -> SecondOpinionResult:
     res = SecondOpinionResult(
         out_dir=p.out_dir,
         opinions=[
-            GroupOpinion(o.group_id, o.image_says, o.probs, o.name_says, o.disagrees,
-                         o.n_series, o.rationale())
+            GroupOpinion(
+                o.group_id,
+                o.image_says,
+                o.probs,
+                o.name_says,
+                o.disagrees,
+                o.n_series,
+                o.rationale(),
+            )
             for o in ops
         ],
         path=str(Path(p.out_dir) / OPINION_FILE),

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from engine.api import review, steps
+from engine.api import classify, review, steps, train
 from engine.errors import InvalidParams
 from engine.serial import from_json, to_json
 
@@ -26,6 +26,7 @@ from engine.serial import from_json, to_json
 # started with (``engine serve --root DIR``): see :func:`confine_paths`.
 PATH_PARAMS = frozenset(
     {"out_dir", "input", "output", "heuristic", "bids_dir", "dicom_dir", "sidecar_metadata", "path"}
+    | {"data", "out_model", "model_path", "files", "workspace", "cache", "config"}
 )
 # Names of files inside OUT (resolved there by the workspace): no NUL character either.
 FILE_NAME_PARAMS = frozenset({"name"})
@@ -64,6 +65,15 @@ API: dict[str, ApiMethod] = {
         _m("workspace.text", review.read_text),
         _m("heuristic.save", review.save_heuristic),
         _m("preview", review.preview),
+        _m("classify.train", classify.classify_train, step=True),
+        _m("classify.evaluate", classify.classify_evaluate, step=True),
+        _m("classify.predict", classify.classify_predict, step=True),
+        _m("classify.second_opinion", classify.classify_second_opinion, step=True),
+        _m("train.sft", train.train_sft, step=True),
+        _m("train.dpo", train.train_dpo, step=True),
+        _m("train.data", train.data_build),
+        _m("train.check", train.data_check),
+        _m("train.export", train.export, step=True),
     )
 }
 
@@ -171,8 +181,12 @@ def confine_paths(params: dict[str, Any], roots: Iterable[str] | None) -> None:
     if roots is None:
         return
     roots = tuple(roots)
-    for name in sorted(PATH_PARAMS & set(params)):
-        value = params[name]
+    checks = [
+        (name, v)
+        for name in sorted(PATH_PARAMS & set(params))
+        for v in (params[name] if isinstance(params[name], list) else [params[name]])
+    ]
+    for name, value in checks:
         if not isinstance(value, str):
             continue
         try:

@@ -40,6 +40,7 @@ def review_view(out_dir: str, changed: Decision | None = None) -> ReviewView:
         can_redo=st.can_redo,
         last_seq=st.last_seq,
         changed=changed,
+        warnings=list(getattr(st, "warnings", [])),
     )
 
 
@@ -195,11 +196,17 @@ def workspace_view(out_dir: str) -> WorkspaceView:
         view.missing.append(f"not mapped yet: run `llm-heuristics map {ws.root}`")
         eff = combine(series, groups, [], decisions)
     view.series = _series_rows(eff)
+    from engine.classify.workspace import read_opinions
+
+    opinions = read_opinions(ws.root)
     for g, prop, m in zip(eff.groups, eff.proposals, eff.mappings, strict=True):
         d = decisions.get(g.group_id)
-        view.groups.append(
-            GroupView(g, prop, m, d, d is None and m.confidence < view.unsure_threshold)
-        )
+        gv = GroupView(g, prop, m, d, d is None and m.confidence < view.unsure_threshold)
+        op = opinions.get(g.group_id)
+        if op is not None:
+            gv.image_says = str(getattr(op, "image_says", "") or "")
+            gv.image_probs = {str(k): float(v) for k, v in (getattr(op, "probs", {}) or {}).items()}
+        view.groups.append(gv)
     view.review = review_view(out_dir)
     view.has_heuristic = ws.path(HEURISTIC_FILE).is_file()
     view.dicom_inputs = [str(p) for p in ws.analyze_inputs()]

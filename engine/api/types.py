@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from engine.model import Decision, Group, Mapping
 
-PROTOCOL_VERSION = 3  # bumped when a method's parameters or result shape change
+PROTOCOL_VERSION = 4  # bumped when a method's parameters or result shape change
 
 
 @dataclass
@@ -199,6 +199,8 @@ class GroupView:
     mapping: Mapping
     decision: Decision | None = None
     unsure: bool = False
+    image_says: str = ""  # the image classifier's second opinion (classify second-opinion)
+    image_probs: dict[str, float] = field(default_factory=dict)
 
     @property
     def group_id(self) -> str:
@@ -253,3 +255,31 @@ RESULTS: dict[str, object] = {
     "heuristic.save": TextFile,
     "preview": Preview,
 }
+
+
+def _more_results() -> None:
+    """Results of the classifier and training methods (their types live beside them)."""
+    from engine.api.classify import (
+        ClassifyEvaluateResult,
+        ClassifyPredictResult,
+        ClassifyTrainResult,
+        SecondOpinionResult,
+    )
+    from engine.api.train import DataSummaryResult, ExportResult, TrainResult
+
+    RESULTS.update(
+        {
+            "classify.train": ClassifyTrainResult,
+            "classify.evaluate": ClassifyEvaluateResult,
+            "classify.predict": ClassifyPredictResult,
+            "classify.second_opinion": SecondOpinionResult,
+            "train.sft": TrainResult,
+            "train.dpo": TrainResult,
+            "train.data": DataSummaryResult,
+            "train.check": DataSummaryResult,
+            "train.export": ExportResult,
+        }
+    )
+
+
+_more_results()

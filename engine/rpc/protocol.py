@@ -27,7 +27,7 @@ from typing import Any
 
 from engine.errors import LlmhError, error_class
 
-PROTOCOL_VERSION = "3"  # must equal the client's; bumped with the API's result shapes
+PROTOCOL_VERSION = "4"  # must equal the client's; bumped with the API's result shapes
 
 # Hostile input: a message nested deeper than this is refused (-32600), and a line longer than
 # the engine's limit (``LLMH_ENGINE_MAX_MESSAGE`` bytes, or ``engine serve --max-message``) is
