@@ -909,3 +909,68 @@ async def test_quit_discard_unsaved_edits(out: Path) -> None:
         await pilot.pause()
         assert not app.is_running
     assert not (out / "heuristic.py").exists()
+
+
+async def test_help_escape_q_right_and_not_a_workspace(out: Path, tmp_path: Path) -> None:
+    """``?``/f1 show the keys panel, "help" finds it in the palette, Escape closes the panel and
+    the filter, Right opens a tree node, ``q`` quits; a folder that is not a workspace says so."""
+    from textual.command import CommandPalette
+    from textual.widgets import HelpPanel, Input
+
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        main = app.main_screen
+        for key in ("question_mark", "f1"):
+            await pilot.press(key)
+            await pilot.pause()
+            assert main.query(HelpPanel), key
+            await pilot.press("escape")
+            await pilot.pause()
+            assert not main.query(HelpPanel), key
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        assert isinstance(app.screen, CommandPalette)
+        await pilot.press(*"help")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await pilot.pause()
+        assert main.query(HelpPanel)  # the palette's "Help: show the keys"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not main.query(HelpPanel)
+        # the filter: Escape clears it and goes back to the table
+        await pilot.press("slash", *"t1")
+        await pilot.pause()
+        flt = main.groups.query_one("#group-filter", Input)
+        assert flt.value == "t1" and main.groups.table.row_count < 7
+        await pilot.press("escape")
+        await pilot.pause()
+        assert flt.value == "" and main.groups.table.has_focus
+        assert main.groups.table.row_count == 7
+        # Right opens a subject, Left closes it
+        tree = main.query_one("#tree")
+        tree.focus()
+        await pilot.pause()
+        first = tree.root.children[0]
+        assert not first.is_expanded
+        await pilot.press("right")
+        await pilot.pause()
+        assert first.is_expanded and first.children
+        await pilot.press("left")
+        await pilot.pause()
+        assert not first.is_expanded
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    app = LlmhApp(empty, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        text = str(app.main_screen.rationale.query_one("#rationale-text").render())
+        assert "not a review workspace" in text and "analyze" in text
+        status = str(app.main_screen.query_one("#status").render())
+        assert "not a review workspace" in status
+        assert any("analyze" in n.message for n in app._notifications)

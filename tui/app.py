@@ -299,6 +299,18 @@ class LlmhApp(App[int]):
             answered,
         )
 
+    def help_shown(self) -> bool:
+        from textual.widgets import HelpPanel
+
+        return bool(self.screen.query(HelpPanel))
+
+    def action_toggle_help(self) -> None:
+        """``?``/f1: the keys panel (every key of the focused pane and the screen)."""
+        if self.help_shown():
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
     def action_cancel(self) -> None:
         call = self.running
         if call is not None:

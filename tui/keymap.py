@@ -70,6 +70,12 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("mapping.cancel", "x", "cancel", "cancel the running engine task", "app", show=False),
     KeySpec("engine.reconnect", "f6", "reconnect", "reconnect to the engine", "app", show=False),
     KeySpec("app.quit", "ctrl+q,q", "quit", "quit", "app", show=False),
+    KeySpec("help.keys", "question_mark,f1", "toggle_help", "help: show the keys", "app"),
+    KeySpec(
+        "view.close", "escape", "close", "close the keys panel / the filter", "screen", show=False
+    ),
+    KeySpec("view.expand", "right", "expand_node", "expand tree node", "tree", show=False),
+    KeySpec("view.collapse", "left", "collapse_node", "collapse tree node", "tree", show=False),
 )
 
 

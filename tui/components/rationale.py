@@ -25,6 +25,11 @@ class RationalePane(VerticalScroll):
     def compose(self):  # type: ignore[no-untyped-def]
         yield Static("", id="rationale-text", markup=False)
 
+    def show_message(self, text: str) -> None:
+        """A message instead of a group (a folder that is not a workspace yet)."""
+        self.group = None
+        self.query_one("#rationale-text", Static).update(text)
+
     def show(self, g: GroupView | None) -> None:
         self.group = g
         self._redraw()

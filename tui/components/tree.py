@@ -11,6 +11,7 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
+from tui.keymap import bindings
 from tui.viewmodel import Workspace
 
 
@@ -19,6 +20,7 @@ class DicomTree(Tree[dict[str, Any]]):
 
     BORDER_TITLE = "DICOM"
     ALLOW_MAXIMIZE = True
+    BINDINGS = bindings("tree")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("study", **kwargs)
@@ -34,6 +36,29 @@ class DicomTree(Tree[dict[str, Any]]):
             node = self.root.add(label, data={"kind": "subject", "subject": sub})
             node.allow_expand = True
         self.root.expand()
+
+    def action_expand_node(self) -> None:
+        """Right: open the node under the cursor (on an open one: down to its first child)."""
+        node = self.cursor_node
+        if node is None and self.root.children:  # no cursor yet: the first subject
+            node = self.root.children[0]
+            self.move_cursor(node)
+        if node is None:
+            return
+        if node.allow_expand and not node.is_expanded:
+            node.expand()
+        elif node.children:
+            self.move_cursor(node.children[0])
+
+    def action_collapse_node(self) -> None:
+        """Left: close the node under the cursor, or go up to its parent."""
+        node = self.cursor_node
+        if node is None:
+            return
+        if node.is_expanded:
+            node.collapse()
+        elif node.parent is not None and node.parent is not self.root:
+            self.move_cursor(node.parent)
 
     def on_tree_node_expanded(self, event: Tree.NodeExpanded[dict[str, Any]]) -> None:
         node = event.node

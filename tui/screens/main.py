@@ -116,6 +116,12 @@ class MainScreen(Screen[None]):
         self._show_selected()
         for line in m.view.missing:
             self.reports.log_line(line)
+        if m.view.missing and not self.ws.groups:
+            # not a workspace (yet): say what to run, never leave the panes silently empty
+            text = f"{self.app.out_dir} is not a review workspace yet:"  # type: ignore[attr-defined]
+            self.rationale.show_message("\n".join([text, *m.view.missing]))
+            self.set_status(f"{text} {m.view.missing[0]}", error=True)
+            self.notify("\n".join(m.view.missing), severity="warning", timeout=10)
         app: Any = self.app
         if app.ready_at is None:
             app.ready_at = time.perf_counter() - app.started
@@ -219,6 +225,17 @@ class MainScreen(Screen[None]):
                 self.post_message(msg.LoadReports())
 
     # --- workspace-wide keys -----------------------------------------------------------------
+    def action_close(self) -> None:
+        """Escape: close the keys panel, else leave (and clear) the groups filter."""
+        app: Any = self.app
+        if app.help_shown():
+            app.action_hide_help_panel()
+            return
+        flt = self.groups.query_one("#group-filter")
+        if flt.has_focus or getattr(flt, "value", ""):
+            flt.value = ""  # type: ignore[attr-defined]
+            self.groups.table.focus()
+
     def action_undo(self) -> None:
         self.post_message(msg.History("undo"))
 
