@@ -142,4 +142,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    rc = main()
+    sys.stderr.flush()
+    # the stdin reader is a daemon thread blocked in a read: a normal interpreter shutdown
+    # aborts on its buffer lock ("could not acquire lock ... at interpreter shutdown")
+    os._exit(rc)
