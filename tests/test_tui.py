@@ -449,7 +449,7 @@ async def test_convert_dry_run_then_real(
         assert not list(out.glob("bids/sub-*/**/*.nii*")), "a dry run wrote NIfTI files"
         assert app.main_screen.reports.active == "conversion"
         assert any(f"dry run of sub-{sub} done" in n.message for n in app._notifications)
-        await pilot.press("C")
+        await pilot.press("C", "y")  # the real conversion asks first
         for _ in range(3):
             await _settle(app, pilot)
         real = app.main_screen.reports.report("conversion")
@@ -974,3 +974,63 @@ async def test_help_escape_q_right_and_not_a_workspace(out: Path, tmp_path: Path
         status = str(app.main_screen.query_one("#status").render())
         assert "not a review workspace" in status
         assert any("analyze" in n.message for n in app._notifications)
+
+
+async def test_real_convert_asks_then_reports_failure_with_its_cause(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``C`` asks (subject, target folder, overwrite) in a modal; a failed conversion is posted
+    as a failure with its cause and the Conversion tab shows the report. The engine's convert
+    is stubbed here (the hand-made workspace has no DICOM files): the TUI's part is under
+    test; ``test_convert_dry_run_then_real`` runs the real one where dcm2niix is installed."""
+    import dataclasses
+
+    from engine.api import methods
+    from engine.api.types import ConvertParams, ConvertResult
+    from tui.screens.choice import ChoiceScreen
+
+    calls: list[ConvertParams] = []
+
+    def fake_convert(p):  # type: ignore[no-untyped-def]
+        calls.append(p)
+        return ConvertResult(
+            ok=False,
+            report="CONVERSION REPORT: sub-S0001 failed",
+            bids_dir=str(out / "bids"),
+            failed=["sub-S0001: dcm2niix exit 2: no DICOM files in the series folder"],
+            series_failed=["sub-S0001 1-localizer: no DICOM files"],
+        )
+
+    fake_convert.__annotations__ = {"p": ConvertParams, "return": ConvertResult}
+    fake_convert.__doc__ = "stub"
+    api = methods.API["convert"]
+    monkeypatch.setitem(methods.API, "convert", dataclasses.replace(api, func=fake_convert))
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        await pilot.press("C")
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceScreen)
+        shown = str(app.screen.query_one("#choice-text").render())
+        assert "sub-S0001" in shown and f"{out}/bids" in shown and "overwrite" in shown
+        await pilot.press("n")
+        await _settle(app, pilot)
+        assert not isinstance(app.screen, ChoiceScreen) and calls == []
+        await pilot.press("C")
+        await pilot.pause()
+        await pilot.press("y")
+        for _ in range(3):
+            await _settle(app, pilot)
+        assert len(calls) == 1 and not calls[0].dry_run and calls[0].subject == "S0001"
+        notes = [n for n in app._notifications if "sub-S0001" in n.message]
+        assert notes and notes[-1].severity == "error", [n.message for n in app._notifications]
+        assert "failed: sub-S0001: dcm2niix exit 2: no DICOM files" in notes[-1].message
+        assert "(+1 more)" in notes[-1].message
+        main = app.main_screen
+        assert main.query_one("#side").active == "side-reports"
+        await _until(pilot, lambda: main.reports.ready, "the reports pane")
+        await pilot.pause()
+        from textual.widgets import TextArea
+
+        area = main.query_one("#report-conversion", TextArea)
+        assert area.text == "CONVERSION REPORT: sub-S0001 failed"

@@ -35,6 +35,19 @@ REPORT_FILES = {"grouping": "grouping", "mapping": "mapping", "validation": "heu
 REPORT_FILES["conversion"] = "conversion"
 
 
+def convert_summary(m: msg.Convert, res: t.ConvertResult) -> str:
+    """One line for the notification: done, or failed WITH its cause (the first failed run or
+    series, the validator's verdict); the Conversion tab holds the whole report."""
+    what = f"{'dry run of ' if m.dry_run else ''}sub-{m.subject}"
+    if res.ok and not res.series_failed:
+        return f"{what} done"
+    causes = [*res.failed, *res.series_failed]
+    cause = causes[0] if causes else (res.verdict or "see the Conversion report")
+    more = f" (+{len(causes) - 1} more)" if len(causes) > 1 else ""
+    head = "failed" if not res.ok else f"{len(res.series_failed)} series failed"
+    return f"{what} {head}: {cause}{more}"
+
+
 class LlmhApp(App[int]):
     """``LlmhApp(out_dir, engine="inprocess")``; ``client=`` injects a started EngineClient."""
 
@@ -242,11 +255,10 @@ class LlmhApp(App[int]):
         p = t.ConvertParams(
             self.out_dir, m.subject, m.session or None, dicom_dir=self.dicom_dir, dry_run=m.dry_run
         )
-        res = self.api("convert", p, track=True)
+        res: t.ConvertResult = self.api("convert", p, track=True)
         self.tell(msg.ReportText("conversion", res.report, show=True))
-        what = f"{'dry run of ' if m.dry_run else ''}sub-{m.subject}"
-        failed = f" failed: {', '.join(res.failed) or res.verdict}" if not res.ok else " done"
-        self.tell(msg.TaskDone("convert", res.ok, what + failed))
+        ok = res.ok and not res.series_failed  # a failed series is a failure, said as one
+        self.tell(msg.TaskDone("convert", ok, convert_summary(m, res)))
 
     # --- errors, cancel, reconnect -------------------------------------------------------------
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:

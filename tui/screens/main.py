@@ -189,7 +189,7 @@ class MainScreen(Screen[None]):
             self.rationale.finish()
         if m.message:
             self.reports.log_line(f"{m.name}: {m.message}")
-            self.notify(m.message, severity="information" if m.ok else "error", timeout=5)
+            self.notify(m.message, severity="information" if m.ok else "error", timeout=8)
 
     def on_name_checked(self, m: msg.NameChecked) -> None:
         pass  # the edit dialog was closed before the engine answered
@@ -256,7 +256,32 @@ class MainScreen(Screen[None]):
         if not sub:
             self.notify("no subject to convert", severity="error")
             return
-        self.post_message(msg.Convert(sub, ses, dry_run))
+        if dry_run:
+            self.post_message(msg.Convert(sub, ses, dry_run))
+            return
+        from tui.screens.choice import ChoiceScreen
+
+        def answered(answer: str | None) -> None:
+            if answer == "convert":
+                self.post_message(msg.Convert(sub, ses, False))
+            else:
+                self.notify("conversion cancelled", timeout=3)
+
+        what = f"sub-{sub}" + (f" ses-{ses}" if ses else " (all its sessions)")
+        target = f"{self.app.out_dir.rstrip('/')}/bids"  # type: ignore[attr-defined]
+        self.app.push_screen(
+            ChoiceScreen(
+                f"Convert {what}?",
+                [
+                    f"subject: {what}",
+                    f"into:    {target}",
+                    f"overwrite: files of sub-{sub} already there are replaced",
+                    "dcm2niix writes NIfTI files; this can take minutes (x cancels).",
+                ],
+                [("convert", "y", "Convert"), ("cancel", "n", "Cancel")],
+            ),
+            answered,
+        )
 
     def action_refresh(self) -> None:
         self.post_message(msg.Reload())
