@@ -4,7 +4,9 @@ Every decision (accept, edit, skip, unskip) and every undo/redo is one JSON line
 ``OUT/user_decisions.jsonl`` and fsynced before the call returns, so a killed session loses
 nothing that was shown as saved. The current state is a replay of the journal: a linear
 history with an undo pointer, like an editor's (a new decision after an undo drops the redo
-tail). A torn last line (a crash mid-write) is ignored on replay, and set aside by the next
+tail). A bulk review (many groups accepted or skipped in one action) is ONE line,
+``{"op": "decide_many", "decisions": [...]}``, and one step of that history: one undo takes
+all of it back, one redo re-applies all of it. A torn last line (a crash mid-write) is ignored on replay, and set aside by the next
 append. Every other line is validated (types included): one that fails is never dropped in
 silence nor allowed to crash a step; it is moved to ``user_decisions.quarantine.jsonl`` with
 its line number and the reason, and every step warns about it until that file is deleted.
@@ -66,15 +68,30 @@ def record_problem(rec: Any) -> str:
     if not isinstance(rec, dict):
         return "not a JSON object"
     op = rec.get("op")
-    if op not in ("decide", "undo", "redo"):
+    if op not in ("decide", "decide_many", "undo", "redo"):
         return f"unknown op {op!r}"
     if rec.get("seq") is not None and not _whole(rec["seq"]):
         return f"seq {rec['seq']!r} is not a whole number"
     if rec.get("time") is not None and not _number(rec["time"]):
         return f"time {rec['time']!r} is not a number"
     gid = rec.get("group_id")
+    if op == "decide_many":
+        items = rec.get("decisions")
+        if not isinstance(items, list) or not items:
+            return "decisions is missing or not a non-empty list"
+        for i, d in enumerate(items):
+            why = _decision_problem(d) if isinstance(d, dict) else "not a JSON object"
+            if why:
+                return f"decisions[{i}]: {why}"
+        return ""
     if op != "decide":
         return "" if gid is None or isinstance(gid, str) else "group_id is not a string"
+    return _decision_problem(rec)
+
+
+def _decision_problem(rec: dict[str, Any]) -> str:
+    """Why one decision's fields are not valid ("" when they are)."""
+    gid = rec.get("group_id")
     if not isinstance(gid, str) or not gid:
         return "group_id is missing or not a string"
     if rec.get("action") not in ACTIONS:
@@ -260,6 +277,7 @@ class ReviewState:
 
     history: list[Decision] = field(default_factory=list)
     pos: int = 0
+    steps: list[int] = field(default_factory=list)  # decisions per history step (bulk: many)
     last_seq: int = 0
     warnings: list[str] = field(default_factory=list)  # about the journal, for every step
 
@@ -270,6 +288,40 @@ class ReviewState:
     @property
     def can_redo(self) -> bool:
         return self.pos < len(self.history)
+
+    def _bounds(self) -> list[int]:
+        """Where each history step ends: ``[0, e1, e2, ...]`` (``pos`` is always one of them)."""
+        out = [0]
+        for n in self.steps:
+            out.append(out[-1] + n)
+        return out
+
+    def push(self, decisions: list[Decision]) -> None:
+        """A new step (one decision, or a bulk one): drops the redo tail."""
+        b = self._bounds()
+        del self.history[self.pos :]
+        self.steps = self.steps[: b.index(self.pos)] if self.pos in b else self.steps
+        self.history.extend(decisions)
+        self.steps.append(len(decisions))
+        self.pos = len(self.history)
+
+    def step_back(self) -> list[Decision]:
+        """Undo one step: the decisions it takes back (``[]`` when there is none)."""
+        b = self._bounds()
+        i = b.index(self.pos) if self.pos in b else len(b) - 1
+        if i == 0:
+            return []
+        self.pos = b[i - 1]
+        return self.history[b[i - 1] : b[i]]
+
+    def step_forward(self) -> list[Decision]:
+        """Redo one step: the decisions it re-applies (``[]`` when there is none)."""
+        b = self._bounds()
+        i = b.index(self.pos) if self.pos in b else len(b) - 1
+        if i + 1 >= len(b):
+            return []
+        self.pos = b[i + 1]
+        return self.history[b[i] : b[i + 1]]
 
     def effective(self) -> dict[str, Decision]:
         """group_id -> the decision in effect (a folded unskip becomes the state before skip)."""
@@ -322,18 +374,17 @@ def load_state(out_dir: str | os.PathLike[str]) -> ReviewState:
     for rec in j.records:
         st.last_seq = max(st.last_seq, int(rec.get("seq") or 0))
         op = rec["op"]
-        if op == "decide":
+        if op in ("decide", "decide_many"):
+            items = rec["decisions"] if op == "decide_many" else [rec]
             try:
-                d = Decision.from_dict(rec)
+                ds = [Decision.from_dict({**d, "op": "decide"}) for d in items]
             except (KeyError, TypeError, ValueError, AttributeError):
                 continue
-            del st.history[st.pos :]
-            st.history.append(d)
-            st.pos = len(st.history)
-        elif op == "undo" and st.pos > 0:
-            st.pos -= 1
-        elif op == "redo" and st.pos < len(st.history):
-            st.pos += 1
+            st.push(ds)
+        elif op == "undo":
+            st.step_back()
+        elif op == "redo":
+            st.step_forward()
     return st
 
 
@@ -358,6 +409,56 @@ def decide(
     """Record one decision (fsynced before returning). Names are checked against the schema;
     an invalid one raises :class:`UserError` with every reason."""
     out = _out(out_dir)
+    fields = _checked(
+        group_id, action, datatype, suffix, entities or {}, skip_reason=skip_reason, note=note
+    )
+    with lock_out(out, "decide"), _lock:
+        st = load_state(out)
+        d = Decision(**fields, seq=st.last_seq + 1, time=time.time())
+        _append(out, d.to_dict())
+    return d
+
+
+def decide_many(out_dir: str | os.PathLike[str], items: list[dict[str, Any]]) -> list[Decision]:
+    """Record many decisions as ONE journal line and one history step (one undo takes all of
+    them back). ``items``: ``decide``'s keyword arguments with ``group_id`` and ``action``.
+    Every item is checked first: one invalid item records nothing."""
+    out = _out(out_dir)
+    if not items:
+        raise UserError("no decisions given")
+    checked = [
+        _checked(
+            str(it.get("group_id") or ""),
+            str(it.get("action") or ""),
+            str(it.get("datatype") or ""),
+            str(it.get("suffix") or ""),
+            dict(it.get("entities") or {}),
+            skip_reason=str(it.get("skip_reason") or ""),
+            note=str(it.get("note") or ""),
+        )
+        for it in items
+    ]
+    with lock_out(out, "decide"), _lock:
+        st = load_state(out)
+        seq, now = st.last_seq + 1, time.time()
+        ds = [Decision(**f, seq=seq, time=now) for f in checked]
+        rec = {"op": "decide_many", "seq": seq, "time": now}
+        rec["decisions"] = [{k: v for k, v in d.to_dict().items() if k != "op"} for d in ds]
+        _append(out, rec)
+    return ds
+
+
+def _checked(
+    group_id: str,
+    action: str,
+    datatype: str,
+    suffix: str,
+    entities: dict[str, str],
+    *,
+    skip_reason: str = "",
+    note: str = "",
+) -> dict[str, Any]:
+    """One decision's fields, checked (names against the schema), as ``Decision`` kwargs."""
     if action not in ACTIONS:
         raise UserError(f"unknown action {action!r} (one of {', '.join(ACTIONS)})")
     if not group_id:
@@ -372,46 +473,54 @@ def decide(
     if action == "skip":
         datatype, suffix, entities = "", "", {}
         skip_reason = skip_reason or USER_SKIP
-    with lock_out(out, "decide"), _lock:
-        st = load_state(out)
-        d = Decision(
-            group_id=group_id,
-            action=action,
-            datatype=datatype,
-            suffix=suffix,
-            entities=entities,
-            skip_reason=skip_reason,
-            note=note,
-            seq=st.last_seq + 1,
-            time=time.time(),
-        )
-        _append(out, d.to_dict())
-    return d
+    return {
+        "group_id": group_id,
+        "action": action,
+        "datatype": datatype,
+        "suffix": suffix,
+        "entities": entities,
+        "skip_reason": skip_reason,
+        "note": note,
+    }
 
 
-def _move(out_dir: str | os.PathLike[str], op: str) -> Decision | None:
+def _move(out_dir: str | os.PathLike[str], op: str) -> list[Decision]:
+    """Undo or redo one history step (a bulk step: all its decisions); returns them."""
     out = _out(out_dir)
     with lock_out(out, op), _lock:
         st = load_state(out)
-        if op == "undo" and not st.can_undo:
-            return None
-        if op == "redo" and not st.can_redo:
-            return None
-        d = st.history[st.pos - 1] if op == "undo" else st.history[st.pos]
-        _append(
-            out, {"op": op, "seq": st.last_seq + 1, "time": time.time(), "group_id": d.group_id}
-        )
-    return d
+        ds = st.step_back() if op == "undo" else st.step_forward()
+        if not ds:
+            return []
+        rec: dict[str, Any] = {"op": op, "seq": st.last_seq + 1, "time": time.time()}
+        rec["group_id"] = ds[-1].group_id
+        if len(ds) > 1:
+            rec["count"] = len(ds)
+        _append(out, rec)
+    return ds
+
+
+def undo_step(out_dir: str | os.PathLike[str]) -> list[Decision]:
+    """Take back the last step in effect (one decision, or a whole bulk review)."""
+    return _move(out_dir, "undo")
+
+
+def redo_step(out_dir: str | os.PathLike[str]) -> list[Decision]:
+    """Re-apply the last undone step (one decision, or a whole bulk review)."""
+    return _move(out_dir, "redo")
 
 
 def undo(out_dir: str | os.PathLike[str]) -> Decision | None:
-    """Take back the last decision in effect; returns it (``None`` when there is none)."""
-    return _move(out_dir, "undo")
+    """Take back the last decision in effect; returns it (``None`` when there is none); a
+    bulk step is taken back whole (its last decision is returned)."""
+    ds = undo_step(out_dir)
+    return ds[-1] if ds else None
 
 
 def redo(out_dir: str | os.PathLike[str]) -> Decision | None:
     """Re-apply the last undone decision; returns it (``None`` when there is none)."""
-    return _move(out_dir, "redo")
+    ds = redo_step(out_dir)
+    return ds[-1] if ds else None
 
 
 def current_decisions(out_dir: str | os.PathLike[str]) -> dict[str, Decision]:

@@ -56,6 +56,7 @@ API: dict[str, ApiMethod] = {
         _m("convert", steps.convert, step=True),
         _m("review.remap", review.remap, step=True),
         _m("decide", review.decide),
+        _m("decide_many", review.decide_many),
         _m("undo", review.undo),
         _m("redo", review.redo),
         _m("decisions", review.review_view),

@@ -12,6 +12,8 @@ import logging
 
 from engine import review as journal
 from engine.api.types import (
+    DecideItem,
+    DecideManyParams,
     DecideParams,
     GroupView,
     MapParams,
@@ -30,7 +32,9 @@ from engine.workspace import HEURISTIC_FILE, REPORTS, Workspace
 log = logging.getLogger(__name__)
 
 
-def review_view(out_dir: str, changed: Decision | None = None) -> ReviewView:
+def review_view(
+    out_dir: str, changed: Decision | None = None, changed_count: int | None = None
+) -> ReviewView:
     st = journal.load_state(Workspace(out_dir).require().root)
     return ReviewView(
         decisions=dict(sorted(st.effective().items())),
@@ -40,6 +44,7 @@ def review_view(out_dir: str, changed: Decision | None = None) -> ReviewView:
         can_redo=st.can_redo,
         last_seq=st.last_seq,
         changed=changed,
+        changed_count=(1 if changed is not None else 0) if changed_count is None else changed_count,
         warnings=list(getattr(st, "warnings", [])),
     )
 
@@ -54,57 +59,77 @@ def refresh(ws: Workspace) -> None:
     ws.write_effective(eff.groups, eff.mappings, eff.assignments, eff.series, eff.report)
 
 
-def decide(p: DecideParams) -> ReviewView:
-    """Record one decision (accept / edit NAME / skip / unskip) about a group that exists."""
-    ws = Workspace(p.out_dir).require()
-    groups = {g.group_id for g in ws.read_groups()}
-    if p.group_id not in groups:
+def _fields(ws: Workspace, groups: set[str], item: DecideItem) -> dict[str, object]:
+    """``journal.decide``'s arguments for one decision about a group that exists (an accept
+    without a name takes the name shown now)."""
+    if item.group_id not in groups:
         raise NotFound(
-            f"no group {p.group_id!r} in {ws.root} (see aggregated_dicominfo_groups.tsv)"
+            f"no group {item.group_id!r} in {ws.root} (see aggregated_dicominfo_groups.tsv)"
         )
     datatype = suffix = ""
     entities: dict[str, str] = {}
-    if p.name:
-        name = BidsName.parse(p.name)
+    if item.name:
+        name = BidsName.parse(item.name)
         datatype, suffix, entities = name.datatype, name.suffix, name.entity_dict
-    elif p.action == "accept" and ws.has_proposals():  # accept the name shown now
-        m = next((x for x in ws.read_proposals() if x.group_id == p.group_id), None)
-        before = journal.current_decisions(ws.root).get(p.group_id)
+    elif item.action == "accept" and ws.has_proposals():  # accept the name shown now
+        m = next((x for x in ws.read_proposals() if x.group_id == item.group_id), None)
+        before = journal.current_decisions(ws.root).get(item.group_id)
         if m is not None and before is not None:
             m = apply_decision(m, before)
         if m is not None and m.name is not None:
             datatype, suffix, entities = m.datatype, m.suffix, dict(m.entities)
-    d = journal.decide(
-        ws.root,
-        p.group_id,
-        p.action,
-        datatype=datatype,
-        suffix=suffix,
-        entities=entities,
-        skip_reason=p.skip_reason,
-        note=p.note,
-    )
+    return {
+        "group_id": item.group_id,
+        "action": item.action,
+        "datatype": datatype,
+        "suffix": suffix,
+        "entities": entities,
+        "skip_reason": item.skip_reason,
+        "note": item.note,
+    }
+
+
+def decide(p: DecideParams) -> ReviewView:
+    """Record one decision (accept / edit NAME / skip / unskip) about a group that exists."""
+    ws = Workspace(p.out_dir).require()
+    groups = {g.group_id for g in ws.read_groups()}
+    item = DecideItem(p.group_id, p.action, p.name, p.skip_reason, p.note)
+    f = _fields(ws, groups, item)
+    d = journal.decide(ws.root, str(f.pop("group_id")), str(f.pop("action")), **f)  # type: ignore[arg-type]
     if p.refresh:
         refresh(ws)
     return review_view(p.out_dir, d)
 
 
+def decide_many(p: DecideManyParams) -> ReviewView:
+    """Record many decisions (a bulk review: accept or skip the selected groups) as ONE
+    journal entry: one undo takes all of them back. Nothing is recorded when one is invalid."""
+    ws = Workspace(p.out_dir).require()
+    groups = {g.group_id for g in ws.read_groups()}
+    items = [_fields(ws, groups, it) for it in p.decisions]
+    ds = journal.decide_many(ws.root, items)
+    if p.refresh:
+        refresh(ws)
+    return review_view(p.out_dir, ds[-1], len(ds))
+
+
 def undo(out_dir: str, refresh_files: bool = True) -> ReviewView:
-    """Take back the last decision (``refresh_files=False``: leave the effective-mapping files
-    to the next map/generate, as the TUI does: rewriting them costs seconds on 10k series)."""
+    """Take back the last decision, or the last bulk review whole (``refresh_files=False``:
+    leave the effective-mapping files to the next map/generate, as the TUI does: rewriting
+    them costs seconds on 10k series)."""
     ws = Workspace(out_dir).require()
-    d = journal.undo(ws.root)
+    ds = journal.undo_step(ws.root)
     if refresh_files:
         refresh(ws)
-    return review_view(out_dir, d)
+    return review_view(out_dir, ds[-1] if ds else None, len(ds))
 
 
 def redo(out_dir: str, refresh_files: bool = True) -> ReviewView:
     ws = Workspace(out_dir).require()
-    d = journal.redo(ws.root)
+    ds = journal.redo_step(ws.root)
     if refresh_files:
         refresh(ws)
-    return review_view(out_dir, d)
+    return review_view(out_dir, ds[-1] if ds else None, len(ds))
 
 
 def check_name(name: str) -> list[str]:

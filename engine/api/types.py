@@ -160,6 +160,26 @@ class DecideParams:
 
 
 @dataclass
+class DecideItem:
+    """One decision of a bulk review (``DecideParams`` without the folder)."""
+
+    group_id: str
+    action: str  # accept | edit | skip | unskip
+    name: str = ""
+    skip_reason: str = ""
+    note: str = ""
+
+
+@dataclass
+class DecideManyParams:
+    """Many decisions in one action: ONE journal line, one history step, one undo."""
+
+    out_dir: str
+    decisions: list[DecideItem] = field(default_factory=list)
+    refresh: bool = True
+
+
+@dataclass
 class ReviewView:
     """The replayed journal: decisions in effect, history, what undo/redo would do."""
 
@@ -170,6 +190,7 @@ class ReviewView:
     can_redo: bool = False
     last_seq: int = 0
     changed: Decision | None = None  # what the call that returned this did
+    changed_count: int = 0  # how many decisions it did (a bulk step: more than one)
     warnings: list[str] = field(default_factory=list)  # say these loudly (bad journal lines...)
 
 
@@ -245,6 +266,7 @@ RESULTS: dict[str, object] = {
     "convert": ConvertResult,
     "review.remap": MapResult,
     "decide": ReviewView,
+    "decide_many": ReviewView,
     "undo": ReviewView,
     "redo": ReviewView,
     "decisions": ReviewView,
