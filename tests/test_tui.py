@@ -1034,3 +1034,65 @@ async def test_real_convert_asks_then_reports_failure_with_its_cause(
 
         area = main.query_one("#report-conversion", TextArea)
         assert area.text == "CONVERSION REPORT: sub-S0001 failed"
+
+
+async def test_bulk_review_one_entry_one_undo(out: Path) -> None:
+    """Mark groups (one by one, by the filter, the unsure ones, the same proposal), accept or
+    skip them all: ONE journal entry; ctrl+z takes all of them back at once."""
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=SIZE) as pilot:
+        await _ready(app, pilot)
+        main = app.main_screen
+        groups = main.groups
+        await pilot.press("slash", *"bold", "enter")  # filter: the BOLD groups
+        await pilot.pause()
+        shown = {g.group_id for g in groups.visible_rows()}
+        assert 1 < len(shown) < 7 and groups.table.has_focus
+        await pilot.press("M")
+        await pilot.pause()
+        assert groups.marked == shown and "marked" in groups.border_subtitle
+        await pilot.press("escape")  # the filter goes, the marks stay
+        await pilot.pause()
+        assert groups.table.row_count == 7 and groups.marked == shown
+        await pilot.press("A")
+        await _settle(app, pilot)
+        recs = _decisions(out)
+        assert [r["op"] for r in recs] == ["decide_many"]
+        assert {d["group_id"] for d in recs[0]["decisions"]} == shown
+        assert all(_row(app, gid)[2] == "user" for gid in shown)
+        assert not groups.marked
+        await pilot.press("ctrl+z")
+        await _settle(app, pilot)
+        assert [r["op"] for r in _decisions(out)] == ["decide_many", "undo"]
+        assert all(_row(app, gid)[2] != "user" for gid in shown)
+        assert any(
+            n.message == f"undo: {len(shown)} decisions (a bulk review)" for n in app._notifications
+        )
+        # unsure ones, the same proposal, one by one; then skip them all
+        await pilot.press("U")
+        await pilot.pause()
+        unsure = {g.group_id for g in main.ws.groups.values() if g.unsure}
+        assert unsure <= groups.marked
+        groups.set_marked(set())
+        groups.select("g01_localizer")
+        await pilot.press("equals_sign")
+        await pilot.pause()
+        same = {
+            g.group_id
+            for g in main.ws.groups.values()
+            if g.mapping.display == main.ws.groups["g01_localizer"].mapping.display
+        }
+        assert groups.marked == same
+        groups.select("g02_t1_mprage_sag")
+        await pilot.press("m")
+        await pilot.pause()
+        assert groups.marked == same | {"g02_t1_mprage_sag"}
+        await pilot.press("S")
+        await _settle(app, pilot)
+        last = _decisions(out)[-1]
+        assert last["op"] == "decide_many"
+        assert {d["action"] for d in last["decisions"]} == {"skip"}
+        assert {d["group_id"] for d in last["decisions"]} == same | {"g02_t1_mprage_sag"}
+        await pilot.press("ctrl+z")
+        await _settle(app, pilot)
+        assert main.ws.review.decisions == {}

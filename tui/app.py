@@ -181,15 +181,22 @@ class LlmhApp(App[int]):
         self.tell(msg.ReviewChanged(res, f"{m.group_id}: {m.action} saved"))
         self.call_from_thread(self.on_reload)  # the engine's effective mapping, when it is ready
 
+    @work(thread=True, name="decide_many", group="review", exit_on_error=False)
+    def on_decide_many(self, m: msg.DecideMany) -> None:
+        items = [t.DecideItem(d.group_id, d.action, d.name, d.skip_reason) for d in m.decisions]
+        p = t.DecideManyParams(self.out_dir, items, refresh=False)
+        res: t.ReviewView = self.api("decide_many", p)
+        self.tell(msg.ReviewChanged(res, m.what or f"{len(items)} decisions saved (one undo)"))
+        self.call_from_thread(self.on_reload)
+
     @work(thread=True, name="history", group="review", exit_on_error=False)
     def on_history(self, m: msg.History) -> None:
         res: t.ReviewView = self.api(m.op, {"out_dir": self.out_dir, "refresh_files": False})
-        ch = res.changed
-        self.tell(
-            msg.ReviewChanged(
-                res, f"{m.op}: {ch.group_id} {ch.action}" if ch else f"nothing to {m.op}"
-            )
-        )
+        ch, n = res.changed, getattr(res, "changed_count", 1)
+        what = f"{m.op}: {ch.group_id} {ch.action}" if ch else f"nothing to {m.op}"
+        if ch and n > 1:
+            what = f"{m.op}: {n} decisions (a bulk review)"
+        self.tell(msg.ReviewChanged(res, what))
         self.call_from_thread(self.on_reload)
 
     @work(thread=True, name="check_name", group="names", exclusive=True, exit_on_error=False)

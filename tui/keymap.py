@@ -48,6 +48,14 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("mapping.unskip", "u", "unskip", "unskip group", "groups"),
     KeySpec("mapping.remap", "r", "remap", "re-map group with the LLM", "groups"),
     KeySpec("mapping.remap_unsure", "R", "remap_unsure", "re-map unsure groups", "groups"),
+    KeySpec("bulk.mark", "m", "mark", "mark/unmark group", "groups"),
+    KeySpec("bulk.mark_shown", "M", "mark_shown", "mark all shown (filter)", "groups", show=False),
+    KeySpec("bulk.mark_unsure", "U", "mark_unsure", "mark unsure groups", "groups", show=False),
+    KeySpec(
+        "bulk.mark_same", "equals_sign", "mark_same", "mark same proposal", "groups", show=False
+    ),
+    KeySpec("bulk.accept", "A", "bulk('accept')", "accept marked groups", "groups", show=False),
+    KeySpec("bulk.skip", "S", "bulk('skip')", "skip marked groups", "groups", show=False),
     KeySpec("view.filter", "slash", "focus_filter", "filter groups", "groups", show=False),
     KeySpec("view.sort", "o", "sort", "sort groups by next column", "groups", show=False),
     KeySpec("review.undo", "ctrl+z", "undo", "undo decision", "screen"),

@@ -39,6 +39,14 @@ class Decide(_Msg):
 
 
 @dataclass(eq=False)
+class DecideMany(_Msg):
+    """A bulk review: ``Decide`` requests recorded as ONE journal entry (one undo)."""
+
+    decisions: list[Decide]
+    what: str = ""
+
+
+@dataclass(eq=False)
 class History(_Msg):
     op: str  # undo | redo
 

@@ -141,14 +141,17 @@ def _flags_cell(g: GroupView) -> str:
 
 
 def _cells(
-    g: GroupView, caps: tuple[int, int] = (GROUP_CAP, NAME_CAP), image: bool = False
+    g: GroupView,
+    caps: tuple[int, int] = (GROUP_CAP, NAME_CAP),
+    image: bool = False,
+    marked: bool = False,
 ) -> tuple[Any, ...]:
     m = g.mapping
     style = "green" if m.source == "user" else ("yellow" if g.unsure else "")
     name = Text(clip(group_name(g), caps[1]), style="dim" if m.is_skip else style)
     # every cell a Text: DataTable parses a str cell as markup (``[b1000]`` would vanish)
     cells: tuple[Any, ...] = (
-        Text(clip(g.group_id, caps[0])),
+        Text(clip(g.group_id, caps[0]), style="bold reverse" if marked else ""),
         name,
         Text(m.source),
         Text(f"{m.confidence:.2f}"),
@@ -207,6 +210,7 @@ class GroupsPane(Vertical):
         self.sort_reverse = False
         self.caps = (GROUP_CAP, NAME_CAP)  # what the rows' group ids and names are clipped to
         self.image = False  # the "image says" column is shown (a second opinion exists)
+        self.marked: set[str] = set()  # groups selected for a bulk accept/skip
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter groups (/)", id="group-filter")
@@ -258,7 +262,7 @@ class GroupsPane(Vertical):
             for key, label in columns_for(image):
                 table.add_column(label, key=key)
         self.caps = self._caps(rows)
-        cells = [_cells(g, self.caps, self.image) for g in rows]
+        cells = [_cells(g, self.caps, self.image, g.group_id in self.marked) for g in rows]
         fit_columns(table, cells)
         table.clear()  # after the widths: clear() also drops the render caches
         table.add_rows(cells)
@@ -276,7 +280,7 @@ class GroupsPane(Vertical):
         if has_opinions([g]) and not self.image:
             self.refill()  # the first second opinion: the column appears
             return
-        cells = _cells(g, self.caps, self.image)
+        cells = _cells(g, self.caps, self.image, gid in self.marked)
         widths = [c.width for c in self.table.ordered_columns]
         if any(_width(v) > w for v, w in zip(cells, widths, strict=True)):
             self.refill()  # a wider name: new widths, and a clean render
@@ -396,6 +400,61 @@ class GroupsPane(Vertical):
             self.post_message(msg.Remap(unsure))
         else:
             self.notify("no unsure group to re-map")
+
+    # --- bulk review: mark groups, then accept or skip them all in one step ---------------
+    def set_marked(self, gids: set[str]) -> None:
+        changed = self.marked ^ gids
+        self.marked = set(gids)
+        for gid in changed:
+            self.update_group(gid)
+        n = len(self.marked)
+        self.border_subtitle = f"{n} marked: A accept, S skip (one undo)" if n else ""
+
+    def action_mark(self) -> None:
+        g = self.current()
+        if g is not None:
+            self.set_marked(self.marked ^ {g.group_id})
+            self._cursor_down()
+
+    def action_mark_shown(self) -> None:
+        """Mark every group the filter shows (all of them marked already: unmark them)."""
+        shown = {g.group_id for g in self.visible_rows()}
+        self.set_marked(self.marked - shown if shown <= self.marked else self.marked | shown)
+
+    def action_mark_unsure(self) -> None:
+        unsure = {g.group_id for g in (self.ws.groups.values() if self.ws else ()) if g.unsure}
+        if not unsure:
+            self.notify("no unsure group")
+        self.set_marked(self.marked | unsure)
+
+    def action_mark_same(self) -> None:
+        """Mark every group with the same proposal (the name shown, or a skip) as this one."""
+        g = self.current()
+        if g is None or self.ws is None:
+            return
+        same = {x.group_id for x in self.ws.groups.values() if group_name(x) == group_name(g)}
+        self.set_marked(self.marked | same)
+        self.notify(f"{len(same)} group(s) proposed {group_name(g)}", timeout=3)
+
+    def action_bulk(self, action: str) -> None:
+        """Accept (what is shown) or skip every marked group: one journal entry, one undo."""
+        if self.ws is None or not self.marked:
+            self.notify("no marked group: m marks one, M the shown ones, U the unsure ones")
+            return
+        out = []
+        for gid in sorted(self.marked):
+            g = self.ws.groups.get(gid)
+            if g is None:
+                continue
+            if action == "skip":
+                out.append(msg.Decide(gid, "skip"))
+            elif g.mapping.is_skip:
+                out.append(msg.Decide(gid, "skip", skip_reason=g.mapping.skip_reason))
+            else:
+                out.append(msg.Decide(gid, "accept", name=group_name(g)))
+        verb = "accepted" if action == "accept" else "skipped"
+        self.post_message(msg.DecideMany(out, f"{len(out)} groups {verb} (one undo)"))
+        self.set_marked(set())
 
     def action_focus_filter(self) -> None:
         self.query_one("#group-filter", Input).focus()
