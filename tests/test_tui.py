@@ -881,6 +881,15 @@ async def test_editor_read_only_until_edit_mode_and_quit_asks(out: Path) -> None
         await pilot.pause()
         assert not ed.editing and ed.has_focus_within and ed.dirty
         assert ed.border_title == "Heuristic (modified)"
+        await pilot.press("i")  # edit mode again, then focus elsewhere: read-only again
+        await pilot.pause()
+        app.main_screen.groups.table.focus()
+        await pilot.pause()
+        assert not ed.editing
+        ed.area.focus()
+        await pilot.pause()
+        await pilot.press("x")
+        assert ed.text.endswith("\n#p")
         # quit with unsaved edits: cancel stays, save saves then quits
         await pilot.press("ctrl+q")
         await pilot.pause()
@@ -891,6 +900,9 @@ async def test_editor_read_only_until_edit_mode_and_quit_asks(out: Path) -> None
         await pilot.press("q")
         await pilot.pause()
         assert isinstance(app.screen, ChoiceScreen)
+        await pilot.press("q")  # one question at a time
+        await pilot.pause()
+        assert len(app.screen_stack) == 2
         await pilot.press("s")
         await _settle(app, pilot)
     assert (out / "heuristic.py").read_text().endswith("\n#p")

@@ -291,11 +291,14 @@ class LlmhApp(App[int]):
 
     async def action_quit(self) -> None:
         """Quit; with unsaved edits in the heuristic editor, ask: save, discard or cancel."""
+        from tui.screens.choice import ChoiceScreen
+
+        if isinstance(self.screen, ChoiceScreen):
+            return  # the question is on screen already
         editor = self.main_screen.editor if self.screen_stack else None
         if editor is None or not editor.dirty:
             self.exit()
             return
-        from tui.screens.choice import ChoiceScreen
 
         def answered(answer: str | None) -> None:
             if answer == "discard":

@@ -64,12 +64,20 @@ class CodeArea(TextArea):
         if event.key == "escape" and not self.read_only:
             event.stop()
             event.prevent_default()
-            self.read_only = True
-            editor = next((a for a in self.ancestors if isinstance(a, HeuristicEditor)), None)
-            if editor is not None:
-                editor.update_title()
+            self._leave_edit_mode()
             return
         await super()._on_key(event)
+
+    def on_blur(self) -> None:
+        """Focus went elsewhere: read-only again, so a later Tab/f2 back here never types."""
+        if not self.read_only:
+            self._leave_edit_mode()
+
+    def _leave_edit_mode(self) -> None:
+        self.read_only = True
+        editor = next((a for a in self.ancestors if isinstance(a, HeuristicEditor)), None)
+        if editor is not None:
+            editor.update_title()
 
 
 class HeuristicEditor(Vertical):
