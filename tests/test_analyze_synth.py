@@ -42,7 +42,7 @@ def test_synthetic_series_found(
     assert len(ours) == len(expected)
     for e in expected:
         s = ours[e["series_uid"]]
-        assert s.subject == e["subject"], e
+        assert s.subject == "P" + e["subject"], e  # scan: PatientID; analyze: 01, 02...
         assert s.session == e.get("session", ""), e
         if "series_description" in e:
             assert s.series_description == e["series_description"]

@@ -250,7 +250,7 @@ def test_ge_b0_maps_convert_to_fieldmap_and_magnitude(shared_data, tmp_path):
     _need("heudiconv", "dcm2niix")
     out = tmp_path / "OUT"
     _pipeline(shared_data / "dicom" / "dcm_qa_fmap" / "In" / "GE", out)
-    assert main(["convert", str(out), "--subject", "geservice"]) == 0
+    assert main(["convert", str(out), "--subject", "02"]) == 0  # PatientID geservice
     placed = _placed(out / "bids")
     assert {p.rsplit("_", 1)[-1] for p in placed} == {"fieldmap", "magnitude"}, placed
     assert len(placed) == 4  # two B0 map series, each a field map and its magnitude

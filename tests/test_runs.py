@@ -383,7 +383,7 @@ def test_heudiconv_places_runs_as_mapped_with_an_aborted_sbref(tmp_path):
     assert main(["-q", "analyze", str(tmp_path / "dicom"), str(out), "--no-progress"]) == 0
     for step in ("group", "map", "generate"):  # generate exits 1 when its check disagrees
         assert main(["-q", step, str(out)]) == 0, step
-    args = ["convert", str(out), "--subject", "P01", "--dicom-dir", str(tmp_path / "dicom")]
+    args = ["convert", str(out), "--subject", "01", "--dicom-dir", str(tmp_path / "dicom")]
     main([*args, "--no-validator"])
     expected = json.loads((tmp_path / "expected_bids.json").read_text())["series"]
     want = {p for e in expected for p in e["paths"] if "/func/" in p}

@@ -42,7 +42,7 @@ def _read(m, rec, i=0):
     return pydicom.dcmread(m.root / rec.files[i])
 
 
-def _series(m, kind, subject="P01"):
+def _series(m, kind, subject="01"):
     return [s for s in m.series if s.kind == kind and s.subject == subject]
 
 
@@ -61,14 +61,14 @@ def _tree_hash(root: Path) -> str:
 def test_default_study_is_small_and_complete(siemens):
     assert 1000 < siemens.n_files < 5000
     assert siemens.n_files == sum(s.n_files for s in siemens.series)
-    kinds = Counter(s.kind for s in siemens.series if s.subject == "P01")
+    kinds = Counter(s.kind for s in siemens.series if s.subject == "01")
     for k in ("loc", "t2w", "flair", "mp2rage_inv1", "mp2rage_inv2", "mp2rage_uni", "gre_mag",
               "gre_phase", "se_ap", "se_pa", "bold_aborted", "bold_rest", "sbref_rest",
               "moco_rest", "bold_me", "bold_mag", "bold_phase", "dwi", "dwi_adc", "dwi_tracew",
               "dwi_fa", "dwi_b0pa", "report"):  # fmt: skip
         assert kinds[k] == 1, k
     assert kinds["bold_nback"] == kinds["sbref_nback"] == kinds["t1w"] == 2
-    assert Counter(s.kind for s in siemens.series if s.subject == "P02")["t1w"] == 1
+    assert Counter(s.kind for s in siemens.series if s.subject == "02")["t1w"] == 1
     assert len({s.series_uid for s in siemens.series}) == len(siemens.series)
     assert _series(siemens, "bold_aborted")[0].n_volumes == 3
     assert _series(siemens, "bold_rest")[0].n_volumes >= 10
@@ -90,13 +90,13 @@ def test_expected_json_is_schema_valid_and_follows_conventions(siemens):
         all_paths += s["paths"]
     assert len(all_paths) == len(set(all_paths))
     names = {p.rsplit("/", 1)[1] for p in all_paths}
-    for n in ("sub-P01_run-01_T1w", "sub-P01_run-02_T1w", "sub-P02_run-01_T1w",
-              "sub-P01_task-nback_run-01_bold", "sub-P01_task-nback_run-02_sbref",
-              "sub-P01_task-rest_bold", "sub-P01_task-rest_sbref",
-              "sub-P01_task-memory_echo-3_bold", "sub-P01_task-motor_part-phase_bold",
-              "sub-P01_inv-2_MP2RAGE", "sub-P01_UNIT1", "sub-P01_magnitude2",
-              "sub-P01_phasediff", "sub-P01_dir-PA_epi", "sub-P01_acq-dwi_dir-PA_epi",
-              "sub-P01_dir-AP_dwi", "sub-P01_FLAIR"):  # fmt: skip
+    for n in ("sub-01_run-01_T1w", "sub-01_run-02_T1w", "sub-02_run-01_T1w",
+              "sub-01_task-nback_run-01_bold", "sub-01_task-nback_run-02_sbref",
+              "sub-01_task-rest_bold", "sub-01_task-rest_sbref",
+              "sub-01_task-memory_echo-3_bold", "sub-01_task-motor_part-phase_bold",
+              "sub-01_inv-2_MP2RAGE", "sub-01_UNIT1", "sub-01_magnitude2",
+              "sub-01_phasediff", "sub-01_dir-PA_epi", "sub-01_acq-dwi_dir-PA_epi",
+              "sub-01_dir-AP_dwi", "sub-01_FLAIR"):  # fmt: skip
         assert n in names, n
     skips = {s["skip"] for s in doc["series"]}
     assert skips == SKIP_WORDS | {""}
@@ -113,7 +113,7 @@ def test_sessions_are_studies_in_date_order(tmp_path):
     assert ses["01"].StudyDate < ses["02"].StudyDate
     for rec in m.series:
         for p in rec.paths:
-            assert p.startswith(f"sub-P01/ses-{rec.session}/")
+            assert p.startswith(f"sub-01/ses-{rec.session}/")
             assert get_schema().check_relpath(p) == []
 
 
@@ -191,7 +191,7 @@ def test_csa_writer_round_trips():
 def test_phi_present(siemens):
     for rec in siemens.series[::7]:
         ds = _read(siemens, rec)
-        assert ds.PatientID == rec.subject
+        assert ds.PatientID == f"P{rec.subject}"  # the label is neutral: 01, 02, ...
         assert str(ds.PatientName) and ds.PatientBirthDate and ds.AccessionNumber
         assert ds.InstitutionName and str(ds.ReferringPhysicianName)
 
@@ -309,7 +309,7 @@ def test_dcm2niix_converts_every_image_series(vendors, vendor, tmp_path):
     by_series: dict[int, list[Path]] = {}
     for f in out.glob("*.nii"):
         by_series.setdefault(int(f.name[:3]), []).append(f)
-    for rec in (s for s in m.series if s.subject == "P01"):
+    for rec in (s for s in m.series if s.subject == "01"):
         niis = by_series.get(rec.series_number, [])
         if not rec.is_image:
             continue

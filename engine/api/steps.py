@@ -116,7 +116,9 @@ def _analyze(p: AnalyzeParams, src: Path, out: Path, ws: Workspace) -> AnalyzeRe
         series = import_dicominfo(src)
         if not series:
             raise UserError(f"no dicominfo*.tsv rows found under {src}")
-        series = pseudonymize(series, people_from_series(series), out, labels)
+        series = pseudonymize(
+            series, people_from_series(series), out, _import_labels(series, labels)
+        )
         ws.write_series(series)
         ws.write_analyze_errors([])
         res.n_series, res.imported = len(series), str(src)
@@ -160,7 +162,8 @@ def _analyze(p: AnalyzeParams, src: Path, out: Path, ws: Workspace) -> AnalyzeRe
         tsvs = find_dicominfo(src) if src.is_dir() else []
         if tsvs:
             series = import_dicominfo(src)
-            series = pseudonymize(series, people_from_series(series), out, labels)
+            people = people_from_series(series)
+            series = pseudonymize(series, people, out, _import_labels(series, labels))
             ws.write_series(series)
             res.n_series, res.imported = len(series), str(src)
             res.message = (
@@ -186,6 +189,11 @@ def _analyze(p: AnalyzeParams, src: Path, out: Path, ws: Workspace) -> AnalyzeRe
         f" -> {ws.path(SERIES_TSV)}"
     )
     return res
+
+
+def _import_labels(series: list, labels: str) -> str:
+    """heudiconv's folders (``.heudiconv/<subject>``) already name the subjects: kept."""
+    return "pattern" if series and all(s.subject for s in series) else labels
 
 
 def _slurm(p: AnalyzeParams, src: Path, out: Path, ws: Workspace) -> AnalyzeResult:
