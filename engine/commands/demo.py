@@ -59,6 +59,22 @@ def pipeline_steps(
     return steps
 
 
+def _with_conversions(steps: list[list[str]], out: Path):  # noqa: ANN202 - a generator of argv
+    """The steps, then one convert per subject/session as ``analyze`` labelled them (neutral
+    labels: the analyzed table says which, not the synthetic study's patient ids)."""
+    yield from steps
+    from engine.workspace import read_series
+
+    cells = sorted({(s.subject, s.session) for s in read_series(out)})
+    for i, (subject, session) in enumerate(cells):
+        cmd = ["convert", str(out), "--subject", subject]
+        if session:
+            cmd += ["--session", session]
+        if i < len(cells) - 1:
+            cmd.append("--no-validator")
+        yield cmd
+
+
 def summary(work: Path, out: Path, seconds: float) -> str:
     """What the demo made and where it is: a person's first look at the result."""
     from engine.atomic import read_tsv
@@ -109,11 +125,9 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(f"demo: wrote {manifest.n_files} DICOM files to {study_dir / 'dicom'}", file=sys.stderr)
-    subjects = sorted({s.subject for s in manifest.series})
-    sessions = sorted({s.session for s in manifest.series if s.session})
-
     available = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
-    for cmd in pipeline_steps(study_dir, out, subjects, sessions):
+    steps = pipeline_steps(study_dir, out, [], [])
+    for cmd in _with_conversions(steps, out):
         if cmd[0] not in available:
             print(
                 f"demo: step '{cmd[0]}' is not available in this version; stopping here",
