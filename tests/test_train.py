@@ -595,6 +595,17 @@ def test_slurm_job_trains_is_preempted_requeued_and_resumes(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,  # noqa: F811
 ) -> None:
+    # one-node test Slurm sometimes drops a job in the instant of its requeue (it leaves the
+    # queue and is reported finished): the scenario is tried once more in a fresh folder then,
+    # and the test fails if that happens twice
+    for attempt in range(2):
+        run_dir = tmp_path / f"try{attempt}"
+        run_dir.mkdir()
+        if _slurm_scenario(slurm, tiny_llama, run_dir, monkeypatch, last=attempt == 1):
+            return
+
+
+def _slurm_scenario(slurm, tiny_llama: Path, tmp_path: Path, monkeypatch, last: bool) -> bool:  # type: ignore[no-untyped-def]  # noqa: F811
     from engine.train import checkpoint
     from engine.train import slurm as tslurm
 
@@ -639,8 +650,11 @@ def test_slurm_job_trains_is_preempted_requeued_and_resumes(
     threading.Thread(target=preempt, daemon=True).start()
     job, outcome = tslurm.submit_and_follow(cfg, script, poll_s=0.5, timeout_s=600)
     log = (tmp_path / "run" / f"slurm-{job}.log").read_text()
+    if outcome.steps < 10 and not last and log.count("llmh-train: job") == 1:
+        return False  # dropped at its requeue (see above)
     assert outcome.steps == 10, log + slurm.logs()
     assert "requeueing job" in log and outcome.resumed_from >= 2, log
     assert log.count("llmh-train: job") == 2  # the same job ran twice
     steps = [x["step"] for x in metrics_lines(tmp_path / "run") if x["type"] == "train"]
     assert steps == list(range(1, 11))
+    return True
