@@ -49,6 +49,6 @@ def test_convert_runs_with_a_path_that_lacks_the_venv(tmp_path: Path) -> None:
     ):
         res = run(*step)
         assert res.returncode == 0, (step, res.stderr[-2000:])
-    res = run("convert", str(out), "--subject", "P01", "--no-validator")
+    res = run("convert", str(out), "--subject", "01", "--no-validator")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    assert list((out / "bids" / "sub-P01").rglob("*.nii.gz"))
+    assert list((out / "bids" / "sub-01").rglob("*.nii.gz"))
