@@ -119,9 +119,11 @@ def main() -> int:
             base[i] = major
     b = M.metrics(truth, base, classes)
     real = [i for i, it in enumerate(kept) if it.key.startswith("pair/")]
-    print(f"series: {len(kept)} ({len(real)} real, {len(kept) - len(real)} synthetic; "
-          f"{n_real} real before dropping rare classes), classes {len(classes)}, "
-          f"CV groups {len(set(feats.groups))}, folds {len(folds)}")
+    print(
+        f"series: {len(kept)} ({len(real)} real, {len(kept) - len(real)} synthetic; "
+        f"{n_real} real before dropping rare classes), classes {len(classes)}, "
+        f"CV groups {len(set(feats.groups))}, folds {len(folds)}"
+    )
     if dropped:
         print(f"classes with fewer than {args.min_per_class} groups left out: {', '.join(dropped)}")
     print(M.per_class_table(m))
@@ -129,10 +131,14 @@ def main() -> int:
     print(f"majority anchor: accuracy {b['accuracy']:.3f}  macro-F1 {b['macro_f1']:.3f}")
     if real:
         rm = M.metrics([truth[i] for i in real], [pred[i] for i in real], classes)
-        print(f"real pairs only ({len(real)} series): accuracy {rm['accuracy']:.3f}  "
-              f"macro-F1 {rm['macro_f1']:.3f}")
-    print(f"time: data {t_data:.1f}s, embed {t_embed:.1f}s, CV {t_cv:.1f}s "
-          f"(CV/embed ratio {t_cv / max(t_embed, 1e-6):.2f})")
+        print(
+            f"real pairs only ({len(real)} series): accuracy {rm['accuracy']:.3f}  "
+            f"macro-F1 {rm['macro_f1']:.3f}"
+        )
+    print(
+        f"time: data {t_data:.1f}s, embed {t_embed:.1f}s, CV {t_cv:.1f}s "
+        f"(CV/embed ratio {t_cv / max(t_embed, 1e-6):.2f})"
+    )
     return 0
 
 

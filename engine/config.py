@@ -70,7 +70,9 @@ class Settings:
     llm_all: bool = field(default=False, metadata={"help": "ask the model about every group"})
     confidence_threshold: float = field(
         default=UNSURE_THRESHOLD,
-        metadata={"help": "below this confidence a group is unsure: the model is asked, a person looks"},
+        metadata={
+            "help": "below this confidence a group is unsure: the model is asked, a person looks"
+        },
     )
     gguf_dirs: list[str] = field(
         default_factory=default_gguf_dirs, metadata={"help": "folders searched for GGUF files"}

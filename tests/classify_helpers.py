@@ -47,8 +47,9 @@ def build_studies(root: Path) -> Studies:
         ds.save_as(p)
     bad = _workspace(root / "B" / "dicom", root / "outB")
     eff = effective(Workspace(bad))
-    uid_group = {s.series_uid: g.group_id for g in eff.groups for s in eff.series
-                 if s.key in g.series_keys}
+    uid_group = {
+        s.series_uid: g.group_id for g in eff.groups for s in eff.series if s.key in g.series_keys
+    }
     items, _, _ = workspace_items(str(clean), "header", "suffix")
     bundle = root / "header.joblib"
     s = pipeline.Settings(source="header", folds=0, cache=str(root / "cache"), progress=False)

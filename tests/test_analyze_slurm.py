@@ -13,11 +13,11 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from tests.slurm_fixture import slurm  # noqa: F401  (pytest fixture; tests/ is on sys.path)
 
 from engine.cli import main
 from engine.scan.cache import CACHE_NAME
 from engine.workspace import ANALYZE_ERRORS_TSV, SERIES_TSV
+from tests.slurm_fixture import slurm  # noqa: F401  (pytest fixture; tests/ is on sys.path)
 
 FILES_PER_TASK = 200
 pytestmark = [pytest.mark.needs_service, pytest.mark.slow]

@@ -255,6 +255,7 @@ assignments = st.builds(
     extra_paths=st.lists(TEXT, max_size=3),
 )
 
+
 def _universal(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 

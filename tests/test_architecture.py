@@ -21,7 +21,10 @@ def graph():  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("a", "b"),
     [
-        ("engine.cli", "engine.rpc.server"),  # cli -> client -> launchers -> server -> methods -> cli
+        (
+            "engine.cli",
+            "engine.rpc.server",
+        ),  # cli -> client -> launchers -> server -> methods -> cli
         ("engine.heuristic.convert", "engine.heuristic.report"),
         ("engine.llm.backend", "engine.llm.llamacpp"),
         ("engine.llm.backend", "engine.llm.transformers_backend"),

@@ -52,10 +52,18 @@ def _tree(root: Path, n: int = 6, offset: int = 0) -> Path:
     return root
 
 
-DISC = ["a bright round disc in the middle", "a white circular object centred on black",
-        "one round bright blob, sharp edges", "a circle of high intensity on a dark field"]
-NOISE = ["a dim uniform speckled field", "grey grainy noise without any structure",
-         "an even textured background of faint speckle", "featureless low-contrast grain"]
+DISC = [
+    "a bright round disc in the middle",
+    "a white circular object centred on black",
+    "one round bright blob, sharp edges",
+    "a circle of high intensity on a dark field",
+]
+NOISE = [
+    "a dim uniform speckled field",
+    "grey grainy noise without any structure",
+    "an even textured background of faint speckle",
+    "featureless low-contrast grain",
+]
 
 
 class _Canned(BaseHTTPRequestHandler):
@@ -100,12 +108,20 @@ class _Canned(BaseHTTPRequestHandler):
             pool = DISC if bright else NOISE
             seed = int((body.get("options") or {}).get("seed", 0))
             text = f"{pool[seed % len(pool)]}; {msg['content'][:20].lower()}"
-            line = {"model": "llava:7b", "message": {"role": "assistant", "content": text},
-                    "done": False}
-            end = {"model": "llava:7b", "message": {"role": "assistant", "content": ""},
-                   "done": True}
-            self._send(json.dumps(line).encode() + b"\n" + json.dumps(end).encode() + b"\n",
-                       "application/x-ndjson")
+            line = {
+                "model": "llava:7b",
+                "message": {"role": "assistant", "content": text},
+                "done": False,
+            }
+            end = {
+                "model": "llava:7b",
+                "message": {"role": "assistant", "content": ""},
+                "done": True,
+            }
+            self._send(
+                json.dumps(line).encode() + b"\n" + json.dumps(end).encode() + b"\n",
+                "application/x-ndjson",
+            )
         finally:
             with cls.lock:
                 cls.in_flight -= 1
@@ -145,7 +161,7 @@ def _config(tmp: Path, n: int = 6, concurrency: int = 2) -> Path:
     p = tmp / "classify.toml"
     p.write_text(
         f"[describe]\nn_prompts = {n}\nconcurrency = {concurrency}\ntemperature = 0.5\n"
-        "seed = 3\nmax_tokens = 16\n\n[families]\nnoise = \"background\"\n",
+        'seed = 3\nmax_tokens = 16\n\n[families]\nnoise = "background"\n',
         encoding="utf-8",
     )
     return p
@@ -186,7 +202,10 @@ def test_no_description_of_an_image_reaches_two_folds():
     labels = [("a", "b", "c")[i % 3] for i in range(n_img)]
     groups = [f"subj{i // 2}" for i in range(n_img)]  # two images per subject
     row_image = np.repeat(np.arange(n_img), per)
-    X = rng.normal(size=(len(row_image), 5)) + np.asarray([ord(labels[i]) for i in row_image])[:, None]
+    X = (
+        rng.normal(size=(len(row_image), 5))
+        + np.asarray([ord(labels[i]) for i in row_image])[:, None]
+    )
     feats = M.Features(X, row_image, labels, groups)
     probs, classes, folds = M.cross_validate(feats, k=5)
     seen_in_test: dict[int, int] = {}
@@ -225,18 +244,26 @@ def test_ollama_canned_train_cache_evaluate_predict(tmp_path, ollama, fast_embed
     data = _tree(tmp_path / "train", 6)
     cfg = _config(tmp_path)
     cache = tmp_path / "cache"
-    common = dict(backend="ollama", model="llava:7b", host=ollama, config=str(cfg),
-                  cache=str(cache), progress=False)
+    common = dict(
+        backend="ollama",
+        model="llava:7b",
+        host=ollama,
+        config=str(cfg),
+        cache=str(cache),
+        progress=False,
+    )
     bundle = tmp_path / "m.joblib"
-    res = api.classify_train(api.ClassifyTrainParams(data=str(data), out_model=str(bundle),
-                                                     folds=3, **common))
+    res = api.classify_train(
+        api.ClassifyTrainParams(data=str(data), out_model=str(bundle), folds=3, **common)
+    )
     assert res.classes == ["disc", "noise"] and res.n_images == 12 and res.n_rows == 72
     assert res.generated == 72 and _Canned.requests == 72
     assert res.cv is not None and res.cv.accuracy == 1.0 and res.cv.macro_f1 == 1.0
     assert 1 <= _Canned.max_in_flight <= 2  # the concurrency limit of the config
     # resumable: the same run (or another classifier on it) asks the server nothing
-    res2 = api.classify_train(api.ClassifyTrainParams(data=str(data), out_model=str(bundle),
-                                                      folds=0, **common))
+    res2 = api.classify_train(
+        api.ClassifyTrainParams(data=str(data), out_model=str(bundle), folds=0, **common)
+    )
     assert res2.generated == 0 and _Canned.requests == 72
     b = M.load_bundle(bundle)
     assert b.source == "vlm" and b.backend == "ollama" and b.model == "llava:7b"
@@ -246,36 +273,67 @@ def test_ollama_canned_train_cache_evaluate_predict(tmp_path, ollama, fast_embed
     assert json.loads((tmp_path / "m.joblib.json").read_text())["prompts_hash"] == b.prompts_hash
 
     test = _tree(tmp_path / "test", 3, offset=100)
-    ev = api.classify_evaluate(api.ClassifyEvaluateParams(data=str(test), model_path=str(bundle),
-                                                          host=ollama, cache=str(cache),
-                                                          progress=False))
+    ev = api.classify_evaluate(
+        api.ClassifyEvaluateParams(
+            data=str(test), model_path=str(bundle), host=ollama, cache=str(cache), progress=False
+        )
+    )
     assert ev.metrics.accuracy == 1.0 and Path(ev.confusion_png).read_bytes()[:4] == b"\x89PNG"
     assert "macro-F1 1.000" in ev.table and Path(ev.per_class_path).is_file()
 
     from engine import cli
 
     files = [str(test / "disc" / "disc0.png"), str(test / "noise" / "noise1.png")]
-    rc = cli.main(["classify", "predict", str(bundle), *files, "--host", ollama, "--cache",
-                   str(cache), "--json", "--no-progress"])
+    rc = cli.main(
+        [
+            "classify",
+            "predict",
+            str(bundle),
+            *files,
+            "--host",
+            ollama,
+            "--cache",
+            str(cache),
+            "--json",
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert [p["label"] for p in out["predictions"]] == ["disc", "noise"]
     assert set(out["predictions"][0]["probs"]) == {"disc", "noise"}
     assert out["predictions"][0]["probs"]["disc"] > 0.5
-    rc = cli.main(["classify", "predict", str(bundle), files[1], "--host", ollama, "--cache",
-                   str(cache), "--no-progress"])
+    rc = cli.main(
+        [
+            "classify",
+            "predict",
+            str(bundle),
+            files[1],
+            "--host",
+            ollama,
+            "--cache",
+            str(cache),
+            "--no-progress",
+        ]
+    )
     line = capsys.readouterr().out.strip()
     assert rc == 0 and line.split("\t")[1] == "noise" and "disc 0." in line
 
     # refusals: other prompts, another embedder, another source
     with pytest.raises(M.BundleMismatch, match="prompts"):
-        api.classify_predict(api.ClassifyPredictParams(model_path=str(bundle), files=files,
-                                                       host=ollama, n_prompts=4, progress=False))
+        api.classify_predict(
+            api.ClassifyPredictParams(
+                model_path=str(bundle), files=files, host=ollama, n_prompts=4, progress=False
+            )
+        )
     with pytest.raises(M.BundleMismatch, match="embedder"):
         M.load_bundle(bundle, embedder_fingerprint="0" * 64)
     with pytest.raises(M.BundleMismatch, match="source"):
-        api.classify_predict(api.ClassifyPredictParams(model_path=str(bundle), files=files,
-                                                       source="header", progress=False))
+        api.classify_predict(
+            api.ClassifyPredictParams(
+                model_path=str(bundle), files=files, source="header", progress=False
+            )
+        )
 
 
 def test_header_source_on_dicom(tmp_path, fast_embedder):
@@ -293,13 +351,25 @@ def test_header_source_on_dicom(tmp_path, fast_embedder):
             ds.EchoTime, ds.RepetitionTime = te + i * 0.1, 2000.0 if cls == "T1w" else 6000.0
             ds.SequenceName = "*tfl3d1" if cls == "T1w" else "*tse2d1"
             ds.save_as(p)
-    res = api.classify_train(api.ClassifyTrainParams(
-        data=str(tmp_path / "d"), out_model=str(tmp_path / "h.joblib"), source="header",
-        folds=2, cache=str(tmp_path / "c"), progress=False))
+    res = api.classify_train(
+        api.ClassifyTrainParams(
+            data=str(tmp_path / "d"),
+            out_model=str(tmp_path / "h.joblib"),
+            source="header",
+            folds=2,
+            cache=str(tmp_path / "c"),
+            progress=False,
+        )
+    )
     assert res.source == "header" and res.cv.accuracy == 1.0 and res.generated == 0
-    pred = api.classify_predict(api.ClassifyPredictParams(
-        model_path=str(tmp_path / "h.joblib"), files=[str(tmp_path / "d" / "T2w" / "1.dcm")],
-        cache=str(tmp_path / "c"), progress=False))
+    pred = api.classify_predict(
+        api.ClassifyPredictParams(
+            model_path=str(tmp_path / "h.joblib"),
+            files=[str(tmp_path / "d" / "T2w" / "1.dcm")],
+            cache=str(tmp_path / "c"),
+            progress=False,
+        )
+    )
     assert pred.predictions[0].label == "T2w"
 
 
@@ -325,9 +395,15 @@ def test_tiny_llava_end_to_end(tmp_path, fast_embedder, monkeypatch):
     llava = make_tiny_llava(tmp_path / "llava")
     data = _tree(tmp_path / "d", 3)
     cfg = DescribeConfig(n_prompts=3, max_tokens=6, concurrency=2, families={"noise": "background"})
-    s = pipeline.Settings(backend="transformers", model=str(llava), describe=cfg, folds=3,
-                          cache=str(tmp_path / "c"), progress=False,
-                          backend_options={"quantization": False, "isolate": False})
+    s = pipeline.Settings(
+        backend="transformers",
+        model=str(llava),
+        describe=cfg,
+        folds=3,
+        cache=str(tmp_path / "c"),
+        progress=False,
+        backend_options={"quantization": False, "isolate": False},
+    )
     items = load_dataset(data)
     bundle, cv = pipeline.train(items, str(tmp_path / "m.joblib"), s)
     assert bundle.classes == ["disc", "noise"] and bundle.data["rows"] == 18
@@ -353,8 +429,11 @@ def test_tiny_llava_end_to_end(tmp_path, fast_embedder, monkeypatch):
     again, _ = pipeline.train(items, str(tmp_path / "m2.joblib"), s2)
     assert again.data["generated"] == 0  # resumable: nothing new asked
     # the bundle round trip: predict with the saved bundle (prompts and embedder from it)
-    p = pipeline.Settings(cache=str(tmp_path / "c"), progress=False,
-                          backend_options={"quantization": False, "isolate": False})
+    p = pipeline.Settings(
+        cache=str(tmp_path / "c"),
+        progress=False,
+        backend_options={"quantization": False, "isolate": False},
+    )
     preds = pipeline.predict(items[:2], str(tmp_path / "m.joblib"), p)
     assert all(set(x.probs) == {"disc", "noise"} for x in preds)
     assert all(abs(sum(x.probs.values()) - 1.0) < 1e-6 for x in preds)
@@ -381,9 +460,14 @@ def test_second_opinion_flags_the_mislabelled_series(studies):
 
     b = M.load_bundle(studies.bundle)
     assert b.source == "header" and b.label_kind == "suffix" and "T2w" in b.classes
-    res = api.classify_second_opinion(api.SecondOpinionParams(
-        out_dir=str(studies.mislabelled), model_path=str(studies.bundle),
-        cache=str(studies.bundle.parent / "cache"), progress=False))
+    res = api.classify_second_opinion(
+        api.SecondOpinionParams(
+            out_dir=str(studies.mislabelled),
+            model_path=str(studies.bundle),
+            cache=str(studies.bundle.parent / "cache"),
+            progress=False,
+        )
+    )
     by = {o.group_id: o for o in res.opinions}
     bad = by[studies.bad_group]
     assert bad.name_says == "T1w" and bad.image_says == "T2w" and bad.disagrees

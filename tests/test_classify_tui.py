@@ -39,9 +39,14 @@ def opinion(tmp_path_factory):
     from tests.classify_helpers import build_studies
 
     st = build_studies(tmp_path_factory.mktemp("classify-tui"))
-    api.classify_second_opinion(api.SecondOpinionParams(
-        out_dir=str(st.mislabelled), model_path=str(st.bundle),
-        cache=str(st.bundle.parent / "cache"), progress=False))
+    api.classify_second_opinion(
+        api.SecondOpinionParams(
+            out_dir=str(st.mislabelled),
+            model_path=str(st.bundle),
+            cache=str(st.bundle.parent / "cache"),
+            progress=False,
+        )
+    )
     return st
 
 
@@ -64,7 +69,8 @@ async def _check_flag(out: Path, bad: str) -> None:
         row = [str(c) for c in groups.table.get_row_at(groups._order.index(bad))]
         assert row[-1] == "T2w" and "image≠name" in row[-2]
         flagged = [
-            g for g in groups._order
+            g
+            for g in groups._order
             if "image≠name" in str(groups.table.get_row_at(groups._order.index(g))[-2])
         ]
         assert bad in flagged

@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 
 import pytest
-from tests.slurm_fixture import slurm  # noqa: F401 - pytest fixture
-from tests.test_rpc_pipeline import compare_cli, reference, run_methods, study  # noqa: F401 - fixture
 
 from engine.rpc.client import EngineClient
 from engine.rpc.protocol import EngineGone
+from tests.slurm_fixture import slurm  # noqa: F401 - pytest fixture
+from tests.test_rpc_pipeline import compare_cli, reference, run_methods, study  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.needs_service
 

@@ -7,13 +7,13 @@ import sys
 import time
 
 import pytest
-from tests.sshd_fixture import sshd  # noqa: F401 - pytest fixture
-from tests.test_rpc_detach import streamed_with_drop, wait_gone
-from tests.test_rpc_pipeline import compare_cli, reference, run_methods, study  # noqa: F401 - fixture
 
 from engine.rpc.client import EngineClient
 from engine.rpc.launchers import make_launcher
 from engine.rpc.protocol import EngineGone
+from tests.sshd_fixture import sshd  # noqa: F401 - pytest fixture
+from tests.test_rpc_detach import streamed_with_drop, wait_gone
+from tests.test_rpc_pipeline import compare_cli, reference, run_methods, study  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.needs_service
 THIS_PYTHON = [sys.executable, "-m", "engine"]

@@ -89,11 +89,10 @@ def test_template_round_trip() -> None:
 
 
 def test_rpc_methods_inprocess(tmp_path: Path) -> None:
-    from tests.workspace_helpers import build_workspace
-
     from engine.errors import LlmhError
     from engine.rpc.client import EngineClient
     from engine.workspace import MAPPED_TSV
+    from tests.workspace_helpers import build_workspace
 
     out = build_workspace(tmp_path / "out")
     with EngineClient("inprocess") as c:
@@ -178,11 +177,10 @@ def test_generate_applies_decisions_made_after_map(tmp_path: Path) -> None:
 
 
 def test_map_groups_out_dir_and_only(tmp_path: Path) -> None:
-    from tui.demo_workspace import make_series
-    from tests.workspace_helpers import build_workspace
-
     from engine.mapping import BACKENDS, map_groups
     from engine.mapping.effective import combine
+    from tests.workspace_helpers import build_workspace
+    from tui.demo_workspace import make_series
 
     out = build_workspace(tmp_path / "out")
     review.decide(out, "g01_localizer", "edit", datatype="anat", suffix="T1w")

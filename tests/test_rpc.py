@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from engine.errors import Cancelled, InvalidParams, NotAvailable, NotFound, UserError
 from engine.rpc import protocol
 from engine.rpc.client import EngineClient
 from engine.rpc.launchers import make_launcher, parse_spec
 from engine.rpc.methods import METHODS
-from engine.errors import Cancelled, InvalidParams, NotAvailable, NotFound, UserError
 from engine.rpc.protocol import EngineGone, RpcError
 
 ENGINE = [sys.executable, "-m", "engine", "engine", "serve", "--stdio", "--heartbeat", "0.2"]
@@ -237,7 +237,9 @@ def test_steps_run_by_name_not_by_argv(eng, tmp_path, capsys):
     out = _series_out(tmp_path)
     events = []
     res = eng.call("group", {"out_dir": str(out)}, on_event=lambda m, p: events.append((m, p)))
-    assert res["n_series"] == 2 and res["n_groups"] == 2 and "2 series -> 2 groups" in res["message"]
+    assert (
+        res["n_series"] == 2 and res["n_groups"] == 2 and "2 series -> 2 groups" in res["message"]
+    )
     assert not [m for m, _ in events if m == "output"]
     assert main(["--engine", "inprocess", "group", str(out)]) == 0
     assert "2 series -> 2 groups" in capsys.readouterr().out

@@ -164,9 +164,7 @@ ProgressFn = Callable[[int, int, str], None]
 class Describer:
     """Descriptions of images by a vision backend, ``concurrency`` requests at a time, cached."""
 
-    def __init__(
-        self, backend: Any, config: DescribeConfig, cache: DescriptionCache
-    ) -> None:
+    def __init__(self, backend: Any, config: DescribeConfig, cache: DescriptionCache) -> None:
         self.backend = backend
         self.config = config
         self.cache = cache

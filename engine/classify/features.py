@@ -112,8 +112,12 @@ def _load_tsv(path: Path) -> list[ImageItem]:
         if not p.is_absolute():
             p = path.parent / p
         items.append(
-            ImageItem(str(p), label=(r.get("label") or "").strip(), group=r.get("group") or "",
-                      key=r["path"])
+            ImageItem(
+                str(p),
+                label=(r.get("label") or "").strip(),
+                group=r.get("group") or "",
+                key=r["path"],
+            )
         )
     return items
 
@@ -188,8 +192,13 @@ def _qualitative(s: Any) -> list[str]:
     if te:
         out.append("short echo" if te < 15 else "medium echo" if te < 60 else "long echo")
     if tr:
-        out.append("short repetition" if tr < 1.0 else "medium repetition" if tr < 3.0
-                   else "long repetition")
+        out.append(
+            "short repetition"
+            if tr < 1.0
+            else "medium repetition"
+            if tr < 3.0
+            else "long repetition"
+        )
     if ti:
         out.append("inversion recovery")
     out.append("single volume" if vols <= 1 else f"time series of {vols} volumes")
@@ -249,8 +258,11 @@ def _orientation(iop: Any) -> str:
         row, col = v[:3], v[3:6]
     except (TypeError, ValueError):
         return ""
-    n = [row[1] * col[2] - row[2] * col[1], row[2] * col[0] - row[0] * col[2],
-         row[0] * col[1] - row[1] * col[0]]
+    n = [
+        row[1] * col[2] - row[2] * col[1],
+        row[2] * col[0] - row[0] * col[2],
+        row[0] * col[1] - row[1] * col[0],
+    ]
     axis = max(range(3), key=lambda i: abs(n[i]))
     return ("sag", "cor", "tra")[axis]
 

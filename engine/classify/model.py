@@ -103,9 +103,9 @@ def image_probabilities(model: Any, X: np.ndarray, row_image: np.ndarray, n: int
     return out / np.maximum(counts, 1.0)[:, None]
 
 
-def cv_splits(labels: list[str], groups: list[str], k: int = 5, seed: int = 0) -> list[
-    tuple[np.ndarray, np.ndarray]
-]:
+def cv_splits(
+    labels: list[str], groups: list[str], k: int = 5, seed: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Folds over *images* (train idx, test idx), stratified by label, grouped by ``groups``.
 
     ``k`` is lowered to the number of groups of the rarest class (at least 2)."""
@@ -126,7 +126,10 @@ def cv_splits(labels: list[str], groups: list[str], k: int = 5, seed: int = 0) -
 
 
 def cross_validate(
-    feats: Features, k: int = 5, seed: int = 0, C: float = 1.0,  # noqa: N803
+    feats: Features,
+    k: int = 5,
+    seed: int = 0,
+    C: float = 1.0,  # noqa: N803
     progress: Callable[[int, int, str], None] | None = None,
 ) -> tuple[np.ndarray, list[str], list[tuple[np.ndarray, np.ndarray]]]:
     """Out-of-fold image probabilities (n_images, n_classes), the classes, and the folds."""
@@ -138,7 +141,9 @@ def cross_validate(
         te_rows = np.isin(feats.row_image, te_img)
         sub = Features(feats.X[tr_rows], feats.row_image[tr_rows], feats.labels, feats.groups)
         model = fit(sub, C=C, seed=seed)
-        p = image_probabilities(model, feats.X[te_rows], feats.row_image[te_rows], len(feats.labels))
+        p = image_probabilities(
+            model, feats.X[te_rows], feats.row_image[te_rows], len(feats.labels)
+        )
         cols = [classes.index(c) for c in model.classes_]
         probs[np.ix_(te_img, cols)] = p[np.ix_(te_img, range(len(cols)))]
         if progress is not None:
@@ -155,12 +160,19 @@ def metrics(truth: list[str], pred: list[str], classes: list[str]) -> dict[str, 
     p, r, f, s = prfs(truth, pred, labels=labels, zero_division=0)
     return {
         "accuracy": float(accuracy_score(truth, pred)) if truth else 0.0,
-        "macro_f1": float(f1_score(truth, pred, labels=sorted(set(truth)), average="macro",
-                                   zero_division=0)) if truth else 0.0,
+        "macro_f1": float(
+            f1_score(truth, pred, labels=sorted(set(truth)), average="macro", zero_division=0)
+        )
+        if truth
+        else 0.0,
         "labels": labels,
         "per_class": {
-            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                "support": int(s[i])}
+            c: {
+                "precision": float(p[i]),
+                "recall": float(r[i]),
+                "f1": float(f[i]),
+                "support": int(s[i]),
+            }
             for i, c in enumerate(labels)
         },
         "confusion": confusion_matrix(truth, pred, labels=labels).tolist(),
@@ -195,8 +207,14 @@ def confusion_png(m: dict[str, Any], path: str | os.PathLike[str], title: str = 
     top = cm.max() if cm.size else 0
     for i in range(cm.shape[0]):
         for j in range(cm.shape[1]):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] > top / 2 else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                color="white" if cm[i, j] > top / 2 else "black",
+            )
     ax.set_title(title or f"accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
     fig.tight_layout()
     out = Path(path)

@@ -68,8 +68,12 @@ def progress_bar(show: bool = True) -> ProgressFn:
         width = 30
         fill = int(width * done / total) if total else width
         end = "\n" if done >= total else ""
-        print(f"\r{what:<18} [{'#' * fill}{'.' * (width - fill)}] {done}/{total}", end=end,
-              file=sys.stderr, flush=True)
+        print(
+            f"\r{what:<18} [{'#' * fill}{'.' * (width - fill)}] {done}/{total}",
+            end=end,
+            file=sys.stderr,
+            flush=True,
+        )
 
     return report
 
@@ -183,8 +187,13 @@ def train(
         model=(s.model or "") if source != "header" else "",
         label_kind=label_kind,
         include_names=s.include_names,
-        data={**summary(items), "digest": M.items_digest(items), "rows": int(len(feats.X)),
-              "cache": str(cache.path), "generated": describer.generated if describer else 0},
+        data={
+            **summary(items),
+            "digest": M.items_digest(items),
+            "rows": int(len(feats.X)),
+            "cache": str(cache.path),
+            "generated": describer.generated if describer else 0,
+        },
         cv=cv,
     )
     M.save_bundle(bundle, out_model)
@@ -222,8 +231,9 @@ def _image_probs(
     cache = DescriptionCache(s.cache or None)
     describer = _describer(s, cache, bundle.source)
     try:
-        feats = featurize(items, bundle.source, emb, cache, describer, labelled,
-                          bundle.include_names, report)
+        feats = featurize(
+            items, bundle.source, emb, cache, describer, labelled, bundle.include_names, report
+        )
     finally:
         _close(describer)
         cache.close()
@@ -269,6 +279,12 @@ def predict(items: list[ImageItem], bundle_path: str, s: Settings) -> list[Predi
     out = []
     for i, it in enumerate(items):
         p = {c: float(probs[i, j]) for j, c in enumerate(bundle.classes)}
-        out.append(Prediction(it.key or it.path, max(p, key=p.__getitem__), p,
-                              descriptions=feats.texts[i][:3] if feats.texts else []))
+        out.append(
+            Prediction(
+                it.key or it.path,
+                max(p, key=p.__getitem__),
+                p,
+                descriptions=feats.texts[i][:3] if feats.texts else [],
+            )
+        )
     return out

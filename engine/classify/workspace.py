@@ -147,7 +147,10 @@ def workspace_items(
 
 
 def second_opinion(
-    out_dir: str, bundle_path: str, settings: Any, groups: list[str] | None = None,
+    out_dir: str,
+    bundle_path: str,
+    settings: Any,
+    groups: list[str] | None = None,
     max_series: int = 4,
 ) -> list[Opinion]:
     """Classify each group's series with the bundle; write and return the opinions."""
@@ -159,8 +162,13 @@ def second_opinion(
     if any("/" in c for c in bundle.classes):
         kind = "datatype/suffix"
     items, members, names = workspace_items(
-        out_dir, bundle.source, kind, include_names=bundle.include_names, groups=groups,
-        labelled_only=False, max_series=max_series,
+        out_dir,
+        bundle.source,
+        kind,
+        include_names=bundle.include_names,
+        groups=groups,
+        labelled_only=False,
+        max_series=max_series,
     )
     preds = pipeline.predict(items, bundle_path, settings) if items else []
     out: list[Opinion] = []
@@ -172,8 +180,14 @@ def second_opinion(
         says = max(probs, key=probs.__getitem__) if idx else ""
         name = names.get(gid, "")
         out.append(
-            Opinion(gid, says, {c: round(p, 4) for c, p in probs.items()}, name,
-                    bool(name) and bool(says) and name != says, len(idx))
+            Opinion(
+                gid,
+                says,
+                {c: round(p, 4) for c, p in probs.items()},
+                name,
+                bool(name) and bool(says) and name != says,
+                len(idx),
+            )
         )
     path = Path(out_dir) / OPINION_FILE
     old = _read(path) if groups else {}

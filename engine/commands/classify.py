@@ -32,35 +32,64 @@ def _call(args: argparse.Namespace, method: str, func: Any, params: Any) -> Any:
 
 def _features(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("features")
-    g.add_argument("--source", choices=("vlm", "header", "both"), default="",
-                   help="what is embedded: image descriptions (vlm, train default), header "
-                   "facts, or both (default at prediction: the bundle's)")
-    g.add_argument("--backend", default="", help="vision backend: ollama, openai, transformers, "
-                   "llama-cpp (default at prediction: the bundle's)")
+    g.add_argument(
+        "--source",
+        choices=("vlm", "header", "both"),
+        default="",
+        help="what is embedded: image descriptions (vlm, train default), header "
+        "facts, or both (default at prediction: the bundle's)",
+    )
+    g.add_argument(
+        "--backend",
+        default="",
+        help="vision backend: ollama, openai, transformers, "
+        "llama-cpp (default at prediction: the bundle's)",
+    )
     g.add_argument("--model", default="", help="the vision model")
     g.add_argument("--host", default="", help="Ollama host (http://127.0.0.1:11434)")
     g.add_argument("--base-url", default="", help="OpenAI-compatible base URL")
     g.add_argument("--embedder", default="", help="minilm (default), ollama:MODEL, openai:MODEL")
     g.add_argument("--config", default="", help="TOML with [describe], [families], [prompts]")
-    g.add_argument("--prompts", dest="n_prompts", type=int, default=0, metavar="N",
-                   help="descriptions per image (default 50)")
-    g.add_argument("--concurrency", type=int, default=0, metavar="N",
-                   help="requests in flight to the model server (default 4)")
+    g.add_argument(
+        "--prompts",
+        dest="n_prompts",
+        type=int,
+        default=0,
+        metavar="N",
+        help="descriptions per image (default 50)",
+    )
+    g.add_argument(
+        "--concurrency",
+        type=int,
+        default=0,
+        metavar="N",
+        help="requests in flight to the model server (default 4)",
+    )
     g.add_argument("--temperature", type=float, default=None)
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--cache", default="", help="cache file or folder (default: user cache dir)")
-    g.add_argument("--include-names", action="store_true",
-                   help="header text includes series/protocol names")
+    g.add_argument(
+        "--include-names", action="store_true", help="header text includes series/protocol names"
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _common(args: argparse.Namespace) -> dict[str, Any]:
     return {
-        "source": args.source, "backend": args.backend, "model": args.model, "host": args.host,
-        "base_url": args.base_url, "embedder": args.embedder, "config": args.config,
-        "n_prompts": args.n_prompts, "concurrency": args.concurrency,
-        "temperature": args.temperature, "seed": args.seed, "cache": args.cache,
-        "include_names": args.include_names, "progress": not args.no_progress,
+        "source": args.source,
+        "backend": args.backend,
+        "model": args.model,
+        "host": args.host,
+        "base_url": args.base_url,
+        "embedder": args.embedder,
+        "config": args.config,
+        "n_prompts": args.n_prompts,
+        "concurrency": args.concurrency,
+        "temperature": args.temperature,
+        "seed": args.seed,
+        "cache": args.cache,
+        "include_names": args.include_names,
+        "progress": not args.no_progress,
     }
 
 
@@ -75,12 +104,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = csub.add_parser("train", help="train a bundle on DATA (or a reviewed workspace)")
     t.add_argument("data", nargs="?", default="", help="class folders or labels TSV")
     t.add_argument("out_model", help="the bundle to write (e.g. model.joblib)")
-    t.add_argument("--workspace", default="", metavar="OUT",
-                   help="learn from a reviewed workspace's effective mapping instead of DATA")
-    t.add_argument("--label", dest="label_kind", choices=("suffix", "datatype/suffix"),
-                   default="suffix", help="workspace labels (default suffix)")
-    t.add_argument("--group-by", choices=("subject", "series"), default="subject",
-                   help="workspace CV groups (default subject)")
+    t.add_argument(
+        "--workspace",
+        default="",
+        metavar="OUT",
+        help="learn from a reviewed workspace's effective mapping instead of DATA",
+    )
+    t.add_argument(
+        "--label",
+        dest="label_kind",
+        choices=("suffix", "datatype/suffix"),
+        default="suffix",
+        help="workspace labels (default suffix)",
+    )
+    t.add_argument(
+        "--group-by",
+        choices=("subject", "series"),
+        default="subject",
+        help="workspace CV groups (default subject)",
+    )
     t.add_argument("--folds", type=int, default=5, help="grouped CV folds (0: none)")
     _features(t)
     t.set_defaults(func=run_train)
@@ -99,8 +141,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     _features(r)
     r.set_defaults(func=run_predict)
 
-    s = csub.add_parser("second-opinion",
-                        help="classify a workspace's groups and flag names the image disagrees with")
+    s = csub.add_parser(
+        "second-opinion",
+        help="classify a workspace's groups and flag names the image disagrees with",
+    )
     s.add_argument("out_dir", metavar="OUT")
     s.add_argument("model_path", metavar="MODEL")
     s.add_argument("--group", dest="groups", action="append", default=[], help="only this group")
@@ -112,8 +156,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     params = api.ClassifyTrainParams(
-        data=args.data, out_model=args.out_model, workspace=args.workspace,
-        label_kind=args.label_kind, group_by=args.group_by, folds=args.folds, **_common(args),
+        data=args.data,
+        out_model=args.out_model,
+        workspace=args.workspace,
+        label_kind=args.label_kind,
+        group_by=args.group_by,
+        folds=args.folds,
+        **_common(args),
     )
     res = _call(args, "classify.train", api.classify_train, params)
     print(res.message)
@@ -143,17 +192,18 @@ def run_predict(args: argparse.Namespace) -> int:
         print()
         return 0
     for pr in res.predictions:
-        conf = "  ".join(
-            f"{c} {v:.3f}" for c, v in sorted(pr.probs.items(), key=lambda x: -x[1])
-        )
+        conf = "  ".join(f"{c} {v:.3f}" for c, v in sorted(pr.probs.items(), key=lambda x: -x[1]))
         print(f"{pr.file}\t{pr.label}\t{conf}")
     return 0
 
 
 def run_second_opinion(args: argparse.Namespace) -> int:
     params = api.SecondOpinionParams(
-        out_dir=args.out_dir, model_path=args.model_path, groups=args.groups,
-        max_series=args.max_series, **_common(args),
+        out_dir=args.out_dir,
+        model_path=args.model_path,
+        groups=args.groups,
+        max_series=args.max_series,
+        **_common(args),
     )
     res = _call(args, "classify.second_opinion", api.classify_second_opinion, params)
     if args.json:
