@@ -18,16 +18,8 @@ import sys
 from typing import Any
 
 from engine.api import classify as api
+from engine.commands._api import invoke
 from engine.serial import to_json
-
-
-def _call(args: argparse.Namespace, method: str, func: Any, params: Any) -> Any:
-    """In this process, or on ``--engine SPEC`` when the engine serves the method."""
-    if getattr(args, "engine", None):
-        from engine.commands._api import invoke
-
-        return invoke(args, method, params)
-    return func(params)
 
 
 def _features(p: argparse.ArgumentParser) -> None:
@@ -164,7 +156,7 @@ def run_train(args: argparse.Namespace) -> int:
         folds=args.folds,
         **_common(args),
     )
-    res = _call(args, "classify.train", api.classify_train, params)
+    res = invoke(args, "classify.train", params)
     print(res.message)
     return 0
 
@@ -173,7 +165,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     params = api.ClassifyEvaluateParams(
         data=args.data, model_path=args.model_path, out_dir=args.out, **_common(args)
     )
-    res = _call(args, "classify.evaluate", api.classify_evaluate, params)
+    res = invoke(args, "classify.evaluate", params)
     print(res.table)
     print(f"accuracy {res.metrics.accuracy:.3f}")
     print(f"macro-F1 {res.metrics.macro_f1:.3f}")
@@ -186,7 +178,7 @@ def run_predict(args: argparse.Namespace) -> int:
     params = api.ClassifyPredictParams(
         model_path=args.model_path, files=list(args.files), **_common(args)
     )
-    res = _call(args, "classify.predict", api.classify_predict, params)
+    res = invoke(args, "classify.predict", params)
     if args.json:
         json.dump(to_json(res), sys.stdout, indent=1)
         print()
@@ -205,7 +197,7 @@ def run_second_opinion(args: argparse.Namespace) -> int:
         max_series=args.max_series,
         **_common(args),
     )
-    res = _call(args, "classify.second_opinion", api.classify_second_opinion, params)
+    res = invoke(args, "classify.second_opinion", params)
     if args.json:
         json.dump(to_json(res), sys.stdout, indent=1)
         print()

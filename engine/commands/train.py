@@ -14,15 +14,7 @@ import sys
 from typing import Any
 
 from engine.api import train as api
-
-
-def _call(args: argparse.Namespace, method: str, func: Any, params: Any) -> Any:
-    """In this process, or on ``--engine SPEC`` when the engine serves the method."""
-    if getattr(args, "engine", None):
-        from engine.commands._api import invoke
-
-        return invoke(args, method, params)
-    return func(params)
+from engine.commands._api import invoke
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -104,8 +96,7 @@ def run_train(args: argparse.Namespace) -> int:
         submit=args.submit,
         stop_after=args.stop_after,
     )
-    func = api.train_sft if args.kind == "sft" else api.train_dpo
-    res = _call(args, f"train.{args.kind}", func, params)
+    res = invoke(args, f"train.{args.kind}", params)
     print(res.message)
     return 0
 
@@ -124,7 +115,7 @@ def run_data(args: argparse.Namespace) -> int:
         drafts=getattr(args, "drafts", ""),
         skip_invalid=args.skip_invalid,
     )
-    res = _call(args, "train.data", api.data_build, params)
+    res = invoke(args, "train.data", params)
     _print_summary(res)
     if res.n_rejected:
         print(f"train data: {res.n_rejected} record(s) refused (listed above)", file=sys.stderr)
@@ -132,7 +123,7 @@ def run_data(args: argparse.Namespace) -> int:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    res = _call(args, "train.check", api.data_check, api.DataCheckParams(args.path, args.kind))
+    res = invoke(args, "train.check", api.DataCheckParams(args.path, args.kind))
     _print_summary(res)
     return 0
 
@@ -147,6 +138,6 @@ def run_export(args: argparse.Namespace) -> int:
         gguf=not args.no_gguf,
         converter=args.converter,
     )
-    res = _call(args, "train.export", api.export, params)
+    res = invoke(args, "train.export", params)
     print(res.message)
     return 0
