@@ -610,7 +610,9 @@ def _slurm_scenario(slurm, tiny_llama: Path, tmp_path: Path, monkeypatch, last: 
     from engine.train import slurm as tslurm
 
     train = write_jsonl(tmp_path / "train.jsonl", OVERFIT)
-    c = run_config(tiny_llama, train, tmp_path / "run", max_steps=10, batch_size=2, save_every=2)
+    # enough steps that the warning lands mid-run even on a fast machine
+    steps = 30
+    c = run_config(tiny_llama, train, tmp_path / "run", max_steps=steps, batch_size=2, save_every=2)
     c["slurm"] = {
         "gpus": 0,
         "time": "00:10:00",
@@ -650,11 +652,34 @@ def _slurm_scenario(slurm, tiny_llama: Path, tmp_path: Path, monkeypatch, last: 
     threading.Thread(target=preempt, daemon=True).start()
     job, outcome = tslurm.submit_and_follow(cfg, script, poll_s=0.5, timeout_s=600)
     log = (tmp_path / "run" / f"slurm-{job}.log").read_text()
-    if outcome.steps < 10 and not last and log.count("llmh-train: job") == 1:
+    if outcome.steps < steps and not last and log.count("llmh-train: job") == 1:
         return False  # dropped at its requeue (see above)
-    assert outcome.steps == 10, log + slurm.logs()
+    assert outcome.steps == steps, log + slurm.logs()
     assert "requeueing job" in log and outcome.resumed_from >= 2, log
     assert log.count("llmh-train: job") == 2  # the same job ran twice
-    steps = [x["step"] for x in metrics_lines(tmp_path / "run") if x["type"] == "train"]
-    assert steps == list(range(1, 11))
+    done = [x["step"] for x in metrics_lines(tmp_path / "run") if x["type"] == "train"]
+    assert done == list(range(1, steps + 1))
     return True
+
+
+def test_slurm_warning_before_or_after_the_loop_does_not_kill_the_job() -> None:
+    """Slurm's USR1 may land while the model loads or after the last step: the first becomes a
+    preemption at the first step, the second is ignored (the job once died with exit 138)."""
+    import os
+    import signal as sig
+
+    from engine.train import checkpoint
+
+    old = sig.getsignal(sig.SIGUSR1)
+    try:
+        checkpoint.catch_early_signals()
+        os.kill(os.getpid(), sig.SIGUSR1)  # during load
+        time.sleep(0.05)
+        with checkpoint.PreemptionFlag() as flag:
+            assert flag.is_set() and flag.signal == "SIGUSR1"
+        with checkpoint.PreemptionFlag() as flag:
+            assert not flag.is_set()  # consumed once
+        os.kill(os.getpid(), sig.SIGUSR1)  # after the loop: still alive
+        time.sleep(0.05)
+    finally:
+        sig.signal(sig.SIGUSR1, old)

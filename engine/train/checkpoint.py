@@ -134,9 +134,21 @@ def load(path: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, An
     return json.loads((path / "state.json").read_text())
 
 
+_early = threading.Event()
+
+
+def catch_early_signals() -> None:
+    """From process start, remember SIGUSR1 instead of dying of it: Slurm's warning can come
+    while the model loads (the run then checkpoints at its first step) or after the last step
+    (nothing left to save), and neither may end the job with signal 10."""
+    if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, lambda *_: _early.set())
+
+
 class PreemptionFlag:
     """SIGUSR1/SIGTERM -> ``set``; installed only in the main thread (an engine request runs in
-    a worker thread, where the engine's own cancellation applies instead)."""
+    a worker thread, where the engine's own cancellation applies instead). A warning caught
+    early (:func:`catch_early_signals`) counts as soon as the flag is entered."""
 
     SIGNALS = ("SIGUSR1", "SIGTERM")
 
@@ -151,6 +163,10 @@ class PreemptionFlag:
                 sig = getattr(signal, name, None)
                 if sig is not None:
                     self._old[sig] = signal.signal(sig, self._handle)
+        if _early.is_set():
+            _early.clear()
+            self.signal = "SIGUSR1"
+            self.event.set()
         return self
 
     def _handle(self, signum: int, _frame: Any) -> None:

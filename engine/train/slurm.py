@@ -170,6 +170,7 @@ def main(argv: list[str]) -> int:
     from engine.train import config
 
     cfg = config.load(argv[2])
+    checkpoint.catch_early_signals()
     try:
         if argv[1] == "sft":
             from engine.train import sft
