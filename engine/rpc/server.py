@@ -16,118 +16,36 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
-import inspect
 import logging
 import os
-import secrets
 import sys
 import threading
 import time
-import typing
-from collections.abc import Callable, Iterable
-from functools import cache
+from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from engine import context
 from engine.errors import InvalidParams, LlmhError
 from engine.rpc import protocol
+from engine.rpc.binding import (
+    _async_raise,
+    _auth_params_ok,
+    _bind,
+    _confine,
+    _resume_params,
+    _short,
+)
+from engine.rpc.session import (
+    Cancelled,
+    Connection,
+    RequestContext,
+    RequestState,
+    _key,
+)
 
 log = logging.getLogger(__name__)
 
-REPLAY_LIMIT = 100_000  # notifications kept per request for resume
 RETAIN_DONE = 512  # answered requests kept for resume (socket mode)
-
-
-class Cancelled(Exception):
-    """Raised by :meth:`RequestContext.check` once the request is cancelled."""
-
-
-class Connection:
-    """One client link: a binary reader with ``readline`` and a writer function."""
-
-    def __init__(
-        self,
-        reader: BinaryIO,
-        write: Callable[[bytes], None],
-        close: Callable[[], None] | None = None,
-        label: str = "",
-    ) -> None:
-        self.reader = reader
-        self._write = write
-        self._close = close
-        self.label = label
-        self.session = secrets.token_hex(8)
-        self.alive = True
-
-    def write(self, data: bytes) -> None:
-        self._write(data)
-
-    def close(self) -> None:
-        if not self.alive:
-            return
-        self.alive = False
-        if self._close is not None:
-            try:
-                self._close()
-            except OSError:
-                pass
-
-
-class RequestState:
-    def __init__(self, id_: Any, session: str, method: str) -> None:
-        self.id = id_
-        self.session = session
-        self.method = method
-        self.seq = 0
-        self.buffer: collections.deque[dict[str, Any]] = collections.deque(maxlen=REPLAY_LIMIT)
-        self.cancel_event = threading.Event()
-        self.answered = False
-        self.response: dict[str, Any] | None = None
-        self.started = time.time()
-        self.finished: float | None = None
-        self.thread: threading.Thread | None = None
-        self.interruptible = False
-        self.in_handler = False
-        self.after_answer: list[Callable[[], None]] = []
-
-
-def _key(id_: Any) -> str:
-    return f"{type(id_).__name__}:{id_}"
-
-
-class RequestContext:
-    """Handed to every method handler (first argument) and reachable via :mod:`context`."""
-
-    def __init__(self, server: Server, state: RequestState) -> None:
-        self.server = server
-        self.state = state
-        self.cancel_event = state.cancel_event
-
-    @property
-    def id(self) -> Any:
-        return self.state.id
-
-    @property
-    def cancelled(self) -> bool:
-        return self.cancel_event.is_set()
-
-    def check(self) -> None:
-        if self.cancel_event.is_set():
-            raise Cancelled()
-
-    def notify(self, method: str, params: dict[str, Any]) -> bool:
-        """A numbered notification of this request; dropped (False) once it is answered."""
-        return self.server.notify_request(self.state, method, params)
-
-    def progress(self, fraction: float | None, message: str = "", **extra: Any) -> bool:
-        return self.notify(protocol.PROGRESS, {"fraction": fraction, "message": message, **extra})
-
-    def delta(self, text: str, **extra: Any) -> bool:
-        return self.notify(protocol.DELTA, {"text": text, **extra})
-
-    def after_answer(self, fn: Callable[[], None]) -> None:
-        self.state.after_answer.append(fn)
 
 
 class _LogForwarder(logging.Handler):
@@ -542,114 +460,6 @@ class Server:
                         },
                     ),
                 )
-
-
-def _short(value: Any, limit: int = 100) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _resume_params(params: Any) -> tuple[str, list[tuple[Any, int]]]:
-    """``$/resume`` params ``{"session": STR, "last_seq": [[ID, SEQ], ...] or {ID: SEQ}}``."""
-    if params is None:
-        params = {}
-    if not isinstance(params, dict):
-        raise InvalidParams('needs an object {"session": ..., "last_seq": ...}')
-    session = params.get("session")
-    if session is None:
-        session = ""
-    if not isinstance(session, str):
-        raise InvalidParams("session: expected a string")
-    raw = params.get("last_seq")
-    if raw is None:
-        raw = []
-    if isinstance(raw, dict):
-        raw = list(raw.items())
-    if not isinstance(raw, list):
-        raise InvalidParams("last_seq: expected [[request id, seq], ...]")
-    pairs: list[tuple[Any, int]] = []
-    for item in raw:
-        if not isinstance(item, list | tuple) or len(item) != 2:
-            raise InvalidParams("last_seq: expected [[request id, seq], ...]")
-        rid, seq = item
-        if not isinstance(rid, str | int) or isinstance(rid, bool):
-            raise InvalidParams("last_seq: a request id is a string or an integer")
-        if seq is None:
-            seq = 0
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            raise InvalidParams("last_seq: a seq is an integer >= 0")
-        pairs.append((rid, seq))
-    return session, pairs
-
-
-def _auth_params_ok(params: Any) -> bool:
-    return isinstance(params, dict) and isinstance(params.get("token"), str)
-
-
-@cache
-def _hints(fn: Callable[..., Any]) -> tuple[inspect.Signature, dict[str, Any]]:
-    sig = inspect.signature(fn)
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # noqa: BLE001 - unresolvable annotations: no type check
-        hints = {}
-    return sig, hints
-
-
-def _bind(
-    fn: Callable[..., Any], ctx: RequestContext, params: Any, method: str = ""
-) -> inspect.BoundArguments:
-    """Bind ``params`` to ``fn``'s parameters and check each against its annotation;
-    :class:`InvalidParams` (-32602) naming the parameter when one does not fit."""
-    from engine.serial import from_json
-
-    sig, hints = _hints(fn)
-    try:
-        if params is None:
-            bound = sig.bind(ctx)
-        elif isinstance(params, list):
-            bound = sig.bind(ctx, *params)
-        else:
-            bound = sig.bind(ctx, **params)
-    except TypeError as exc:
-        raise InvalidParams(f"{method}: {exc}") from None
-    first = next(iter(sig.parameters))
-    for name, value in list(bound.arguments.items()):
-        par = sig.parameters[name]
-        if name == first or par.kind in (par.VAR_POSITIONAL, par.VAR_KEYWORD):
-            continue
-        hint = hints.get(name, Any)
-        try:
-            bound.arguments[name] = from_json(hint, value)
-        except (TypeError, ValueError) as exc:
-            raise InvalidParams(f"{method}: {name}: {exc}") from None
-    return bound
-
-
-def _confine(bound: inspect.BoundArguments, roots: Iterable[str], method: str) -> None:
-    """Path parameters (:data:`engine.api.methods.PATH_PARAMS`) inside the engine's roots."""
-    from engine.api.methods import confine_paths
-
-    sig = bound.signature
-    named: dict[str, Any] = {}
-    for name, value in bound.arguments.items():
-        if sig.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
-            named.update(value)
-        else:
-            named[name] = value
-    try:
-        confine_paths(named, roots)
-    except InvalidParams as exc:
-        raise InvalidParams(f"{method}: {exc.message}") from None
-
-
-def _async_raise(thread: threading.Thread, exc_type: type[BaseException]) -> None:
-    """Raise ``exc_type`` in ``thread`` at its next bytecode (how a CLI step is interrupted)."""
-    if thread.ident is None:
-        return
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type)
-    )
 
 
 # --- stdio mode ---------------------------------------------------------------------------------
