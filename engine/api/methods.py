@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from engine.api import classify, review, steps, train
+from engine.api import classify, reading, review, steps, train
 from engine.errors import InvalidParams
 from engine.serial import from_json, to_json
 
@@ -27,6 +27,7 @@ from engine.serial import from_json, to_json
 PATH_PARAMS = frozenset(
     {"out_dir", "input", "output", "heuristic", "bids_dir", "dicom_dir", "sidecar_metadata", "path"}
     | {"data", "out_model", "model_path", "files", "workspace", "cache", "config"}
+    | {"paths", "image"}
 )
 # Names of files inside OUT (resolved there by the workspace): no NUL character either.
 FILE_NAME_PARAMS = frozenset({"name"})
@@ -66,6 +67,10 @@ API: dict[str, ApiMethod] = {
         _m("workspace.text", review.read_text),
         _m("heuristic.save", review.save_heuristic),
         _m("preview", review.preview),
+        _m("image.render", reading.render_image),
+        _m("reading.images", reading.images),
+        _m("reading.ehr", reading.read_ehr),
+        _m("reading.save", reading.save_report),
         _m("classify.train", classify.classify_train, step=True),
         _m("classify.evaluate", classify.classify_evaluate, step=True),
         _m("classify.predict", classify.classify_predict, step=True),

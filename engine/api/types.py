@@ -276,6 +276,10 @@ RESULTS: dict[str, object] = {
     "workspace.text": TextFile,
     "heuristic.save": TextFile,
     "preview": Preview,
+    "image.render": Preview,
+    "reading.images": list[str],
+    "reading.ehr": TextFile,
+    "reading.save": TextFile,
 }
 
 
