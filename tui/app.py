@@ -24,6 +24,7 @@ from engine.rpc.client import EngineClient, EngineGone
 from tui import messages as msg
 from tui.commands import ReviewCommands
 from tui.components.preview import probe_graphics
+from tui.components.training_widgets import OpenTraining
 from tui.engine_link import TuiClient, describe_error, event_message
 from tui.keymap import KEYS, bindings, load_keymap
 from tui.screens.main import MainScreen
@@ -54,7 +55,7 @@ class LlmhApp(App[int]):
     TITLE = "llm-heuristics"
     CSS_PATH = "app.tcss"
     BINDINGS = bindings("app")
-    COMMANDS = App.COMMANDS | {ReviewCommands}
+    COMMANDS = App.COMMANDS | {ReviewCommands, OpenTraining}
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
 
     def __init__(
@@ -67,6 +68,7 @@ class LlmhApp(App[int]):
         model: str | None = None,
         dicom_dir: str | None = None,
         keymap: dict[str, str] | None = None,
+        train: str | None = None,
     ) -> None:
         probe_graphics()  # before the app runs: never a terminal query once it does
         super().__init__()
@@ -83,6 +85,7 @@ class LlmhApp(App[int]):
         self.started = time.perf_counter()
         self.ready_at: float | None = None  # seconds from construction to a loaded workspace
         self.quit_after_save = False  # the quit prompt's "save": exit once the engine saved
+        self.train = train  # --train: a config to run or a run to follow (the training screen)
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
         """Notifications are plain text: they quote group ids, names and engine messages,
@@ -97,6 +100,10 @@ class LlmhApp(App[int]):
             self.set_keymap(self.user_keymap)
         self.sub_title = self.out_dir
         self.call_after_refresh(self.connect)  # first paint, then the engine
+        if self.train:
+            from tui.screens.training import TrainingScreen
+
+            self.push_screen(TrainingScreen.for_path(self.train))
 
     @property
     def main_screen(self) -> MainScreen:

@@ -26,6 +26,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default=None, help="LLM backend for re-mapping (default: config)")
     p.add_argument("--model", default=None, help="LLM model for re-mapping (default: config)")
     p.add_argument("--dicom-dir", default=None, help="DICOM folder given to analyze (previews)")
+    p.add_argument(
+        "--train",
+        default=None,
+        metavar="PATH",
+        help="open the training screen: [sft|dpo] CONFIG.toml starts/resumes that run, "
+        "a run folder or its metrics.jsonl is followed live",
+    )
     p.set_defaults(func=run)
 
 
@@ -57,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
             root.removeHandler(h)
     root.addHandler(logging.NullHandler())
-    app = LlmhApp(out, args.engine, backend=backend, model=model, dicom_dir=args.dicom_dir)
+    app = LlmhApp(
+        out, args.engine, backend=backend, model=model, dicom_dir=args.dicom_dir, train=args.train
+    )
     app.run()
     return int(app.return_code or 0)
