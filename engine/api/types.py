@@ -192,6 +192,8 @@ class ReviewView:
     changed: Decision | None = None  # what the call that returned this did
     changed_count: int = 0  # how many decisions it did (a bulk step: more than one)
     warnings: list[str] = field(default_factory=list)  # say these loudly (bad journal lines...)
+    # the views of the groups this call changed (and of the field maps): patch, don't reload
+    groups: list[GroupView] = field(default_factory=list)
 
 
 @dataclass
