@@ -1,6 +1,6 @@
 """TUI startup on a 10k-series workspace: time to interactive (target < 1 s).
 
-Builds a hand-made OUT folder (``tui.demo_workspace``) with ~10 000 series, starts the app
+Builds a hand-made OUT folder (``tests.workspace_helpers.build_workspace``) with ~10 000 series, starts the app
 headless with an in-process engine and measures
 
 * ``interactive``: construction -> first screen mounted and answering keys,
@@ -50,7 +50,8 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     from engine.workspace import read_series
-    from tui.demo_workspace import PROTOCOLS, build_workspace
+    from tests.workspace_helpers import build_workspace
+    from tui.demo_workspace import PROTOCOLS
 
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"

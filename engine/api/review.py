@@ -11,6 +11,7 @@ import base64
 import logging
 
 from engine import review as journal
+from engine.api import view_cache
 from engine.api.types import (
     DecideItem,
     DecideManyParams,
@@ -33,11 +34,22 @@ log = logging.getLogger(__name__)
 
 
 def review_view(
-    out_dir: str, changed: Decision | None = None, changed_count: int | None = None
+    out_dir: str,
+    changed: Decision | None = None,
+    changed_count: int | None = None,
+    patch: list[Decision] | None = None,
 ) -> ReviewView:
-    st = journal.load_state(Workspace(out_dir).require().root)
+    """The journal replayed; ``patch``: the decisions a call just made/took back, whose groups'
+    views come along (:func:`view_cache.group_views`) so that a client patches its rows."""
+    ws = Workspace(out_dir).require()
+    st = journal.load_state(ws.root)
+    decisions = st.effective()
+    groups: list[GroupView] = []
+    if patch:
+        groups = view_cache.group_views(ws, decisions, {d.group_id for d in patch}, _threshold())
+        _add_opinions(ws, groups)
     return ReviewView(
-        decisions=dict(sorted(st.effective().items())),
+        decisions=dict(sorted(decisions.items())),
         history=st.history[: st.pos],
         redo=st.history[st.pos :],
         can_undo=st.can_undo,
@@ -46,7 +58,29 @@ def review_view(
         changed=changed,
         changed_count=(1 if changed is not None else 0) if changed_count is None else changed_count,
         warnings=list(getattr(st, "warnings", [])),
+        groups=groups,
     )
+
+
+def _threshold() -> float:
+    from engine.config import load_settings
+
+    try:
+        return float(load_settings().confidence_threshold)
+    except Exception:  # noqa: BLE001 - a broken config must not keep the workspace closed
+        return UNSURE_THRESHOLD
+
+
+def _add_opinions(ws: Workspace, views: list[GroupView]) -> None:
+    """The image classifier's second opinion, where one was made."""
+    from engine.classify.workspace import read_opinions
+
+    opinions = read_opinions(ws.root)
+    for gv in views:
+        op = opinions.get(gv.group_id)
+        if op is not None:
+            gv.image_says = str(getattr(op, "image_says", "") or "")
+            gv.image_probs = {str(k): float(v) for k, v in (getattr(op, "probs", {}) or {}).items()}
 
 
 def refresh(ws: Workspace) -> None:
@@ -72,7 +106,7 @@ def _fields(ws: Workspace, groups: set[str], item: DecideItem) -> dict[str, obje
         name = BidsName.parse(item.name)
         datatype, suffix, entities = name.datatype, name.suffix, name.entity_dict
     elif item.action == "accept" and ws.has_proposals():  # accept the name shown now
-        m = next((x for x in ws.read_proposals() if x.group_id == item.group_id), None)
+        m = next((x for x in view_cache.proposals(ws) if x.group_id == item.group_id), None)
         before = journal.current_decisions(ws.root).get(item.group_id)
         if m is not None and before is not None:
             m = apply_decision(m, before)
@@ -92,25 +126,25 @@ def _fields(ws: Workspace, groups: set[str], item: DecideItem) -> dict[str, obje
 def decide(p: DecideParams) -> ReviewView:
     """Record one decision (accept / edit NAME / skip / unskip) about a group that exists."""
     ws = Workspace(p.out_dir).require()
-    groups = {g.group_id for g in ws.read_groups()}
+    groups = {g.group_id for g in view_cache.groups(ws)}
     item = DecideItem(p.group_id, p.action, p.name, p.skip_reason, p.note)
     f = _fields(ws, groups, item)
     d = journal.decide(ws.root, str(f.pop("group_id")), str(f.pop("action")), **f)  # type: ignore[arg-type]
     if p.refresh:
         refresh(ws)
-    return review_view(p.out_dir, d)
+    return review_view(p.out_dir, d, patch=[d])
 
 
 def decide_many(p: DecideManyParams) -> ReviewView:
     """Record many decisions (a bulk review: accept or skip the selected groups) as ONE
     journal entry: one undo takes all of them back. Nothing is recorded when one is invalid."""
     ws = Workspace(p.out_dir).require()
-    groups = {g.group_id for g in ws.read_groups()}
+    groups = {g.group_id for g in view_cache.groups(ws)}
     items = [_fields(ws, groups, it) for it in p.decisions]
     ds = journal.decide_many(ws.root, items)
     if p.refresh:
         refresh(ws)
-    return review_view(p.out_dir, ds[-1], len(ds))
+    return review_view(p.out_dir, ds[-1], len(ds), patch=ds)
 
 
 def undo(out_dir: str, refresh_files: bool = True) -> ReviewView:
@@ -121,7 +155,7 @@ def undo(out_dir: str, refresh_files: bool = True) -> ReviewView:
     ds = journal.undo_step(ws.root)
     if refresh_files:
         refresh(ws)
-    return review_view(out_dir, ds[-1] if ds else None, len(ds))
+    return review_view(out_dir, ds[-1] if ds else None, len(ds), patch=ds)
 
 
 def redo(out_dir: str, refresh_files: bool = True) -> ReviewView:
@@ -129,7 +163,7 @@ def redo(out_dir: str, refresh_files: bool = True) -> ReviewView:
     ds = journal.redo_step(ws.root)
     if refresh_files:
         refresh(ws)
-    return review_view(out_dir, ds[-1] if ds else None, len(ds))
+    return review_view(out_dir, ds[-1] if ds else None, len(ds), patch=ds)
 
 
 def check_name(name: str) -> list[str]:
@@ -194,44 +228,42 @@ def _series_rows(eff) -> list[SeriesRow]:  # noqa: ANN001
 
 
 def workspace_view(out_dir: str) -> WorkspaceView:
-    """Everything the review workstation shows, with the person's decisions applied."""
-    from engine.config import load_settings
+    """Everything the review workstation shows, with the person's decisions applied.
+
+    The tables are parsed once per file version and the effective mapping kept per version
+    of its inputs and of the journal (:mod:`engine.api.view_cache`): a reload with nothing
+    changed costs the replay of the journal and the copy of the rows, not a parse."""
     from engine.grouping import group_series
     from engine.mapping.effective import combine
 
     ws = Workspace(out_dir).require()
     view = WorkspaceView(out_dir=str(ws.root))
-    try:
-        view.unsure_threshold = float(load_settings().confidence_threshold)
-    except Exception:  # noqa: BLE001 - a broken config must not keep the workspace closed
-        view.unsure_threshold = UNSURE_THRESHOLD
+    view.unsure_threshold = _threshold()
     if not ws.has_series():
         view.missing.append(f"no series table: run `llm-heuristics analyze DICOM_DIR {ws.root}`")
         return view
-    series = ws.read_series()
-    if ws.has_groups():
-        groups = ws.read_groups()
-    else:
+    if not ws.has_groups():
         view.missing.append(f"not grouped yet: run `llm-heuristics group {ws.root}`")
-        groups = group_series(series).groups
-    decisions = journal.current_decisions(ws.root)
-    if ws.has_proposals():
-        eff = combine(series, groups, ws.read_proposals(), decisions)
-    else:
+    if not ws.has_proposals():
         view.missing.append(f"not mapped yet: run `llm-heuristics map {ws.root}`")
-        eff = combine(series, groups, [], decisions)
-    view.series = _series_rows(eff)
-    from engine.classify.workspace import read_opinions
+    root = str(ws.root.resolve())
 
-    opinions = read_opinions(ws.root)
+    def build():  # noqa: ANN202 - (decisions, effective mapping, series rows)
+        series = view_cache.series(ws)
+        groups = view_cache.groups(ws) if ws.has_groups() else group_series(series).groups
+        props = view_cache.proposals(ws) if ws.has_proposals() else []
+        decisions = journal.current_decisions(ws.root)
+        eff = combine(series, groups, props, decisions)
+        return decisions, eff, _series_rows(eff)
+
+    decisions, eff, rows = view_cache.cached((root, "view"), view_cache.inputs_version(ws), build)
+    view.series = list(rows)
     for g, prop, m in zip(eff.groups, eff.proposals, eff.mappings, strict=True):
         d = decisions.get(g.group_id)
-        gv = GroupView(g, prop, m, d, d is None and m.confidence < view.unsure_threshold)
-        op = opinions.get(g.group_id)
-        if op is not None:
-            gv.image_says = str(getattr(op, "image_says", "") or "")
-            gv.image_probs = {str(k): float(v) for k, v in (getattr(op, "probs", {}) or {}).items()}
-        view.groups.append(gv)
+        view.groups.append(
+            GroupView(g, prop, m, d, d is None and m.confidence < view.unsure_threshold)
+        )
+    _add_opinions(ws, view.groups)
     view.review = review_view(out_dir)
     view.has_heuristic = ws.path(HEURISTIC_FILE).is_file()
     view.dicom_inputs = [str(p) for p in ws.analyze_inputs()]
@@ -272,7 +304,7 @@ def preview(
     if not 8 <= size <= MAX_PREVIEW:
         raise InvalidParams(f"size must be 8..{MAX_PREVIEW} pixels, not {size}")
     ws = Workspace(out_dir).require()
-    match = [s for s in ws.read_series() if s.key == key]
+    match = [s for s in view_cache.series(ws) if s.key == key]
     if not match:
         raise NotFound(f"no series {key!r} in {ws.root}")
     roots = [dicom_dir] if dicom_dir else [str(p) for p in ws.analyze_inputs()]
