@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from engine.api import classify, reading, review, steps, train
+from engine.api import classify, reading, report_draft, review, steps, train
 from engine.errors import InvalidParams
 from engine.serial import from_json, to_json
 
@@ -28,6 +28,7 @@ PATH_PARAMS = frozenset(
     {"out_dir", "input", "output", "heuristic", "bids_dir", "dicom_dir", "sidecar_metadata", "path"}
     | {"data", "out_model", "model_path", "files", "workspace", "cache", "config"}
     | {"paths", "image"}
+    | {"images", "ehr", "refs", "icd_codes"}
 )
 # Names of files inside OUT (resolved there by the workspace): no NUL character either.
 FILE_NAME_PARAMS = frozenset({"name"})
@@ -80,6 +81,8 @@ API: dict[str, ApiMethod] = {
         _m("train.data", train.data_build),
         _m("train.check", train.data_check),
         _m("train.export", train.export, step=True),
+        _m("report.draft", report_draft.report_draft, step=True),
+        _m("report.ab", report_draft.report_ab, step=True),
     )
 }
 

@@ -293,6 +293,7 @@ def _more_results() -> None:
         ClassifyTrainResult,
         SecondOpinionResult,
     )
+    from engine.api.report_draft import ABResult, DraftResult
     from engine.api.train import DataSummaryResult, ExportResult, TrainResult
 
     RESULTS.update(
@@ -306,6 +307,8 @@ def _more_results() -> None:
             "train.data": DataSummaryResult,
             "train.check": DataSummaryResult,
             "train.export": ExportResult,
+            "report.draft": DraftResult,
+            "report.ab": ABResult,
         }
     )
 
