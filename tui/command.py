@@ -33,6 +33,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="open the training screen: [sft|dpo] CONFIG.toml starts/resumes that run, "
         "a run folder or its metrics.jsonl is followed live",
     )
+    rr = p.add_argument_group("reading room (chest radiographs: draft, edit, save reports)")
+    rr.add_argument(
+        "--reading-room",
+        nargs="+",
+        default=None,
+        metavar="IMAGE",
+        help="open the reading room on these images or folders (PNG, JPEG, DICOM; OUT first)",
+    )
+    rr.add_argument("--ehr", default="", metavar="FILE", help="patient context JSON for drafts")
+    rr.add_argument(
+        "--reports",
+        default=None,
+        metavar="FILE",
+        help="JSONL of saved reports (OUT/reading_room.jsonl)",
+    )
+    rr.add_argument(
+        "--draft-mode", default="report", choices=["report", "cot", "impression", "impression_icd"]
+    )
+    rr.add_argument("--llm-host", default="", help="Ollama host for drafts")
+    rr.add_argument("--base-url", default="", help="OpenAI-compatible base URL for drafts")
     p.set_defaults(func=run)
 
 
@@ -64,8 +84,42 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
             root.removeHandler(h)
     root.addHandler(logging.NullHandler())
+    if getattr(args, "reading_room", None):
+        return _reading_room(args, out, local)
     app = LlmhApp(
         out, args.engine, backend=backend, model=model, dicom_dir=args.dicom_dir, train=args.train
+    )
+    app.run()
+    return int(app.return_code or 0)
+
+
+def _reading_room(args: argparse.Namespace, out: str, local: bool) -> int:
+    from tui.screens.reading_room import ReadingApp
+
+    images = [str(Path(p).expanduser().resolve()) if local else p for p in args.reading_room]
+    reports = args.reports or str(Path(out) / "reading_room.jsonl")
+    ehr = args.ehr
+    if local:
+        reports = str(Path(reports).expanduser().resolve())
+        ehr = str(Path(ehr).expanduser().resolve()) if ehr else ""
+    roots = None
+    if local:  # the engine serves what the person named, beside its default roots
+        import tempfile
+
+        named = [Path(p) if Path(p).is_dir() else Path(p).parent for p in images]
+        named += [Path(reports).parent] + ([Path(ehr).parent] if ehr else [])
+        roots = [str(Path.home()), os.getcwd(), tempfile.gettempdir(), *map(str, named)]
+    app = ReadingApp(
+        images,
+        args.engine,
+        roots=roots,
+        ehr=ehr,
+        output=reports,
+        mode=args.draft_mode,
+        backend=args.backend or "",
+        model=args.model or "",
+        host=args.llm_host,
+        base_url=args.base_url,
     )
     app.run()
     return int(app.return_code or 0)

@@ -1,0 +1,70 @@
+"""The reading room's keys (each a Binding with an id) and its command-palette provider.
+
+Ids follow ``reading.*`` like the review keys of :mod:`tui.keymap`; the palette shows
+``Reading: description`` and runs the action on the reading room screen.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from tui.keymap import KeySpec
+
+READING_KEYS: tuple[KeySpec, ...] = (
+    KeySpec("reading.draft", "d", "draft", "draft the report (the model)", "reading"),
+    KeySpec("reading.next", "n", "next_image", "next image", "reading"),
+    KeySpec("reading.previous", "p", "previous_image", "previous image", "reading"),
+    KeySpec("reading.edit", "i,enter", "edit_report", "edit the report", "reading"),
+    KeySpec("reading.save", "ctrl+s", "save_report", "save the report", "reading"),
+    KeySpec("reading.fold", "r", "toggle_reasoning", "show/hide the reasoning", "reading"),
+    KeySpec("reading.ehr", "e", "load_ehr", "load an EHR file", "reading"),
+    KeySpec("reading.ehr_use", "E", "toggle_ehr", "use the EHR in drafts on/off", "reading"),
+    KeySpec("window.narrow", "w", "window(0.8)", "window narrower (more contrast)", "reading"),
+    KeySpec("window.widen", "W", "window(1.25)", "window wider (less contrast)", "reading"),
+    KeySpec("window.level_up", "l", "level(16)", "level up (darker)", "reading"),
+    KeySpec("window.level_down", "L", "level(-16)", "level down (brighter)", "reading"),
+    KeySpec("window.reset", "0", "reset_window", "reset window/level", "reading", show=False),
+    KeySpec("reading.cancel", "x", "cancel", "cancel the running draft", "reading", show=False),
+    KeySpec("help.keys", "question_mark,f1", "toggle_help", "help: show the keys", "reading"),
+    KeySpec("app.quit", "ctrl+q,q", "quit", "quit", "reading", show=False),
+)
+
+
+def reading_bindings() -> list[Binding]:
+    return [Binding(k.key, k.action, k.description, show=k.show, id=k.id) for k in READING_KEYS]
+
+
+class ReadingCommands(Provider):
+    """Every reading room action in the command palette, with its key."""
+
+    def _target(self) -> Any:
+        from tui.screens.reading_room import ReadingRoomScreen
+
+        for screen in reversed(self.app.screen_stack):
+            if isinstance(screen, ReadingRoomScreen):
+                return screen
+        return self.app.screen
+
+    async def _run(self, k: KeySpec) -> None:
+        await self.app.run_action(k.action, self._target())
+
+    def _commands(self) -> list[tuple[str, KeySpec, str]]:
+        keymap = getattr(self.app, "effective_keys", {})
+        return [(k.title, k, keymap.get(k.id, k.key)) for k in READING_KEYS]
+
+    async def discover(self) -> Hits:
+        for title, k, key in self._commands():
+            yield DiscoveryHit(title, partial(self._run, k), help=f"key: {key}")
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, k, key in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(
+                    score, matcher.highlight(title), partial(self._run, k), help=f"key: {key}"
+                )
