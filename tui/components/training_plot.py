@@ -173,7 +173,7 @@ class LossPlot(Widget):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.series: list[Series] = []
         self.lr: list[float] = []
-        self.log = False
+        self.log_scale = False
 
     def set_data(self, series: list[Series], lr: list[float]) -> None:
         self.series, self.lr = series, lr
@@ -181,12 +181,12 @@ class LossPlot(Widget):
 
     def lines(self, width: int, height: int) -> list[Text]:
         """What the widget shows at ``width`` x ``height`` (the legend and lr take 2 lines)."""
-        out = plot(self.series, width, max(height - 2, 3), log=self.log)
+        out = plot(self.series, width, max(height - 2, 3), log=self.log_scale)
         legend = Text(" " * AXIS_W)
         for s in self.series:
             legend.append("━━ " if not s.marker else "•• ", style=s.style)
             legend.append(f"{s.name}  ")
-        if self.log:
+        if self.log_scale:
             legend.append("(log scale)", style="dim")
         lr_line = Text("       lr ", style="dim")
         if self.lr and finite(self.lr[-1]):

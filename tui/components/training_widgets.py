@@ -23,7 +23,7 @@ from tui.components.training_metrics import eval_text, fmt
 from tui.keymap import KeySpec
 
 TRAINING_KEYS: tuple[KeySpec, ...] = (
-    KeySpec("training.cancel", "x", "cancel_run", "cancel the run (checkpoint kept)", "training"),
+    KeySpec("training.cancel", "x", "cancel_run", "cancel the run (s resumes it)", "training"),
     KeySpec("training.start", "s", "start_run", "start/resume the run of the config", "training"),
     KeySpec("training.open", "o", "open_path", "open a config or a metrics file", "training"),
     KeySpec("training.log_scale", "l", "toggle_log", "loss axis: linear/log", "training"),

@@ -2,8 +2,8 @@
 
 Two sources, one view. **Run** a config: a named thread worker calls ``train.sft``/``train.dpo``
 through the engine client (in-process, or on the GPU node with ``--engine``) and the engine's
-``progress`` notifications carry each step; ``x`` asks the engine to cancel (it saves a
-checkpoint first, so ``s`` resumes). **Follow** a run started elsewhere (a Slurm job, another
+``progress`` notifications carry each step; ``x`` asks the engine to cancel, and ``s`` resumes
+from the run's last checkpoint (``save_every``). **Follow** a run started elsewhere (a Slurm job, another
 terminal): a thread worker tails its ``metrics.jsonl``. Either way the records go to
 :class:`~tui.components.training_metrics.RunMetrics`, and the plot, the table of the last steps
 and the status line (step N/M, ETA, checkpoint, resumed from) are redrawn from it.
@@ -238,7 +238,11 @@ class TrainingScreen(Screen[None]):
         self.state = "cancelled" if isinstance(err, Cancelled) else "failed"
         text = err.message if isinstance(err, LlmhError) else f"{type(err).__name__}: {err}"
         self.error = str(text).splitlines()[0] if text else self.state
-        self.query_one("#train-note", Static).update(f"{self.state}: {self.error}")
+        note = f"{self.state}: {self.error}"
+        if self.state == "cancelled":  # the engine stops the step where it is
+            ckpt = latest_checkpoint(self.output_dir) or "the start (no checkpoint yet)"
+            note = f"cancelled after step {self.metrics.step}: s resumes from {ckpt}"
+        self.query_one("#train-note", Static).update(note)
         self.show_status()
 
     # --- the view --------------------------------------------------------------------------
@@ -291,7 +295,7 @@ class TrainingScreen(Screen[None]):
             self.notify(f"no run started here is in progress{hint}", severity="warning")
             return
         call.cancel_request()
-        self.query_one("#train-note", Static).update("cancel requested: the run stops after a step")
+        self.query_one("#train-note", Static).update("cancel requested")
         self.notify("cancel requested")
 
     def action_open_path(self) -> None:
@@ -306,13 +310,13 @@ class TrainingScreen(Screen[None]):
 
     def action_toggle_log(self) -> None:
         plot = self.query_one(LossPlot)
-        plot.log = not plot.log
+        plot.log_scale = not plot.log_scale
         plot.refresh()
 
     def busy(self) -> bool:
         """A run started here is in progress (its worker belongs to this screen): say so."""
         if self.state in ("starting", "running"):
-            self.notify("a run is in progress: x cancels it (its checkpoint is kept)")
+            self.notify("a run is in progress: x cancels it (s resumes from its last checkpoint)")
             return True
         return False
 
