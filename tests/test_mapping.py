@@ -313,8 +313,8 @@ def test_dir_label_from_names_and_headers_of_real_epi(shared_data, tmp_path) -> 
 
 def test_real_field_maps_of_three_vendors(shared_data, tmp_path) -> None:
     """dcm_qa_fmap: Siemens GRE pairs become magnitude1(+2)/phasediff; GE B0 maps (magnitude +
-    field map in Hz in one series) become fieldmap + magnitude; Philips' B0 map is left to a
-    person. None is ever named magnitude1."""
+    field map in Hz in one series) and Philips' B0 map (magnitude and B0-map frames, ImageType
+    MIXED) become fieldmap + magnitude. None is ever named magnitude1."""
     out = tmp_path / "out"
     assert (
         main(
@@ -333,7 +333,7 @@ def test_real_field_maps_of_three_vendors(shared_data, tmp_path) -> None:
     for a in res.assignments:
         if maker[a.series_id] == "GE":
             assert a.bids_path.endswith("_fieldmap") and a.extra_paths[0].endswith("_magnitude"), a
-        elif maker[a.series_id] == "PH":
-            assert not a.bids_path and "B0 map" in a.skip_reason, a
+        elif maker[a.series_id] == "PH":  # Philips B0 map: magnitude + B0-map frames (MIXED)
+            assert a.bids_path.endswith("_fieldmap") and a.extra_paths[0].endswith("_magnitude"), a
         else:
             assert a.bids_path.endswith(("_magnitude1", "_phasediff")), a

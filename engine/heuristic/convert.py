@@ -14,11 +14,12 @@ import json
 import re
 import shutil
 import subprocess
-from collections import defaultdict
 from pathlib import Path
 
 from engine.atomic import write_text_atomic
 from engine.errors import UserError
+from engine.heuristic.b0fields import write_b0_fields
+from engine.heuristic.multifile import name_split_outputs
 from engine.heuristic.outcome import ConversionResult, ValidatorResult
 from engine.heuristic.plan import Plan
 from engine.heuristic.sidecars import (
@@ -54,103 +55,15 @@ def written_niftis(bids_dir: Path, subject: str, session: str) -> list[str]:
     return sorted(str(p.relative_to(bids_dir)) for p in base.rglob("*.nii*"))
 
 
-_NUMBERED_FIELDMAP = re.compile(r"^(?P<stem>.+)_fieldmap(?P<n>\d+)(?P<ext>\.nii(?:\.gz)?)$")
-
-
-def split_vendor_fieldmaps(bids_dir: Path, subject: str, session: str) -> list[tuple[str, str]]:
-    """Name the two images of a GE/Philips B0-map series as BIDS wants them.
-
-    dcm2niix writes such a series as a magnitude image and a field map in Hz (ImageType ends
-    in MAGNITUDE / FIELDMAPHZ); heudiconv numbers them ``_fieldmap1``/``_fieldmap2``, which BIDS
-    rejects. They become ``_magnitude`` and ``_fieldmap`` (with ``Units: Hz``); ``*_scans.tsv``
-    follows. Returns the (old, new) relative paths.
-    """
-    base = bids_dir / f"sub-{subject}" / (f"ses-{session}" if session else "") / "fmap"
-    renamed: list[tuple[str, str]] = []
-    for nii in sorted(base.glob("*_fieldmap[0-9]*.nii*")) if base.is_dir() else []:
-        m = _NUMBERED_FIELDMAP.match(nii.name)
-        sidecar = nii.with_name(nii.name[: -len(m["ext"])] + ".json") if m else None
-        if m is None or sidecar is None or not sidecar.exists():
-            continue
-        meta = json.loads(sidecar.read_text())
-        kinds = {str(t).upper() for t in meta.get("ImageType", [])}
-        if "FIELDMAPHZ" in kinds or meta.get("Units") == "Hz":
-            suffix = "fieldmap"
-            meta["Units"] = "Hz"
-        elif "MAGNITUDE" in kinds or "M" in kinds:
-            suffix = "magnitude"
-        else:
-            continue
-        new_nii = nii.with_name(f"{m['stem']}_{suffix}{m['ext']}")
-        if new_nii.exists():
-            continue
-        write_text_atomic(
-            new_nii.with_name(new_nii.name[: -len(m["ext"])] + ".json"),
-            json.dumps(meta, indent=2) + "\n",
-        )
-        sidecar.unlink()
-        nii.rename(new_nii)
-        renamed.append((str(nii.relative_to(bids_dir)), str(new_nii.relative_to(bids_dir))))
-    if renamed:
-        _rename_in_scans(bids_dir, subject, session, renamed)
-    return renamed
-
-
-def _rename_in_scans(
-    bids_dir: Path, subject: str, session: str, renamed: list[tuple[str, str]]
-) -> None:
-    folder = bids_dir / f"sub-{subject}" / (f"ses-{session}" if session else "")
-    prefix = f"sub-{subject}" + (f"_ses-{session}" if session else "")
-    scans = folder / f"{prefix}_scans.tsv"
-    if not scans.exists():
-        return
-    text = scans.read_text()
-    for old, new in renamed:
-        text = text.replace(
-            str(Path(old).relative_to(folder.relative_to(bids_dir))),
-            str(Path(new).relative_to(folder.relative_to(bids_dir))),
-        )
-    write_text_atomic(scans, text)
-
-
 def fix_intended_for(
     plan: Plan, bids_dir: Path, subject: str, session: str
 ) -> dict[str, list[str]]:
-    """Write each field map's IntendedFor exactly as the mapping says (same session only)."""
-    rows = plan.series_in(subject, session)
-    by_group: dict[str, list[str]] = defaultdict(list)
-    for s in rows:
-        stem = plan.expected.get(s.key)
-        gid = plan.group_of.get(s.key)
-        if stem and gid:
-            by_group[gid].append(stem)
-    done: dict[str, list[str]] = {}
-    subj_dir = bids_dir / f"sub-{subject}"
-    for gid, stems in by_group.items():
-        m = plan.mappings.get(gid)
-        if m is None or not m.intended_for:
-            continue
-        targets: list[str] = []
-        for tg in m.intended_for:
-            for stem in by_group.get(tg, []):
-                # a multi-echo series is expected as its echo-1 name: every echo is a target
-                for p in sorted(bids_dir.glob(re.sub(r"_echo-\d+_", "_echo-*_", stem) + "*.nii*")):
-                    if p.parent.name != "fmap":
-                        targets.append(str(p.relative_to(subj_dir)))
-        targets = sorted(set(targets))
-        for stem in stems:
-            parent = (bids_dir / stem).parent
-            for js in sorted(parent.glob(Path(stem).name.rstrip("0123456789") + "*.json")):
-                if not js.name.startswith(Path(stem).name.rstrip("0123456789")):
-                    continue
-                meta = json.loads(js.read_text())
-                if targets:
-                    meta["IntendedFor"] = targets
-                else:
-                    meta.pop("IntendedFor", None)
-                write_text_atomic(js, json.dumps(meta, indent=2, sort_keys=True) + "\n")
-                done[str(js.relative_to(bids_dir))] = targets
-    return done
+    """Write each field map's IntendedFor (same session only) and B0FieldIdentifier/
+    B0FieldSource as the mapping says: the code the heuristic runs under heudiconv, run again
+    after the vendor field maps are renamed and the rescue's series-by-series runs."""
+    folder = bids_dir / f"sub-{subject}" / (f"ses-{session}" if session else "")
+    done = write_b0_fields(str(folder), plan.intended_for())
+    return {str(Path(p).relative_to(bids_dir)): t for p, t in sorted(done.items())}
 
 
 def tidy_dataset(bids_dir: Path, title: str = "") -> None:
@@ -312,7 +225,8 @@ def convert(
         if rc != 0:
             results.append(res)
             continue
-        res.renamed = split_vendor_fieldmaps(bids, sub, ses)
+        res.renamed, res.set_aside = name_split_outputs(bids, sub, ses, out)
+        new_of = {new: old for old, new in res.renamed}
         res.intended_for = fix_intended_for(plan, bids, sub, ses)
         res.sidecars = complete_sidecars(
             bids,
@@ -328,7 +242,7 @@ def convert(
         for sid, stem in res.expected.items():
             if sid in res.failed or not stem:
                 continue
-            res.converted[sid] = [w for w in res.written if _same_output(w, stem)]
+            res.converted[sid] = [w for w in res.written if _same_output(new_of.get(w, w), stem)]
             base = re.sub(r"_echo-\d+", "", stem.rstrip("0123456789"))
 
             def placed(paths: list[str], base: str = base) -> bool:
@@ -401,8 +315,13 @@ def expected_files(plan: Plan, s: SeriesInfo) -> list[str]:
     echoes = max(len(set(s.echo_numbers)), len(set(s.echo_times)))
     if re.search(r"_echo-1_", stem) and echoes > 1:
         return [stem.replace("_echo-1_", f"_echo-{n}_") + ".nii.gz" for n in range(1, echoes + 1)]
+    m = plan.mappings.get(plan.group_of.get(s.key, ""))
+    extras = list(getattr(m, "extra_suffixes", []) or [])
+    if m is not None and extras and stem.endswith("_" + m.suffix):
+        # one series, several files (B0 map, multi-part field map): named by their sidecars
+        head = stem[: -len(m.suffix)]
+        return [stem + ".nii.gz"] + [head + x + ".nii.gz" for x in extras]
     if stem.endswith("_magnitude1"):
-        m = plan.mappings.get(plan.group_of.get(s.key, ""))
         two = (
             echoes > 1
             or "magnitude2" in getattr(m, "extra_suffixes", [])

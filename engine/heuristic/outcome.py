@@ -32,7 +32,10 @@ class ConversionResult:
     heudiconv_rc: int = 0
     heudiconv_log: str = ""
     intended_for: dict[str, list[str]] = field(default_factory=dict)
-    renamed: list[tuple[str, str]] = field(default_factory=list)  # vendor B0 maps, see below
+    # files of one series that dcm2niix split (B0 maps, multi-part field maps, ASL + M0),
+    # renamed by their sidecars (engine.heuristic.multifile), and those BIDS has no name for
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    set_aside: dict[str, str] = field(default_factory=dict)  # relpath -> why (beside the dataset)
     sidecars: SidecarOutcome | None = None  # what was filled in, what was left out and why
     # per series (series_id): every file the mapping says it writes (the dry run lists them),
     # what it wrote, why it is not converted, header values repaired in the staged copy, and

@@ -58,6 +58,10 @@ def conversion_report(
         lines += [f"  {w}" for w in r.written]
         lines += _series_lines(r)
         lines += [f"  MISSING {m}" for m in r.missing]
+        for old, new in r.renamed:
+            lines.append(f"  renamed {old} -> {new} (by its sidecar: dcm2niix split the series)")
+        for rel, why in sorted(r.set_aside.items()):
+            lines.append(f"  SET ASIDE {rel}: {why} (moved to OUT/bids_set_aside/)")
         for js, targets in sorted(r.intended_for.items()):
             lines.append(f"  IntendedFor {js}: {len(targets)} target(s)")
         for fo in r.sidecars.files if r.sidecars else []:

@@ -27,16 +27,36 @@ from engine.model import SeriesInfo
 
 def _is_vendor_b0_map(f: Facts) -> bool:
     """GE B0map/3db0map and Philips B0 field maps: one series holds a magnitude volume and a
-    field map in Hz (two volumes, one echo, or Philips' "MIXED" image type), not two echoes."""
+    field map in Hz (two volumes, one echo, or Philips' "MIXED" image type / FIELD_MAP frames),
+    not two echoes."""
     if re.search(r"b0map|3db0|b0rf", f.seq):
+        return True
+    if f.itype & {"FIELD_MAP", "FIELDMAP", "B0", "B0 MAP", "FIELDMAPHZ"}:
         return True
     return f.nvol == 2 and not f.is_phase and (f.echoes <= 1 or "MIXED" in f.itype)
 
 
-def _is_philips_b0_map(f: Facts) -> bool:
-    """Philips keeps its B0 map as two echoes (the second the Hz map): left to a person, since
-    heudiconv's echo renaming of that pair is not BIDS."""
-    return "MIXED" in f.itype or f.series.manufacturer.upper().startswith("PHILIPS")
+def _b0_map_evidence(f: Facts) -> list[str]:
+    """Why a one-series B0 map becomes fieldmap + magnitude, in the vendor's terms."""
+    if f.series.manufacturer.upper().startswith("PHILIPS") or "MIXED" in f.itype:
+        return [
+            f"Philips B0 map: {f.nvol} images per slice, ImageType "
+            f"{'/'.join(sorted(f.itype & {'MIXED', 'FIELD_MAP', 'B0'})) or 'MIXED'} (magnitude "
+            "frames and B0-map frames in one series)",
+            "dcm2niix writes _e1 (magnitude) and _e2_fieldmaphz (Hz) -> fieldmap + magnitude, "
+            "named by each file's sidecar at conversion",
+        ]
+    return [
+        f"{f.nvol} volumes, one echo: a B0 map (magnitude + field map in Hz)",
+        "dcm2niix writes the field map and its magnitude -> fieldmap + magnitude",
+    ]
+
+
+def _multi_image_fmap(f: Facts) -> bool:
+    """One GRE field-map series holding magnitude and phase (and real/imaginary) images of two
+    echoes: a Philips enhanced export (4 or 8 images per slice), which dcm2niix splits into one
+    file per echo and image kind."""
+    return f.nvol >= 3 and (f.echoes >= 2 or f.nvol in (4, 8)) and not f.is_phase
 
 
 # --- the rules --------------------------------------------------------------------------------
@@ -304,27 +324,33 @@ def from_evidence(f: Facts) -> Decision:
         ]
         if epi and not fm_seq:
             return _se_epi(f, ev)
-        if _is_vendor_b0_map(f) and not _is_philips_b0_map(f):
+        if _is_vendor_b0_map(f):
             return Decision(
                 "fmap",
                 "fieldmap",
                 {},
                 confidence=0.75,
-                evidence=ev
-                + [
-                    f"{f.nvol} volumes, one echo: a B0 map (magnitude + field map in Hz)",
-                    "dcm2niix writes the field map and its magnitude -> fieldmap + magnitude",
-                ],
+                evidence=ev + _b0_map_evidence(f),
                 extra_suffixes=["magnitude"],
                 kind="vendor_b0",
             )
-        if _is_vendor_b0_map(f):
-            return skip(
-                "Philips B0 map (magnitude and field map in Hz as two echoes of one series): "
-                "BIDS fieldmap + magnitude; map by hand",
-                0.5,
-                *ev,
-                f"{f.nvol} volumes in one series with {max(f.echoes, 1)} echo",
+        if _multi_image_fmap(f):
+            return Decision(
+                "fmap",
+                "magnitude1",
+                {},
+                confidence=0.7,
+                evidence=ev
+                + [
+                    f"{f.nvol} images per slice in one series ({max(f.echoes, 2)} echoes): "
+                    "magnitude and phase of each echo (a Philips enhanced export)",
+                    "dcm2niix writes one file per echo and image kind (_e1/_e2, _ph, _real, "
+                    "_imaginary) -> magnitude1/2 + phase1/2, named by each file's sidecar at "
+                    "conversion; real/imaginary parts are set aside",
+                ],
+                echoes=2,
+                extra_suffixes=["magnitude2", "phase1", "phase2"],
+                kind="gre_fmap",
             )
         if (
             f.is_phase
