@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine.commands.report_draft import register as _register_draft
 from engine.errors import UserError
 
 
@@ -152,4 +153,5 @@ def format_table(result: dict[str, Any]) -> str:
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _register_label,
     _register_evaluate,
+    _register_draft,
 ]
