@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from engine.api import classify, reading, report_draft, review, steps, train
+from engine.api import classify, reading, report_draft, report_style, review, steps, train
 from engine.errors import InvalidParams
 from engine.serial import from_json, to_json
 
@@ -29,6 +29,7 @@ PATH_PARAMS = frozenset(
     | {"data", "out_model", "model_path", "files", "workspace", "cache", "config"}
     | {"paths", "image"}
     | {"images", "ehr", "refs", "icd_codes"}
+    | {"priors", "pairs", "data_dir"}
 )
 # Names of files inside OUT (resolved there by the workspace): no NUL character either.
 FILE_NAME_PARAMS = frozenset({"name"})
@@ -83,6 +84,9 @@ API: dict[str, ApiMethod] = {
         _m("train.export", train.export, step=True),
         _m("report.draft", report_draft.report_draft, step=True),
         _m("report.ab", report_draft.report_ab, step=True),
+        _m("report.style_build", report_style.style_build, step=True),
+        _m("report.impression", report_style.impression, step=True),
+        _m("report.impression_eval", report_style.impression_eval, step=True),
     )
 }
 

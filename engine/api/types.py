@@ -294,6 +294,7 @@ def _more_results() -> None:
         SecondOpinionResult,
     )
     from engine.api.report_draft import ABResult, DraftResult
+    from engine.api.report_style import ImpressionEvalResult, ImpressionResult, StyleBuildResult
     from engine.api.train import DataSummaryResult, ExportResult, TrainResult
 
     RESULTS.update(
@@ -309,6 +310,9 @@ def _more_results() -> None:
             "train.export": ExportResult,
             "report.draft": DraftResult,
             "report.ab": ABResult,
+            "report.style_build": StyleBuildResult,
+            "report.impression": ImpressionResult,
+            "report.impression_eval": ImpressionEvalResult,
         }
     )
 
