@@ -153,3 +153,83 @@ def test_acquisition_codes_are_not_the_task() -> None:
     unknown = [m for m in res.mappings if m.entities.get("task") == "unknown"]
     assert unknown and unknown[0].confidence < 0.5
     assert any("name the task" in e for e in unknown[0].evidence)
+
+
+def _dwi_kw(**kw):  # type: ignore[no-untyped-def]
+    base = dict(
+        image_type=("ORIGINAL", "PRIMARY", "DIFFUSION", "NONE"),
+        manufacturer="Philips Medical Systems",
+        sequence_name="",
+        pe_axis="COL",
+        orientation="tra",
+        TR=8.0,
+        TE=80.0,
+    )
+    base.update(kw)
+    return base
+
+
+def test_b0_beside_a_dwi_gets_a_dir_and_unknowable_ones_are_flagged() -> None:
+    """Philips/GE store only the PE axis: a b0 named as the reversed blip of a DWI whose
+    direction is known takes the opposite one; an EPI field map with nothing to go on gets a
+    valid ``dir-unknown`` with a low confidence and a "set dir-" note, never no dir-."""
+    series = [
+        _s(3, "DTI_32dir_AP", **_dwi_kw(dim4=33, n_volumes=33, bvalues=[0.0, 1000.0])),
+        _s(4, "DTI_b0_rev", **_dwi_kw(bvalues=[0.0])),
+        _s(5, "SE_EPI_fmap", **_dwi_kw(image_type=("ORIGINAL", "PRIMARY", "M"))),
+    ]
+    got = _paths(series)
+    assert got["4-DTI_b0_rev"] == "sub-01_acq-dwi_dir-PA_epi", got
+    assert got["5-SE_EPI_fmap"] == "sub-01_dir-unknown_epi", got
+    res = map_groups(series)
+    by = {m.group_id: m for m in res.mappings}
+    se = next(m for g, m in by.items() if "se_epi" in g)
+    assert se.confidence <= 0.4 and any(e.startswith("set dir-") for e in se.evidence)
+    assert any("anterior-posterior" in e for e in se.evidence)  # the axis it does know
+    rev = next(m for g, m in by.items() if "b0_rev" in g)
+    assert any("reversed phase encoding" in e for e in rev.evidence), rev.evidence
+    # Siemens: the header polarity gives the direction, no guess needed
+    siemens = [
+        _s(5, "SE_EPI_fmap", **_dwi_kw(image_type=("ORIGINAL", "PRIMARY", "M"), pe_direction="j")),
+    ]
+    assert _paths(siemens)["5-SE_EPI_fmap"] == "sub-01_dir-PA_epi"
+
+
+def test_philips_pcasl_keeps_the_source_series_and_its_m0() -> None:
+    """Philips exports label/control as ``SOURCE - <name>`` and the subtraction as ``<name>``:
+    one perf/_asl (the SOURCE), the subtraction skipped with why, a separate M0 -> _m0scan."""
+    ph = dict(manufacturer="Philips Medical Systems", sequence_name="", TR=4.0, TE=11.0)
+    it = ("ORIGINAL", "PRIMARY", "M_FFE", "M", "FFE")
+    series = [
+        _s(6, "SOURCE - pCASL", dim4=60, n_volumes=60, image_type=it, **ph),
+        _s(7, "pCASL", image_type=it, **ph),
+        _s(8, "M0 pCASL", image_type=it, **ph),
+    ]
+    got = _paths(series)
+    assert got["6-SOURCE - pCASL"] == "sub-01_asl", got
+    assert got["7-pCASL"].startswith("SKIP:scanner-computed perfusion"), got
+    assert got["8-M0 pCASL"] == "sub-01_m0scan", got
+    assert not any(p.endswith(("asl1", "asl2")) or "run-" in p for p in got.values())
+
+
+def test_philips_enhanced_dual_echo_fieldmap_is_planned_as_dcm2niix_writes_it() -> None:
+    """8 images per slice (2 echoes x magnitude/phase/real/imaginary) in one series: planned
+    as magnitude1/2 + phase1/2 (what convert names dcm2niix's files), not magnitude1+2."""
+    series = [
+        _s(
+            9,
+            "B0map",
+            dim4=8,
+            n_volumes=8,
+            echo_times=[4.6, 6.6],
+            echo_numbers=[1, 2],
+            sequence_name="",
+            image_type=("ORIGINAL", "PRIMARY", "M_FFE", "M", "FFE"),
+            manufacturer="Philips Medical Systems",
+        )
+    ]
+    res = map_groups(series)
+    a = res.assignments[0]
+    names = [a.bids_path] + a.extra_paths
+    assert [n.rsplit("_", 1)[-1] for n in names] == ["magnitude1", "magnitude2", "phase1", "phase2"]
+    assert any("_imaginary" in e for e in res.mappings[0].evidence)

@@ -21,6 +21,7 @@ from engine.mapping.fieldmaps import assign_intended_for
 from engine.mapping.report import mapping_report
 from engine.mapping.rules import Decision, classify, facts_of
 from engine.mapping.runs import assign_series
+from engine.mapping.vendor_passes import pass_asl_source, pass_epi_dir
 from engine.model import Group, Mapping, SeriesAssignment, SeriesInfo
 
 Backend = Callable[[list[SeriesInfo], list[Group]], dict[str, Mapping]]
@@ -61,6 +62,8 @@ def rules_backend(series: list[SeriesInfo], groups: list[Group]) -> dict[str, Ma
     _pass_echoes(groups, decisions, reps)
     _pass_part(groups, decisions)
     _pass_gre_fmap(groups, decisions, reps)
+    pass_asl_source(groups, decisions, reps)
+    pass_epi_dir(groups, decisions, reps)
     return {gid: _to_mapping(gid, d) for gid, d in decisions.items()}
 
 
