@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from engine.commands import report_style as _style
 from engine.commands.report_draft import register as _register_draft
 from engine.errors import UserError
 
@@ -154,4 +155,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _register_label,
     _register_evaluate,
     _register_draft,
+    _style.register_style,
+    _style.register_impression,
+    _style.register_impression_eval,
 ]
