@@ -102,6 +102,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     for name in [only] if only else command_modules():
         module = importlib.import_module(_module_of(name))
         module.register(sub)
+    from engine.commands._helptext import plain_parser
+
+    plain_parser(parser)  # docstrings used as --help lose their RST and source paths
     return parser
 
 

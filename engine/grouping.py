@@ -281,6 +281,24 @@ def read_groups(path: str | Path) -> list[Group]:
     return [Group.from_row(r) for r in read_tsv(path)]
 
 
+def _series_label(s: SeriesInfo | None, key: str) -> str:
+    """``sub-01 ses-02 series 13 'ep2d_bold_nback'``: what a person finds on the scanner
+    console, not the internal ``subject|session|series_id`` key."""
+    if s is None:
+        return key
+    where = f"sub-{subject_of(s)}" + (f" ses-{s.session}" if s.session else "")
+    num = s.series_number if s.series_number is not None else s.series_id
+    return f"{where} series {num} {(s.series_description or s.protocol_name)!r}"
+
+
+def _series_order(by_key: dict[str, SeriesInfo], key: str) -> tuple:
+    s = by_key.get(key)
+    if s is None:
+        return ("", "", 10**9, key)
+    num = s.series_number if s.series_number is not None else 10**9
+    return (subject_of(s), s.session, num, s.series_id)
+
+
 def grouping_report(series: list[SeriesInfo], res: GroupingResult) -> str:
     by_key = {s.key: s for s in series}
     cells = [_cell(sub, ses) for sub, ses in sessions_of(series)]
@@ -314,8 +332,8 @@ def grouping_report(series: list[SeriesInfo], res: GroupingResult) -> str:
     flagged = {k: v for k, v in res.series_flags.items() if v}
     if flagged:
         lines += ["", "Series flags:"]
-        for k, v in sorted(flagged.items()):
-            lines.append(f"  {k}: {', '.join(v)}")
+        for k, v in sorted(flagged.items(), key=lambda kv: _series_order(by_key, kv[0])):
+            lines.append(f"  {_series_label(by_key.get(k), k)}: {', '.join(v)}")
     from engine.text import printable_text  # header text may hold ESC/BEL: never shown raw
 
     return printable_text("\n".join(lines) + "\n")

@@ -12,9 +12,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "convert",
         help="convert one subject to BIDS with the heuristic",
-        description="Run heudiconv with dcm2niix on one subject (all sessions or --session), fill "
-        "IntendedFor from the mapping, run bids-validator when installed, and write "
-        "OUT/conversion_report.txt.",
+        description="Run heudiconv with dcm2niix on one subject (all sessions or --session), write "
+        "the field maps' IntendedFor and B0FieldIdentifier/B0FieldSource from the mapping (the "
+        "heuristic writes the same when heudiconv runs it directly), run bids-validator when "
+        "installed, and write OUT/conversion_report.txt.",
     )
     p.add_argument("out", help="output folder of analyze/group/map/generate")
     p.add_argument("--subject", required=True, help="subject label (as in the series table)")
@@ -31,8 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         metavar="FILE",
         help="study metadata DICOM lacks (ASL M0Type, BackgroundSuppression, aslcontext...), "
-        "keyed by BIDS suffix or path glob (default OUT/sidecar_metadata.json); files still "
-        "missing a REQUIRED field are left out of the dataset and named in the report",
+        "keyed by BIDS suffix or path glob (default OUT/sidecar_metadata.json). A file still "
+        "missing a REQUIRED field is named in the report with the fix: ASL (perf/) files are "
+        "left out of the dataset (moved to OUT/bids_incomplete/, convert exits 1), others are "
+        "kept in the dataset",
     )
     p.add_argument(
         "--keep-identifiers",

@@ -20,15 +20,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="make a synthetic study and run the whole pipeline on it",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Make a synthetic study, then run analyze -> group -> map -> generate -> "
+        "validate -> convert on it (each step is the subcommand a user would type) and open the "
+        "review TUI when a terminal is present.",
     )
     p.add_argument("dir", nargs="?", type=Path, help="work folder (default: a fresh temp folder)")
     p.add_argument("--no-tui", action="store_true", help="do not open the TUI at the end")
-    p.add_argument("--subjects", type=int, default=2)
-    p.add_argument("--sessions", type=int, default=1)
-    p.add_argument("--vendor", default="siemens", choices=["siemens", "ge", "philips", "mixed"])
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--subjects", type=int, default=2, metavar="N", help="subjects to make (default 2)"
+    )
+    p.add_argument(
+        "--sessions",
+        type=int,
+        default=1,
+        metavar="N",
+        help="sessions per subject (default 1: no session level)",
+    )
+    p.add_argument(
+        "--vendor",
+        default="siemens",
+        choices=["siemens", "ge", "philips", "mixed"],
+        help="scanner style of the headers; mixed alternates vendors over subjects "
+        "(default siemens)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        metavar="S",
+        help="random seed: the same seed makes the same study (default 0)",
+    )
     p.set_defaults(func=run)
 
 

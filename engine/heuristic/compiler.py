@@ -1,22 +1,24 @@
 """Compile a mapping (rules, LLM or user decisions alike) into a heudiconv heuristic module.
 
 Deterministic: the same series, groups and mappings always give the same source text. The
-module defines ``create_key``, ``infotodict``, ``infotoids``, ``POPULATE_INTENDED_FOR_OPTS`` and,
-only when a group can be told apart by nothing else, ``custom_seqinfo``.
+module defines ``create_key``, ``infotodict``, ``infotoids``, with field maps ``custom_callable``
+(which writes IntendedFor and B0FieldIdentifier/B0FieldSource, :mod:`.b0fields`) and, only when a
+group can be told apart by nothing else, ``custom_seqinfo``. The text is the same whatever tools
+are installed (no formatter runs over it).
 """
 
 from __future__ import annotations
 
 import inspect
-import shutil
-import subprocess
 import textwrap
 from dataclasses import dataclass, field
 
 from engine import __version__
+from engine.heuristic import b0fields
 from engine.heuristic.conditions import HELPER_SOURCE, Condition, Selection, is_volume, select
+from engine.heuristic.layout import blank_lines, table
 from engine.heuristic.plan import BidsKey, Plan, build_plan, series_order_key
-from engine.heuristic.seqinfo import CUSTOM_FIELDS, to_seqinfo
+from engine.heuristic.seqinfo import CUSTOM_FIELDS, custom_seqinfo_source, to_seqinfo
 from engine.mapping.runs import session_runs
 from engine.model import Group, Mapping, SeriesAssignment, SeriesInfo
 from engine.private import REDACTED, expand_values, redact
@@ -55,6 +57,29 @@ PRIVATE_SOURCE = "\n\n".join(
     return {}''',
     ]
 )
+# field-map intent, written by the heuristic itself when heudiconv runs it (engine.heuristic.b0fields)
+B0_SOURCE = "\n\n".join(
+    [
+        f"_NOT_IN_NAME = {b0fields._NOT_IN_NAME!r}",
+        f"_FMAP_SUFFIXES = {b0fields._FMAP_SUFFIXES!r}",
+        *(
+            inspect.getsource(f).strip()
+            for f in (
+                b0fields.b0_name,
+                b0fields.b0_identifier,
+                b0fields.write_b0_fields,
+                b0fields._rewrite_json,
+            )
+        ),
+    ]
+)
+CALLABLE_SOURCE = '''def custom_callable(prefix, outtypes, item_dicoms):
+    """heudiconv calls this after converting each series: the field maps of its session get
+    IntendedFor and B0FieldIdentifier, their targets B0FieldSource, as INTENDED_FOR says."""
+    session_dir = os.path.dirname(os.path.dirname(os.path.abspath(prefix)))
+    if os.path.basename(session_dir).startswith(("sub-", "ses-")):
+        write_b0_fields(session_dir, INTENDED_FOR)
+'''
 REDACT_SEQINFO_SOURCE = f'''def _redacted(s):
     """The series with the study's identity values redacted from its names, as they are in
     the series table these conditions were built from (series_id stays heudiconv's)."""
@@ -220,7 +245,6 @@ def compile_heuristic(
     *,
     context: str = "",
     title: str = "",
-    format_with_ruff: bool = True,
 ) -> Compiled:
     """Build the heuristic source for this study; see :class:`Compiled`."""
     plan = build_plan(series, groups, mappings, assignments)
@@ -241,8 +265,6 @@ def compile_heuristic(
             if custom != CUSTOM_FIELDS:
                 compiled, problems = _select_all(plan, custom)
     source = render(plan, compiled, custom, context=context, title=title)
-    if format_with_ruff:
-        source = ruff_format(source)
     return Compiled(source, plan, compiled, custom, problems)
 
 
@@ -259,65 +281,6 @@ def _comment(text: str, indent: str = "", width: int = 96) -> list[str]:
 def _docstring(text: str) -> str:
     body = text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
     return f'"""{body}\n"""'
-
-
-def _custom_seqinfo_source(fields: tuple[str, ...]) -> str:
-    lines = [
-        "def custom_seqinfo(wrapper, series_files):",
-        '    """Facts SeqInfo lacks, read from the DICOM header: ' + ", ".join(fields) + '."""',
-        "    ds = wrapper.dcm_data",
-        "    facts = []",
-    ]
-    if "pe_axis" in fields:
-        lines += [
-            '    pe = ds.get("InPlanePhaseEncodingDirection", "")',
-            "    if not pe:",
-            '        for seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):',
-            "            try:",
-            '                pe = getattr(getattr(ds, seq)[0].MRFOVGeometrySequence[0], "InPlanePhaseEncodingDirection", "")',
-            "            except (AttributeError, IndexError):",
-            "                continue",
-            "            if pe:",
-            "                break",
-            '    facts.append(("pe_axis", str(pe or "")))',
-        ]
-    if "echo_number" in fields:
-        lines += [
-            "    echoes = set()",
-            "    for f in series_files:",
-            "        try:",
-            "            import pydicom",
-            "",
-            '            v = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["EchoNumbers"]).get("EchoNumbers")',
-            "        except Exception:",
-            "            v = None",
-            "        if v is not None:",
-            "            echoes.add(int(v))",
-            '    facts.append(("echo_number", min(echoes) if echoes else 0))',
-        ]
-    if "complex_part" in fields:
-        # mirrors engine.scan: ComplexImageComponent, then the vendor tags GE (0043,102F)
-        # and Philips (2005,1011) under their own private creators, then ImageType
-        lines += [
-            '    part = str(ds.get("ComplexImageComponent", "") or "").upper()',
-            '    maker = str(ds.get("Manufacturer", "")).upper()[:2]',
-            '    if not part and maker == "GE" and ds.get((0x0043, 0x0010)) is not None:',
-            '        if str(ds[0x0043, 0x0010].value).strip() == "GEMS_PARM_01" and (0x0043, 0x102F) in ds:',
-            '            part = {0: "MAGNITUDE", 1: "PHASE", 2: "REAL", 3: "IMAGINARY"}.get(int(ds[0x0043, 0x102F].value), "")',
-            '    if not part and maker == "PH" and ds.get((0x2005, 0x0010)) is not None:',
-            '        if str(ds[0x2005, 0x0010].value).strip() == "Philips MR Imaging DD 001" and (0x2005, 0x1011) in ds:',
-            '            part = {"M": "MAGNITUDE", "P": "PHASE", "R": "REAL", "I": "IMAGINARY"}.get(str(ds[0x2005, 0x1011].value)[:1].upper(), "")',
-            "    if not part:",
-            '        itype = [str(t).upper() for t in ds.get("ImageType", [])]',
-            '        names = {"M": "MAGNITUDE", "P": "PHASE", "R": "REAL", "I": "IMAGINARY"}',
-            '        part = next((t for t in itype if t in names.values()), "") or (',
-            '            names.get(itype[2], "") if len(itype) > 2 else ""',
-            "        )",
-            '    words = {"MAGNITUDE": "mag", "PHASE": "phase", "REAL": "real", "IMAGINARY": "imag"}',
-            '    facts.append(("complex_part", words.get(part, "")))',
-        ]
-    lines.append("    return tuple(facts)")
-    return "\n".join(lines) + "\n"
 
 
 def render(
@@ -351,23 +314,18 @@ def render(
             *textwrap.wrap(" ".join(context.split()), 92),
         ]
     parts: list[str] = [_docstring("\n".join(doc)), ""]
-    if any(cg.selection.code.find("re.fullmatch") >= 0 for cg in compiled):
+    intended = plan.intended_for()
+    if intended:
+        parts += ["import json", "import os", "import re", ""]
+    elif any(cg.selection.code.find("re.fullmatch") >= 0 for cg in compiled):
         parts += ["import re", ""]
-    # IntendedFor: heudiconv's own pass; llm-heuristics convert then writes the exact lists below.
-    intended: dict[str, set[str]] = {}
-    for cg in compiled:
-        targets = {plan.keys[g].name for g in cg.mapping.intended_for if g in plan.keys}
-        if targets:
-            intended.setdefault(cg.key.name, set()).update(targets)
     if intended:
         parts += [
-            "# Field maps: heudiconv fills IntendedFor from the closest field map;",
-            "# `llm-heuristics convert` then writes exactly the targets listed in INTENDED_FOR",
-            "# (BIDS names without subject, session and run).",
-            'POPULATE_INTENDED_FOR_OPTS = {"matching_parameters": ["Force"], "criterion": "Closest"}',
-            "INTENDED_FOR = {",
-            *[f"    {k!r}: {sorted(v)!r}," for k, v in sorted(intended.items())],
-            "}",
+            "# Field maps: field-map name -> the names it serves (BIDS names without subject,",
+            "# session and run). heudiconv calls custom_callable after each series; it writes",
+            "# IntendedFor, B0FieldIdentifier and B0FieldSource from this table (heudiconv's own",
+            "# POPULATE_INTENDED_FOR_OPTS matching is not used: it cannot express the mapping).",
+            *table("INTENDED_FOR", intended),
             "",
         ]
     # subject/session ids for runs without -s/-ss: the PatientID -> label map is read at run
@@ -385,9 +343,7 @@ def render(
         "SUBJECTS = _subject_map()  # PatientID -> subject label (OUT/private/subject_map.tsv)",
         "LABELS = {" + ", ".join(repr(x) for x in labels) + "}",
         "# (subject label, acquisition date) -> session label",
-        "SESSIONS = {",
-        *[f"    {k!r}: {v!r}," for k, v in ses_table],
-        "}",
+        *table("SESSIONS", dict(ses_table)),
         "",
         "",
         'def create_key(template, outtype=("nii.gz",), annotation_classes=None):',
@@ -411,8 +367,10 @@ def render(
     ]
     if redacting:
         parts += ["", REDACT_SEQINFO_SOURCE]
+    if intended:
+        parts += ["", B0_SOURCE, "", CALLABLE_SOURCE]
     if custom:
-        parts += ["", _custom_seqinfo_source(custom)]
+        parts += ["", custom_seqinfo_source(custom)]
     if custom or any("_custom(" in cg.selection.code for cg in compiled):
         parts += ["", HELPER_SOURCE.strip() + "\n"]
     parts += ["", RUNS_SOURCE.strip() + "\n"]
@@ -432,9 +390,7 @@ def render(
         if run_names
         else "RUN_NAMES = set()",
         "# BIDS name (no subject, session, run) -> heudiconv template; {run} is _run-NN or nothing",
-        "TEMPLATES = {",
-        *[f"    {n!r}: {tm!r}," for n, tm in templates.items()],
-        "}",
+        *table("TEMPLATES", templates),
         "",
         "",
         "def infotodict(seqinfo):",
@@ -472,7 +428,7 @@ def render(
     ]
     body.append("    return info")
     parts += body
-    return "\n".join(parts) + "\n"
+    return blank_lines("\n".join(parts)).rstrip("\n") + "\n"
 
 
 def _multi_echo(plan: Plan, cgs: list[CompiledGroup]) -> bool:
@@ -535,22 +491,3 @@ def _aborted_block(cg: CompiledGroup) -> list[str]:
     lines.append(f"            found.append((s.series_id, {cg.key.name!r}, 'aborted'))")
     lines.append("            continue")
     return lines
-
-
-def ruff_format(source: str) -> str:
-    """Format with ``ruff format`` when ruff is installed (output stays valid Python without)."""
-    exe = shutil.which("ruff")
-    if exe is None:
-        return source
-    try:
-        res = subprocess.run(
-            [exe, "format", "--isolated", "--line-length", "100", "-"],
-            input=source,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return source
-    return res.stdout if res.returncode == 0 and res.stdout else source

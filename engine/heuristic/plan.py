@@ -121,6 +121,17 @@ class Plan:
     def converted_groups(self) -> list[Group]:
         return [g for g in self.groups if g.group_id in self.keys]
 
+    def intended_for(self) -> dict[str, list[str]]:
+        """Field-map name -> the names it serves (the mapping's IntendedFor, converted groups
+        only), sorted: the table the heuristic and ``convert`` write the sidecars from."""
+        out: dict[str, set[str]] = {}
+        for gid, key in self.keys.items():
+            m = self.mappings[gid]
+            targets = {self.keys[t].name for t in m.intended_for if t in self.keys}
+            if targets:
+                out.setdefault(key.name, set()).update(targets)
+        return {k: sorted(v) for k, v in sorted(out.items())}
+
     def sessions(self) -> list[tuple[str, str]]:
         return sorted({(s.subject, s.session) for s in self.series})
 

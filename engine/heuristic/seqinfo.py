@@ -61,3 +61,63 @@ def to_seqinfo(s: SeriesInfo, custom_fields: tuple[str, ...] = ()) -> Any:
         time=s.time,
         custom=custom,
     )
+
+
+def custom_seqinfo_source(fields: tuple[str, ...]) -> str:
+    """The heuristic's ``custom_seqinfo``: the facts ``fields`` read from one series' DICOM."""
+    lines = [
+        "def custom_seqinfo(wrapper, series_files):",
+        '    """Facts SeqInfo lacks, read from the DICOM header: ' + ", ".join(fields) + '."""',
+        "    ds = wrapper.dcm_data",
+        "    facts = []",
+    ]
+    if "pe_axis" in fields:
+        lines += [
+            '    pe = ds.get("InPlanePhaseEncodingDirection", "")',
+            "    if not pe:",
+            '        for seq in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):',
+            "            try:",
+            '                pe = getattr(getattr(ds, seq)[0].MRFOVGeometrySequence[0], "InPlanePhaseEncodingDirection", "")',
+            "            except (AttributeError, IndexError):",
+            "                continue",
+            "            if pe:",
+            "                break",
+            '    facts.append(("pe_axis", str(pe or "")))',
+        ]
+    if "echo_number" in fields:
+        lines += [
+            "    echoes = set()",
+            "    for f in series_files:",
+            "        try:",
+            "            import pydicom",
+            "",
+            '            v = pydicom.dcmread(f, stop_before_pixels=True, specific_tags=["EchoNumbers"]).get("EchoNumbers")',
+            "        except Exception:",
+            "            v = None",
+            "        if v is not None:",
+            "            echoes.add(int(v))",
+            '    facts.append(("echo_number", min(echoes) if echoes else 0))',
+        ]
+    if "complex_part" in fields:
+        # mirrors engine.scan: ComplexImageComponent, then the vendor tags GE (0043,102F)
+        # and Philips (2005,1011) under their own private creators, then ImageType
+        lines += [
+            '    part = str(ds.get("ComplexImageComponent", "") or "").upper()',
+            '    maker = str(ds.get("Manufacturer", "")).upper()[:2]',
+            '    if not part and maker == "GE" and ds.get((0x0043, 0x0010)) is not None:',
+            '        if str(ds[0x0043, 0x0010].value).strip() == "GEMS_PARM_01" and (0x0043, 0x102F) in ds:',
+            '            part = {0: "MAGNITUDE", 1: "PHASE", 2: "REAL", 3: "IMAGINARY"}.get(int(ds[0x0043, 0x102F].value), "")',
+            '    if not part and maker == "PH" and ds.get((0x2005, 0x0010)) is not None:',
+            '        if str(ds[0x2005, 0x0010].value).strip() == "Philips MR Imaging DD 001" and (0x2005, 0x1011) in ds:',
+            '            part = {"M": "MAGNITUDE", "P": "PHASE", "R": "REAL", "I": "IMAGINARY"}.get(str(ds[0x2005, 0x1011].value)[:1].upper(), "")',
+            "    if not part:",
+            '        itype = [str(t).upper() for t in ds.get("ImageType", [])]',
+            '        names = {"M": "MAGNITUDE", "P": "PHASE", "R": "REAL", "I": "IMAGINARY"}',
+            '        part = next((t for t in itype if t in names.values()), "") or (',
+            '            names.get(itype[2], "") if len(itype) > 2 else ""',
+            "        )",
+            '    words = {"MAGNITUDE": "mag", "PHASE": "phase", "REAL": "real", "IMAGINARY": "imag"}',
+            '    facts.append(("complex_part", words.get(part, "")))',
+        ]
+    lines.append("    return tuple(facts)")
+    return "\n".join(lines) + "\n"

@@ -499,6 +499,7 @@ def _forget(bids_dir: Path, rel: str) -> None:
                 meta["IntendedFor"] = keep
             else:
                 meta.pop("IntendedFor")
+                meta.pop("B0FieldIdentifier", None)  # it serves nothing left
             write_text_atomic(js, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
 
