@@ -89,7 +89,7 @@ class TrainingScreen(Screen[None]):
     COMMANDS = {TrainingCommands}
     DEFAULT_CSS = """
     TrainingScreen { layout: vertical; }
-    #train-status { height: 1; padding: 0 1; background: $boost; }
+    #train-status { height: auto; max-height: 2; padding: 0 1; background: $boost; }
     #train-status.-error { background: $error; color: $text; text-style: bold; }
     #train-note { height: 1; padding: 0 1; color: $text-muted; }
     #train-plot { height: 3fr; border: round $panel-lighten-2; border-title-color: $text-muted; }
@@ -163,8 +163,8 @@ class TrainingScreen(Screen[None]):
             rec = from_progress(params)
             if rec is not None:
                 self.post_message(Metrics([rec]))
-        elif method == "log" and str(params.get("message", "")).startswith("train:"):
-            self.post_message(EngineNote(str(params["message"])))
+        elif method == "output" and str(params.get("text", "")).startswith("train:"):
+            self.post_message(EngineNote(str(params["text"]).strip()))
 
     def _got_call(self, call: Any) -> None:
         self.call = call
@@ -227,6 +227,7 @@ class TrainingScreen(Screen[None]):
         self.metrics.resumed_from = res.resumed_from or self.metrics.resumed_from
         self.output_dir = res.output_dir or self.output_dir
         self.query_one("#train-note", Static).update(res.message)
+        self._untitle()
         self.notify(res.message, timeout=10)
         self.redraw()
 
@@ -243,7 +244,12 @@ class TrainingScreen(Screen[None]):
             ckpt = latest_checkpoint(self.output_dir) or "the start (no checkpoint yet)"
             note = f"cancelled after step {self.metrics.step}: s resumes from {ckpt}"
         self.query_one("#train-note", Static).update(note)
+        self._untitle()
         self.show_status()
+
+    def _untitle(self) -> None:
+        """The header showed the run's progress (the app's own handler): the run is over."""
+        self.app.sub_title = str(getattr(self.app, "out_dir", ""))
 
     # --- the view --------------------------------------------------------------------------
     def redraw(self) -> None:
@@ -253,7 +259,7 @@ class TrainingScreen(Screen[None]):
     def status_text(self) -> str:
         m = self.metrics
         total = m.max_steps or "?"
-        pct = f" ({m.step / m.max_steps:.0%})" if m.max_steps else ""
+        pct = f" {m.step / m.max_steps:.0%}" if m.max_steps else ""
         parts = [f"{m.kind or self.kind or 'train'} {self.state}", f"step {m.step}/{total}{pct}"]
         loss, lr = m.last("loss"), m.last("lr")
         if finite(loss):
@@ -265,7 +271,8 @@ class TrainingScreen(Screen[None]):
             parts.append(f"lr {lr:.3g}")
         if self.state in ("running", "following") and not m.finished:
             parts.append(f"ETA {fmt_duration(m.eta_seconds())}")
-        parts.append(f"checkpoint {latest_checkpoint(self.output_dir) or '-'}")
+        ckpt = latest_checkpoint(self.output_dir).removeprefix("step-").lstrip("0")
+        parts.append(f"checkpoint {ckpt or '-'}")
         parts.append(f"resumed from {m.resumed_from or '-'}")
         return " · ".join(parts)
 
