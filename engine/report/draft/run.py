@@ -10,6 +10,7 @@ walks the images, skips those already in the output file and appends each record
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable
@@ -237,12 +238,18 @@ class Drafter:
             rec["flags"].append(f"labels: not cross-checked ({self.labeler_note})")
 
 
-def labeler_function() -> Callable[[str], dict[str, int | None]]:
-    """The report labeler as a function of text (built once: medspaCy takes seconds)."""
+@functools.cache
+def _shared_labeler() -> Any:
     from engine.report.labeler import Labeler
 
+    return Labeler()
+
+
+def labeler_function() -> Callable[[str], dict[str, int | None]]:
+    """The report labeler as a function of text (built once per process: medspaCy takes
+    seconds, and an engine drafts many batches)."""
     try:
-        lab = Labeler()
+        lab = _shared_labeler()
     except ImportError as exc:
         raise NotAvailable(
             f"the report labeler needs medspaCy: pip install 'llm-heuristics[report]' ({exc})"
