@@ -457,3 +457,24 @@ def test_tiny_llava_on_the_ten_radiographs(llava, nih, tmp_path):
         assert any(f.startswith("steps: ") for f in r.flags)
         assert r.mode == "cot" and r.prompt_hash == res.records[0].prompt_hash
     assert len(read_records(out)) == 10 and res.flagged == 10
+
+
+def test_cli_on_a_local_engine(nih, tmp_path, capsys):
+    """``--engine local``: the draft runs in an engine process, tokens and the record come back."""
+    pytest.importorskip("ollama")
+    from engine.cli import main
+
+    img = tmp_path / "film.png"  # inside the engine's roots (the temp dir)
+    shutil.copy(nih[0], img)
+    out = tmp_path / "o.jsonl"
+    with canned(queues({sha(img): [GOOD, LABELS_AGREE]})) as (url, bodies):
+        rc = main(
+            ["report", "draft", str(img), "--engine", "local", "--labels", "--backend", "ollama",
+             "--model", "llava:7b", "--host", url, "-o", str(out)]
+        )  # fmt: skip
+    assert rc == 0
+    cap = capsys.readouterr()
+    assert "Cardiomegaly. No pl" in cap.err and "labels: positive Cardiomegaly" in cap.out
+    (rec,) = read_records(out)
+    assert rec["flags"] == [] and rec["labels"]["Cardiomegaly"] == 1 and rec["labeler"]
+    assert sum(path == "/api/chat" for path, _ in bodies) == 2

@@ -131,7 +131,11 @@ class _Terminal:
 @contextlib.contextmanager
 def _events(args: argparse.Namespace, deltas: bool) -> Iterator[None]:
     if getattr(args, "engine", None):
-        yield  # the engine's client prints them
+        try:
+            yield  # the engine's client prints them
+        finally:
+            if deltas:
+                sys.stderr.write("\n")
         return
     from engine import context
 
