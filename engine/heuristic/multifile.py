@@ -36,7 +36,9 @@ _NUMBERED = re.compile(
 def image_kind(meta: dict) -> str:
     """fieldmap / phase / real / imag / magnitude / m0 from a dcm2niix sidecar."""
     kinds = {str(t).upper() for t in meta.get("ImageType", [])}
-    if "FIELDMAPHZ" in kinds or meta.get("Units") == "Hz":
+    # dcm2niix marks the Hz map of an enhanced export FIELDMAPHZ; a classic Philips B0 map
+    # keeps its own ImageType (B0 MAP / B0) on the second-echo file
+    if kinds & {"FIELDMAPHZ", "B0", "B0 MAP", "FIELD_MAP"} or meta.get("Units") == "Hz":
         return "fieldmap"
     if kinds & {"M0", "PD", "PROTON_DENSITY", "PDW"}:
         return "m0"

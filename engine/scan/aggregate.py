@@ -77,6 +77,24 @@ def _pe_direction(pe_axis: str, positives: set[str], manufacturer: str, ge_view_
     return ""
 
 
+def _other_image_types(members: list, image_type: list[str]) -> list[str]:
+    """ImageType values that other files (classic) or frames (enhanced FrameType) of the series
+    hold beyond the first file's: a Philips B0 map keeps magnitude (M) and B0-map (B0 MAP,
+    FIELD_MAP) images in one series, which is what tells it from a two-echo magnitude."""
+    have = {v.upper() for v in image_type}
+    extra: list[str] = []
+    for _, f in members:
+        values = list(f.get("image_type") or [])
+        for ft in f.get("frame_types") or []:
+            values += str(ft).split("\\")
+        for v in values:
+            v = str(v).strip()
+            if v and v.upper() not in have:
+                have.add(v.upper())
+                extra.append(v)
+    return extra
+
+
 def _complex_part(parts: set[str], image_type: list[str]) -> str:
     """ComplexImageComponent or vendor tag (GE (0043,102F), Philips (2005,1011)), else ImageType.
 
@@ -424,6 +442,6 @@ def _series_from(
         pixel_spacing=list(f0.get("pixel_spacing") or []),
         n_slices=n_slices,
         orientation=_orientation(f0.get("iop") or []),
-        image_type_parts=image_type,
+        image_type_parts=image_type + _other_image_types(members, image_type),
         complex_part=_complex_part(complex_parts, image_type),
     )

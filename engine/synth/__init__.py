@@ -19,6 +19,7 @@ from pathlib import Path
 
 from engine.atomic import write_text_atomic
 from engine.bids_schema import get_schema
+from engine.synth.conventions import add_conventions, adjust_datasets
 from engine.synth.expected import expected_paths
 from engine.synth.layout import LAYOUTS, TreeWriter
 from engine.synth.protocol import VENDORS, SeriesPlan, session_plan
@@ -113,6 +114,7 @@ def generate_study(
     seed: int = 0,
     aborted_sbref: bool = False,
     fake_identities: bool = False,
+    conventions: bool = False,
 ) -> StudyManifest:
     """Write a synthetic study under ``out_dir`` and return its manifest.
 
@@ -123,7 +125,9 @@ def generate_study(
     identities instead (MRN-like PatientIDs, names, institution, station, operator and
     physicians, listed by :func:`fake_identity_values`), and the first subject's surname typed
     into its T2w ProtocolName, as technicians do: the privacy acceptance test searches every
-    output file for them.  Raises :class:`FileExistsError` when ``out_dir/dicom`` already holds files and
+    output file for them.  ``conventions``: add the vendor-convention series of
+    :mod:`engine.synth.conventions` (XA ``_Pha`` phase, ND/NORM duplicates, a planning scan, a
+    Philips B0 map, separate multiband runs; implies ``aborted_sbref``).  Raises :class:`FileExistsError` when ``out_dir/dicom`` already holds files and
     :class:`ValueError` for bad arguments.
     """
     _check_args(subjects, sessions, layout, gzip, vendor)
@@ -154,8 +158,13 @@ def generate_study(
             )
             ses_label = f"{ses + 1:02d}" if sessions > 1 else ""
             plans = session_plan(
-                v, reproin=reproin, repeat_t1w=(s == 0 and ses == 0), aborted_sbref=aborted_sbref
+                v,
+                reproin=reproin,
+                repeat_t1w=(s == 0 and ses == 0),
+                aborted_sbref=aborted_sbref or conventions,
             )
+            if conventions:
+                plans = add_conventions(plans, v)
             names = _FAKE_NAMES if fake_identities else _NAMES
             patient_name = names[(s + seed) % len(names)]
             if fake_identities and s == 0:
@@ -199,6 +208,7 @@ def generate_study(
         for number, plan in enumerate(plans, start=1):
             uid = make_uid(seed, subj, ctx.study_uid, number, "series")
             out_series = build_series(plan, ctx, number, uid, t)
+            adjust_datasets(plan, out_series.datasets)
             t = out_series.end_s
             series_slots = []
             for ds in out_series.datasets:
@@ -243,7 +253,8 @@ def generate_study(
             "reproin": reproin,
             "seed": seed,
         }
-        | ({"aborted_sbref": True} if aborted_sbref else {}),
+        | ({"aborted_sbref": True} if aborted_sbref or conventions else {})
+        | ({"conventions": True} if conventions else {}),
         "series": [
             {k: v for k, v in asdict(r).items() if k not in ("files", "study_uid", "image_type")}
             | {"image_type": list(r.image_type)}
