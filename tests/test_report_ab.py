@@ -214,3 +214,38 @@ def test_ab_refuses_identifiers_and_missing_patients(tmp_path):
                 )
             )
         assert bodies == []
+
+
+def test_ab_command_prints_the_delta_table(tmp_path, capsys):
+    pytest.importorskip("ollama")
+    from engine.cli import main
+
+    imgs = nih_images()[:3]
+    if len(imgs) < 3:
+        pytest.skip("no NIH radiographs in ../shared/data")
+    ehr = tmp_path / "ehr.json"
+    ehr.write_text(json.dumps({"age": 61, "sex": "M", "vitals": {"spo2": 91}}))
+    refs = tmp_path / "refs.jsonl"
+    refs.write_text(
+        "".join(json.dumps({"id": p.name, "text": REFS[i]}) + "\n" for i, p in enumerate(imgs))
+    )
+    index = {sha(p): i for i, p in enumerate(imgs)}
+
+    def respond(key: str, body: dict) -> str:
+        better = "SpO2 91 %" in prompt_text(body)  # the vitals reached arm B's prompt
+        if is_labels_turn(body):
+            return labels_json([] if better else None)
+        return "Impression: " + (WITH_EHR if better else IMAGE_ONLY)[index[key]]
+
+    with canned(respond) as (url, _):
+        rc = main(
+            ["report", "ab", *map(str, imgs), "--ehr", str(ehr), "--ref", str(refs),
+             "-o", str(tmp_path / "ab"), "--metrics", "rouge_l", "--n-boot", "500",
+             "--backend", "ollama", "--model", "llava:7b", "--host", url]
+        )  # fmt: skip
+    assert rc == 0
+    cap = capsys.readouterr()
+    line = next(x for x in cap.out.splitlines() if x.startswith("rouge_l"))
+    assert float(line.split()[3]) > 0 and "95% CI (paired bootstrap)" in cap.out
+    assert "n = 3 cases, 500 bootstrap replicates" in cap.out
+    assert (tmp_path / "ab" / "ab_cases.jsonl").read_text().count("\n") == 3
