@@ -102,11 +102,19 @@ def score_synthetic() -> dict[str, object] | None:
 
     results = {}
     for vendor in ("siemens", "ge", "philips", "mixed"):
-        for reproin in (False, True):
+        # vendor names, ReproIn names, and the vendor conventions of issue 13 (XA _Pha, ND/NORM,
+        # planning scan, Philips B0 map, separate multiband runs, aborted run with its SBRef)
+        for reproin, conventions in ((False, False), (True, False), (False, True)):
             with tempfile.TemporaryDirectory() as tmp:
                 study, out = Path(tmp) / "study", Path(tmp) / "out"
                 generate_study(
-                    study, subjects=2, sessions=1, vendor=vendor, reproin=reproin, seed=0
+                    study,
+                    subjects=2,
+                    sessions=1,
+                    vendor=vendor,
+                    reproin=reproin,
+                    seed=0,
+                    conventions=conventions,
                 )
                 main(["-q", "analyze", str(study / "dicom"), str(out)])
                 expected = json.loads((study / "expected_bids.json").read_text())["series"]
@@ -121,7 +129,8 @@ def score_synthetic() -> dict[str, object] | None:
                     a = amap.get((s.subject, s.session, s.series_id)) if s else None
                     got = sorted(([a.bids_path] + a.extra_paths) if a and a.bids_path else [])
                     ok += got == sorted(e["paths"])
-                results[f"{vendor}{'/reproin' if reproin else ''}"] = (
+                variant = "/reproin" if reproin else "/conventions" if conventions else ""
+                results[f"{vendor}{variant}"] = (
                     ok,
                     len(expected),
                     generate_ok(read_series(out), res),
@@ -193,7 +202,7 @@ def main() -> int:
     else:
         for name, (ok, n, gen) in syn.items():
             print(
-                f"synthetic {name:<18} {ok}/{n} series exactly as expected; generate "
+                f"synthetic {name:<20} {ok}/{n} series exactly as expected; generate "
                 f"{'ok' if gen else 'EXIT 1'}"
             )
             if not gen:
