@@ -1,8 +1,10 @@
 """Chest X-ray report drafting through the API: draft, A/B (image only vs image + EHR).
 
 Types first (the reading room and the CLI build on them); the functions call the step package
-``engine.report.draft``. Tokens stream as ``delta`` notifications (``image``, ``phase`` in the
-extras), progress as ``progress``.
+``engine.report.draft``. Tokens stream as ``delta`` notifications with the extras ``image`` (the
+path), ``phase`` (``reasoning`` for the ten steps of cot mode, ``report``, ``labels`` for the JSON
+turn) and ``attempt`` (2 on the retry); progress as ``progress`` (``image`` in the extras).
+Records are appended to ``output`` as each image is done, so a cancelled run resumes.
 """
 
 from __future__ import annotations
@@ -234,10 +236,11 @@ def report_ab(p: ABParams) -> ABResult:
 
     if not p.ehr or not p.refs:
         raise UserError("report ab needs --ehr FILE (arm B) and --ref REFS (the references)")
-    images = collect(p.images)
-    patients = read_ehr(p.ehr)
+    found = collect(p.images)
+    patients = read_ehr(p.ehr)  # identifiers refused before any model call
+    refs = compare.match_refs(found, p.refs)
+    images = [i for i in found if i in refs]  # only cases that can be scored are drafted
     _check_patients(images, patients, "the image + EHR arm")
-    refs = compare.match_refs(images, p.refs)
     metrics = tuple(p.metrics) or compare.DEFAULT_METRICS
     mode_b = "impression_icd" if p.mode == "impression" else p.mode
     out_dir = Path(p.output or "report_ab")
@@ -247,10 +250,12 @@ def report_ab(p: ABParams) -> ABResult:
     run_a = _Run(p, p.mode, False, False)
     run_b = _Run(p, mode_b, False, False)
     try:
+        context.progress(0.0, "arm A: image only")
         _, _, cancelled = draft_images(images, run_a.drafter, output=str(paths["a"]))
         if cancelled:
             raise Cancelled("cancelled during the image-only arm; run again to resume")
         run_b.backend = run_a.backend  # the same loaded model for both arms
+        context.progress(0.0, "arm B: image + EHR")
         _, _, cancelled = draft_images(
             images, run_b.drafter, output=str(paths["b"]), patients=patients
         )
@@ -268,8 +273,6 @@ def report_ab(p: ABParams) -> ABResult:
     ids, pa, pb, rs, shown = [], [], [], [], []
     flagged = {"a": 0, "b": 0}
     for img in images:
-        if img not in refs:
-            continue
         key = image_key(img, sha256_file(img))
         ra, rb = latest["a"].get(key), latest["b"].get(key)
         if ra is None or rb is None:
@@ -288,7 +291,7 @@ def report_ab(p: ABParams) -> ABResult:
     for c, img in zip(cases, shown, strict=True):
         c["image"] = img
     meta = {
-        "images": len(images),
+        "images": len(found),
         "n": len(ids),
         "mode_image_only": p.mode,
         "mode_with_ehr": mode_b,
@@ -301,7 +304,7 @@ def report_ab(p: ABParams) -> ABResult:
     summary, cases_path = compare.save(out_dir, table, cases, meta)
     from engine.report.draft.ab import format_table
 
-    no_ref = [i for i in images if i not in refs]
+    no_ref = [i for i in found if i not in refs]
     return ABResult(
         table=[MetricDelta(r.metric, r.a, r.b, r.delta, r.low, r.high) for r in table],
         n=len(ids),
