@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="scanner style; mixed alternates vendors over subjects",
     )
     p.add_argument("--reproin", action="store_true", help="ReproIn protocol names")
+    p.add_argument(
+        "--conventions",
+        action="store_true",
+        help="add vendor-convention series: XA _Pha phase, ND/NORM duplicates, a planning scan, "
+        "a Philips B0 map, separate multiband runs, an aborted run with its SBRef",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed for UIDs and noise (default 0)")
     p.set_defaults(func=run)
 
@@ -55,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
             vendor=args.vendor,
             reproin=args.reproin,
             seed=args.seed,
+            conventions=args.conventions,
         )
     except (ValueError, FileExistsError) as exc:
         raise UserError(str(exc)) from exc

@@ -32,7 +32,7 @@ _AXIS = {
 }
 _AXIS_WORDS = {"AP": "anterior-posterior", "LR": "left-right", "SI": "superior-inferior"}
 _REVERSED = re.compile(
-    r"(?:^|[^a-z])(?:rev|reverse[d]?|revpe|rpe|blip|topup|opposite|inv)(?:$|[^a-z])"
+    r"(?:^|[^a-z])(?:rev|reverse[d]?|revpe|rpe|blip|topup|opposite|inv)(?:$|[^a-z0-9])"
 )
 _SOURCE = re.compile(r"(?:^|[^a-z])source(?:$|[^a-z])")
 
