@@ -136,6 +136,11 @@ def test_metrics_tail_survives_half_lines_rewrites_and_bad_bytes(tmp_path: Path)
     assert m.eta_seconds() == 20.0
     m.add({"type": "train", "step": 2, "loss": 1.0})  # an earlier step again: resumed there
     assert [r["step"] for r in m.train] == [1, 2]
+    m.add({"type": "eval", "kind": "dpo", "step": 2, "margin": 0.25})
+    assert m.kind == "dpo" and m.last("margin", evals=True) == 0.25
+    scr = TrainingScreen(follow=str(tmp_path))
+    scr.metrics = m
+    assert "dpo idle · step 2/13 15%" in scr.status_text() and "margin 0.25" in scr.status_text()
 
 
 # ----------------------------------------------------------------------------- following a file
@@ -161,8 +166,8 @@ def _train(step: int, loss: float, elapsed: float = 0.0) -> dict[str, Any]:
 
 @pytest.mark.anyio
 async def test_following_a_growing_metrics_file(tmp_path: Path) -> None:
-    run = tmp_path / "run; [bold]x|y"  # markup-like and shell-like characters in the path
-    run.mkdir()
+    run = tmp_path / "run; [bold]x|y[" / "]z"  # markup ("[/]") and shell characters
+    run.mkdir(parents=True)
     f = run / "metrics.jsonl"
     _lines(f, [{"type": "eval", "kind": "sft", "step": 0, "max_steps": 20, "eval_loss": 6.0}])
     _lines(f, [_train(s, 6.0 - s * 0.4) for s in (1, 2, 3)])
@@ -173,6 +178,9 @@ async def test_following_a_growing_metrics_file(tmp_path: Path) -> None:
         scr: TrainingScreen = app.screen  # type: ignore[assignment]
         table, lossplot = scr.query_one(StepsTable), scr.query_one(LossPlot)
         await _until(pilot, lambda: table.row_count == 4, "the first records")
+        from rich.text import Text
+
+        assert str(run) in Text.from_markup(str(lossplot.border_title)).plain  # shown as written
         before = dots(lossplot.lines(80, 16)[1:-1])
         assert "step 3/20" in scr.status_text() and "following" in scr.status_text()
         assert len(scr.metrics.series()[0].points) == 3
@@ -297,6 +305,13 @@ async def test_a_tiny_sft_run_from_the_screen_cancel_and_resume(
         assert "checkpoint 6 " in status
         assert "loss" in str(scr.query_one("#train-note").render())
         assert len(dots(scr.query_one(LossPlot).lines(80, 16)[1:-1])) > 10
+
+        # s again: resumed at its last step, nothing to train; the view shows the run's file
+        await pilot.press("s")
+        await _until(pilot, lambda: scr.state in ended, "the second run's end", timeout=300)
+        assert scr.state == "done" and scr.result.resumed_from == 6, scr.error
+        assert [r[0] for r in table.cell_texts() if r[2]] == ["1", "2", "3", "4", "5", "6"]
+        assert "step 6/6 100%" in scr.status_text() and "resumed from 6" in scr.status_text()
 
         # a longer run of the same config: x cancels it, s resumes from its last checkpoint
         c["train"].update(max_steps=400, save_every=2)

@@ -16,6 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -128,14 +129,14 @@ class TrainingScreen(Screen[None]):
         yield Static("", id="train-note", markup=False)
         with Vertical():
             plot = LossPlot(id="train-plot")
-            plot.border_title = "loss"
             yield plot
             yield StepsTable(id="train-steps")
         yield Footer()
 
     def on_mount(self) -> None:
         what = self.config or str(metrics_path(self.follow_path))
-        self.query_one("#train-plot", LossPlot).border_title = f"loss: {what}"
+        title = Text(f"loss: {what}")  # a path is never markup (``a[/]b`` is a valid path)
+        self.query_one("#train-plot", LossPlot).border_title = title
         if self.config and self.autostart:
             self.action_start_run()
         elif self.follow_path:
@@ -224,6 +225,10 @@ class TrainingScreen(Screen[None]):
     def on_run_ended(self, m: RunEnded) -> None:
         res = self.result = m.result
         self.state = "done"
+        if not self.metrics.train and (res.output_dir or self.output_dir):
+            # resumed at its last step (nothing left to train): the run as its file has it
+            recs = MetricsTail(metrics_path(res.output_dir or self.output_dir)).read()[1]
+            self.on_metrics(Metrics(recs, reset=True))
         self.metrics.resumed_from = res.resumed_from or self.metrics.resumed_from
         self.output_dir = res.output_dir or self.output_dir
         self.query_one("#train-note", Static).update(res.message)
@@ -264,9 +269,11 @@ class TrainingScreen(Screen[None]):
         loss, lr = m.last("loss"), m.last("lr")
         if finite(loss):
             parts.append(f"loss {fmt(loss)}")
-        ev = m.last("eval_loss", evals=True)
+        ev, margin = m.last("eval_loss", evals=True), m.last("margin", evals=True)
         if finite(ev):
             parts.append(f"eval {fmt(ev)}")
+        elif finite(margin):  # DPO evaluates the chosen-vs-rejected margin
+            parts.append(f"margin {fmt(margin)}")
         if finite(lr):
             parts.append(f"lr {lr:.3g}")
         if self.state in ("running", "following") and not m.finished:
