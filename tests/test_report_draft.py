@@ -478,3 +478,26 @@ def test_cli_on_a_local_engine(nih, tmp_path, capsys):
     (rec,) = read_records(out)
     assert rec["flags"] == [] and rec["labels"]["Cardiomegaly"] == 1 and rec["labeler"]
     assert sum(path == "/api/chat" for path, _ in bodies) == 2
+
+
+def test_drafts_file_has_one_writer_and_cuts_a_partial_line(tmp_path):
+    from engine.report.draft.jsonl import DraftsFile
+
+    out = tmp_path / "d.jsonl"
+    out.write_bytes(b'{"image": "a.png", "image_sha256": "x"}\n{"image": "b.p')
+    with DraftsFile(out) as f:
+        assert out.read_bytes() == b'{"image": "a.png", "image_sha256": "x"}\n'
+        assert f.is_done("a.png", "x") and not f.is_done("a.png", "y")
+        with pytest.raises(UserError, match="being written by another run"):
+            DraftsFile(out)
+        f.append({"image": "b.png", "image_sha256": "z"})
+    with DraftsFile(out) as again:  # the lock went with the first writer
+        assert [r["image"] for r in again.records] == ["a.png", "b.png"]
+    out.write_bytes(b'{"image": "only a partial line')
+    DraftsFile(out).close()
+    assert out.read_bytes() == b""
+    out.write_text("not json\n{}\n")
+    with pytest.raises(UserError, match="line 1 is not a JSON record"):
+        DraftsFile(out)
+    out.write_text("")
+    DraftsFile(out).close()  # the refused file's lock was given back

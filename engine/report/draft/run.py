@@ -276,6 +276,19 @@ def draft_images(
     written (the next run tries them again).
     """
     out = DraftsFile(output) if output else None
+    try:
+        return _draft_all(images, drafter_factory, out, patients)
+    finally:
+        if out is not None:
+            out.close()
+
+
+def _draft_all(
+    images: list[str],
+    drafter_factory: Callable[[], Drafter],
+    out: DraftsFile | None,
+    patients: PatientData | None,
+) -> tuple[list[dict[str, Any]], int, bool]:
     todo: list[tuple[str, str]] = []
     skipped = 0
     for path in images:
