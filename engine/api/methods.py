@@ -41,11 +41,16 @@ class ApiMethod:
     func: Callable[..., Any]
     step: bool = False  # a pipeline step: one at a time per engine, cancellable
     doc: str = ""
+    # cancelled by asking (context.cancelled()), never interrupted mid-step: training saves a
+    # checkpoint at the step where it was cancelled, so a resume loses nothing
+    cooperative: bool = False
 
 
-def _m(name: str, func: Callable[..., Any], step: bool = False) -> ApiMethod:
+def _m(
+    name: str, func: Callable[..., Any], step: bool = False, cooperative: bool = False
+) -> ApiMethod:
     doc = (func.__doc__ or "").strip().splitlines()[0] if func.__doc__ else ""
-    return ApiMethod(name, func, step, doc)
+    return ApiMethod(name, func, step, doc, cooperative)
 
 
 API: dict[str, ApiMethod] = {
@@ -77,8 +82,8 @@ API: dict[str, ApiMethod] = {
         _m("classify.evaluate", classify.classify_evaluate, step=True),
         _m("classify.predict", classify.classify_predict, step=True),
         _m("classify.second_opinion", classify.classify_second_opinion, step=True),
-        _m("train.sft", train.train_sft, step=True),
-        _m("train.dpo", train.train_dpo, step=True),
+        _m("train.sft", train.train_sft, step=True, cooperative=True),
+        _m("train.dpo", train.train_dpo, step=True, cooperative=True),
         _m("train.data", train.data_build),
         _m("train.check", train.data_check),
         _m("train.export", train.export, step=True),

@@ -234,7 +234,9 @@ def _register_api() -> None:
     from engine.api.methods import API
 
     for name, m in API.items():
-        METHODS[name] = Method(_api_handler(name), m.doc, interruptible=m.step)
+        METHODS[name] = Method(
+            _api_handler(name), m.doc, interruptible=m.step and not m.cooperative
+        )
 
 
 DEBUG_METHODS: dict[str, Method] = {}

@@ -245,9 +245,11 @@ class TrainingScreen(Screen[None]):
         text = err.message if isinstance(err, LlmhError) else f"{type(err).__name__}: {err}"
         self.error = str(text).splitlines()[0] if text else self.state
         note = f"{self.state}: {self.error}"
-        if self.state == "cancelled":  # the engine stops the step where it is
-            ckpt = latest_checkpoint(self.output_dir) or "the start (no checkpoint yet)"
-            note = f"cancelled after step {self.metrics.step}: s resumes from {ckpt}"
+        if self.state == "cancelled":  # the engine finishes the step and checkpoints there
+            note = (
+                f"cancelled after step {self.metrics.step}: the run saves a checkpoint where it "
+                "stops; s resumes from it"
+            )
         self.query_one("#train-note", Static).update(note)
         self._untitle()
         self.show_status()
