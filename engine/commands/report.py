@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.commands import report_style as _style
-from engine.commands.report_draft import register as _register_draft
+from engine.commands.report_draft import register_draft as _register_draft
 from engine.errors import UserError
 
 
