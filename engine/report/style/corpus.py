@@ -3,7 +3,7 @@
 No public corpus names its radiologists, so this one is SYNTHETIC IN STYLE: the findings and
 impressions are the real Open-i chest X-ray reports (the ``NLMCXR_reports.tgz`` that
 ``torchxrayvision==1.5.7`` ships, CC BY-NC-ND 4.0: read at run time, never copied into this
-repository), split deterministically among three invented readers, and each reader's
+repository), split deterministically among four invented readers, and each reader's
 *impressions* are rewritten by a fixed, documented style transform. Findings are never changed.
 
 The transforms touch wording and layout only, never which observation is present, absent or
@@ -19,8 +19,12 @@ uncertain (``label_preservation`` measures that with the labeler):
 * ``rad_c``: full prose with recommendations. "No X" -> "There is no X"; one paragraph; closes
   with "Recommend follow-up chest radiograph to document resolution." when an item is not a
   negative statement, else "Clinical correlation is recommended."
+* ``rad_d``: plain prose, Open-i's impression as written (numbering removed, spacing
+  normalised). The control: a reader who already writes like a plain draft, so refinement
+  cannot make a draft more theirs (and a style classifier facing only the three styled readers
+  would credit plain drafts to the tersest of them).
 
-Assignment: report ``CXR<N>`` goes to reader ``N % 3``; ``(N // 3) % 5 == 0`` is held out
+Assignment: report ``CXR<N>`` goes to reader ``N % 4``; ``(N // 4) % 5 == 0`` is held out
 (about 20 %) for ``report impression-eval``.
 """
 
@@ -37,11 +41,12 @@ from engine.errors import UserError
 from engine.report.io import openi_number, read_openi
 from engine.report.sections import split_sections
 
-RADIOLOGISTS = ("rad_a", "rad_b", "rad_c")
+RADIOLOGISTS = ("rad_a", "rad_b", "rad_c", "rad_d")
 STYLE_NOTES = {
     "rad_a": "terse numbered list, abbreviations, no recommendations",
     "rad_b": "hedged prose, opening qualifier, no recommendations",
     "rad_c": "full-sentence prose with a closing recommendation",
+    "rad_d": "plain prose as in Open-i (control: the style of a plain draft)",
 }
 SYNTHETIC_NOTE = (
     "synthetic in style: real Open-i findings and impressions, impressions rewritten by a "
@@ -138,10 +143,15 @@ def style_rad_c(impression: str) -> str:
     return " ".join(items)
 
 
+def style_rad_d(impression: str) -> str:
+    return " ".join(sentences(impression))
+
+
 STYLES: dict[str, Callable[[str], str]] = {
     "rad_a": style_rad_a,
     "rad_b": style_rad_b,
     "rad_c": style_rad_c,
+    "rad_d": style_rad_d,
 }
 
 
