@@ -501,3 +501,64 @@ def test_drafts_file_has_one_writer_and_cuts_a_partial_line(tmp_path):
         DraftsFile(out)
     out.write_text("")
     DraftsFile(out).close()  # the refused file's lock was given back
+
+
+def test_deltas_carry_image_phase_and_attempt(nih, tmp_path):
+    """What the reading room folds: reasoning first, then the report, a retry, the labels."""
+    pytest.importorskip("ollama")
+    import threading
+
+    from engine import context
+
+    events: list[tuple[str, dict]] = []
+
+    class Request:
+        cancel_event = threading.Event()
+
+        def notify(self, method: str, params: dict) -> bool:
+            events.append((method, params))
+            return True
+
+    cot_no_view = COT10.replace("View: PA\n", "")
+    with canned(queues({sha(nih[0]): [cot_no_view, COT10, LABELS_AGREE]})) as (url, _):
+        context._set(Request())
+        try:
+            res = report_draft(
+                DraftParams(
+                    images=[str(nih[0])], mode="cot", labels=True, **backend_params("ollama", url)
+                )
+            )
+        finally:
+            context._set(None)
+    deltas = [p for m, p in events if m == "delta"]
+    assert {p["image"] for p in deltas} == {str(nih[0])}
+
+    def text(phase: str, attempt: int) -> str:
+        return "".join(p["text"] for p in deltas if p["phase"] == phase and p["attempt"] == attempt)
+
+    assert text("reasoning", 1) == COT10[: COT10.index("Technique")]  # whole lines only
+    assert text("report", 1).startswith("Technique: Single")
+    assert "Impression: Cardiomegaly" in text("report", 1)
+    assert text("reasoning", 2) + text("report", 2) == COT10
+    assert json.loads(text("labels", 1)) == json.loads(LABELS_AGREE)
+    progress = [p for m, p in events if m == "progress"]
+    assert progress and progress[-1]["fraction"] == 1.0
+    assert res.records[0].retries == 1 and res.records[0].flags == []
+
+
+def test_ehr_files_that_are_not_patient_json(tmp_path):
+    f = tmp_path / "e.json"
+    f.write_bytes(b'{"age": 40, "indication": "caf\xe9"}')
+    with pytest.raises(UserError, match="not UTF-8"):
+        read_ehr(f)
+    f.write_text("[1, 2]")
+    with pytest.raises(UserError, match="record 1 is not a JSON object"):
+        read_ehr(f)
+    f.write_text('{"age": 40}\n{"age":')
+    with pytest.raises(UserError, match="line 2 is not JSON"):
+        read_ehr(f)
+    f.write_text(json.dumps({"vitals": {"heart_rate": "fast"}}))
+    with pytest.raises(UserError, match="field vitals.heart_rate must be a number"):
+        read_ehr(f)
+    with pytest.raises(UserError, match="cannot read the EHR file"):
+        read_ehr(tmp_path / "missing.json")

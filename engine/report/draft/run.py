@@ -28,7 +28,7 @@ from engine.report.labels import CHEXPERT_LABELS
 
 LABEL_MODES = ("impression", "impression_icd")  # the labels turn is part of these modes
 LABEL_TOKENS = 400
-_FIRST_HEADER = re.compile(r"(?im)^[#*_ \t]*technique[*_ \t]*:")
+_FIRST_HEADER = re.compile(r"(?i)[#*_ \t]*technique[*_ \t]*:")
 
 
 @dataclass
@@ -93,6 +93,38 @@ def make_backend(
     return b
 
 
+class _PhaseSplit:
+    """Streamed text of a cot reply as ``reasoning`` until the line that opens the report
+    (``Technique:``), then ``report``. In the reasoning, text goes out a line at a time, so a
+    header split over several deltas is never shown half in the fold."""
+
+    def __init__(self, reasoning: bool) -> None:
+        self.reasoning = reasoning
+        self.pending = ""  # the current line of the reasoning, not yet shown
+
+    def feed(self, delta: str, phase: str) -> list[tuple[str, str]]:
+        if not self.reasoning:
+            return [(delta, phase)]
+        out: list[tuple[str, str]] = []
+        self.pending += delta
+        while True:
+            if _FIRST_HEADER.match(self.pending):
+                self.reasoning = False
+                out.append((self.pending, phase))
+                self.pending = ""
+                break
+            nl = self.pending.find("\n")
+            if nl < 0:
+                break
+            out.append((self.pending[: nl + 1], "reasoning"))
+            self.pending = self.pending[nl + 1 :]
+        return out
+
+    def flush(self, phase: str) -> list[tuple[str, str]]:
+        rest, self.pending = self.pending, ""
+        return [(rest, "reasoning")] if rest else []
+
+
 class Drafter:
     """One image's report, checks and labels through ``backend``."""
 
@@ -124,17 +156,21 @@ class Drafter:
             json_schema=schema,
         )
         parts: list[str] = []
-        reasoning = phase == "report" and self.s.mode == "cot"
+        split = _PhaseSplit(phase == "report" and self.s.mode == "cot")
+
+        def emit(text: str, shown: str) -> None:
+            if self.s.stream and text:
+                context.delta(text, image=image, phase=shown, attempt=attempt)
+
         try:
             for d in self.backend.stream_chat(messages, opts, context.cancel_event()):
                 parts.append(d)
-                if reasoning and ":" in d and _FIRST_HEADER.search("".join(parts)):
-                    reasoning = False
-                if self.s.stream:
-                    shown = "reasoning" if reasoning else phase
-                    context.delta(d, image=image, phase=shown, attempt=attempt)
+                for text, shown in split.feed(d, phase):
+                    emit(text, shown)
         except BackendError as exc:
             raise StepFailed(f"{image}: the model failed: {exc}") from exc
+        for text, shown in split.flush(phase):
+            emit(text, shown)
         return "".join(parts)
 
     # --- one image ----------------------------------------------------------------------
