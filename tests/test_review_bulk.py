@@ -99,3 +99,57 @@ def test_api_decide_many_and_undo(out: Path) -> None:
     with pytest.raises(NotFound):
         api.decide_many(DecideManyParams(str(out), [DecideItem("no-such-group", "skip")]))
     assert sum(1 for r in _lines(out) if r["op"] == "decide_many") == 1
+
+
+def test_decide_result_patches_what_a_full_view_shows(out: Path) -> None:
+    """The groups a decision returns are exactly what a fresh workspace view shows for them,
+    and the view's light mapping agrees with the effective mapping of every group."""
+    from engine.api import view_cache
+    from engine.mapping.effective import effective
+    from engine.workspace import Workspace
+
+    gids = [g.group_id for g in api.workspace_view(str(out)).groups]
+    name = "anat/acq-longlabel_T1w"
+    res = api.decide(DecideParams(str(out), gids[1], "edit", name=name))
+    assert [g.group_id for g in res.groups] == [gids[1]]
+    assert res.groups[0].mapping.display == name and res.groups[0].decision is not None
+    res = api.decide(DecideParams(str(out), gids[2], "skip", skip_reason="noise"))
+    full = {g.group_id: g for g in api.workspace_view(str(out)).groups}
+    for g in res.groups:
+        assert g.mapping == full[g.group_id].mapping and g.decision == full[g.group_id].decision
+        assert g.unsure == full[g.group_id].unsure
+    undone = api.undo(str(out), refresh_files=False)
+    assert [g.group_id for g in undone.groups] == [gids[2]]
+    assert undone.groups[0].decision is None
+    assert undone.groups[0].mapping == undone.groups[0].proposal
+    ws = Workspace(out)
+    eff = effective(ws)
+    light = view_cache.mappings(
+        ws.read_series(), ws.read_groups(), ws.read_proposals(), eff.decisions
+    )
+    assert light == eff.by_group
+    # through the RPC types too
+    back = from_json(RESULTS["decide"], json.loads(json.dumps(_to_json(res))))
+    assert back.groups == res.groups
+
+
+def _to_json(x):  # noqa: ANN001, ANN202
+    from engine.serial import to_json
+
+    return to_json(x)
+
+
+def test_view_cache_follows_the_files(out: Path) -> None:
+    """A new version of a table (analyze, group or map ran again) is read again."""
+    from engine.workspace import Workspace
+
+    v1 = api.workspace_view(str(out))
+    assert api.workspace_view(str(out)).series == v1.series  # kept: the same version
+    ws = Workspace(out)
+    kept = [s for s in ws.read_series() if s.subject != v1.series[0].subject]
+    ws.write_series(kept)
+    v2 = api.workspace_view(str(out))
+    assert len(v2.series) == len(kept) < len(v1.series)
+    journal.decide(out, v1.groups[0].group_id, "skip")  # outside the API: the journal changed
+    v3 = api.workspace_view(str(out))
+    assert v3.groups[0].decision is not None and v3.groups[0].mapping.is_skip

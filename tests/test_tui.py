@@ -494,7 +494,7 @@ async def test_streaming_rationale_and_lost_engine(out: Path) -> None:
         await _ready(app, pilot)
         for t in ("The series ", "is a T1w."):
             app.main_screen.post_message(msg.EngineDelta(t, "g01_localizer"))
-        await pilot.pause()
+        await pilot.pause(0.5)  # tokens are shown ten times a second, gathered
         assert "The series is a T1w." in str(
             app.main_screen.rationale.query_one("#rationale-text").render()
         )

@@ -186,7 +186,8 @@ class LlmhApp(App[int]):
         p = t.DecideParams(self.out_dir, m.group_id, m.action, m.name, m.skip_reason, refresh=False)
         res: t.ReviewView = self.api("decide", p)
         self.tell(msg.ReviewChanged(res, f"{m.group_id}: {m.action} saved"))
-        self.call_from_thread(self.on_reload)  # the engine's effective mapping, when it is ready
+        if not res.groups:  # an engine that sends no patch: reload the view
+            self.call_from_thread(self.on_reload)
 
     @work(thread=True, name="decide_many", group="review", exit_on_error=False)
     def on_decide_many(self, m: msg.DecideMany) -> None:
@@ -194,7 +195,8 @@ class LlmhApp(App[int]):
         p = t.DecideManyParams(self.out_dir, items, refresh=False)
         res: t.ReviewView = self.api("decide_many", p)
         self.tell(msg.ReviewChanged(res, m.what or f"{len(items)} decisions saved (one undo)"))
-        self.call_from_thread(self.on_reload)
+        if not res.groups:
+            self.call_from_thread(self.on_reload)
 
     @work(thread=True, name="history", group="review", exit_on_error=False)
     def on_history(self, m: msg.History) -> None:
@@ -204,7 +206,8 @@ class LlmhApp(App[int]):
         if ch and n > 1:
             what = f"{m.op}: {n} decisions (a bulk review)"
         self.tell(msg.ReviewChanged(res, what))
-        self.call_from_thread(self.on_reload)
+        if not res.groups:
+            self.call_from_thread(self.on_reload)
 
     @work(thread=True, name="check_name", group="names", exclusive=True, exit_on_error=False)
     def on_check_name(self, m: msg.CheckName) -> None:

@@ -1,9 +1,8 @@
 """The workspace as the app sees it: the engine's :class:`WorkspaceView`, indexed for the panes.
 
 Nothing here parses files or re-derives a rule: series flags, group membership, the effective
-mapping and ``unsure`` all come from the engine. Between two views, a decision the engine
-confirmed is shown at once with :func:`engine.model.apply_decision` (what the engine applies
-too); the next view the app loads replaces it.
+mapping and ``unsure`` all come from the engine. A decision's result carries the views of the
+groups it changed, which replace those rows (no reload of the whole workspace).
 """
 
 from __future__ import annotations
@@ -47,13 +46,26 @@ class Workspace:
         return s.group_id if s is not None else ""
 
     def set_review(self, review: ReviewView) -> list[str]:
-        """The engine's journal after a decision/undo/redo: the groups whose decision changed
-        (shown with the decision applied until the next view arrives)."""
+        """The engine's journal after a decision/undo/redo: the groups whose view changed.
+
+        The engine sends the changed groups' views (``review.groups``): they replace ours, so
+        a decision costs a row, not a reload. Without them (an older engine), the decision is
+        applied here with :func:`apply_decision` until the next view arrives."""
         self.view.review = review
         changed = []
+        for new in review.groups:
+            old = self.groups.get(new.group_id)
+            if old is None:
+                continue
+            if not new.image_says and old.image_says:
+                new = replace(new, image_says=old.image_says, image_probs=old.image_probs)
+            if new != old:
+                self.groups[new.group_id] = new
+                changed.append(new.group_id)
+        patched = {g.group_id for g in review.groups}
         for gid, g in self.groups.items():
             d = review.decisions.get(gid)
-            if d == g.decision:
+            if gid in patched or d == g.decision:
                 continue
             m = apply_decision(g.proposal, d) if d is not None else g.proposal
             unsure = d is None and m.confidence < self.view.unsure_threshold

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input
 
@@ -92,10 +93,14 @@ def short_flags(flags: list[str]) -> str:
     return " ".join(dict.fromkeys(short_flag(f) for f in flags))
 
 
-GROUP_CAP = 28  # the table's widest group id / name; the rationale pane shows them in full
-NAME_CAP = 32
-GROUP_MIN = 12  # on a narrow pane the two are clipped further, down to these, so that the
-NAME_MIN = 20  # short key columns (src, conf, n, flags) stay in view without scrolling
+GROUP_CAP = 28  # the table's widest group id; the rationale pane shows it in full
+NAME_CAP = 96  # the name takes the room there is, up to this
+FLAGS_CAP = 24  # flags are short words; on a narrow pane they give up cells first
+GROUP_MIN = 12  # on a narrow pane the group id and the name are clipped further, down to
+NAME_MIN = 20  # these, so that the short key columns (src, conf, n) stay in view
+FLAGS_MIN = 8
+Caps = tuple[int, int, int]  # group id, name, flags
+FULL: Caps = (GROUP_CAP, NAME_CAP, FLAGS_CAP)
 
 
 def clip(text: str, cap: int) -> str:
@@ -104,31 +109,37 @@ def clip(text: str, cap: int) -> str:
 
 def fit_caps(
     groups: list[GroupView], avail: int, padding: int = 1, scrollbar: int = 0, image: bool = False
-) -> tuple[int, int]:
-    """The widths to clip group ids and names to so that all columns fit ``avail`` cells.
+) -> Caps:
+    """The widths to clip group ids, names and flags to so that all columns fit ``avail``.
 
-    The short columns keep their natural widths; the group id and the name give up cells,
-    the wider of the two (over its minimum) first, never below ``GROUP_MIN``/``NAME_MIN``.
+    The BIDS name is what a reviewer reads: it gets the room (up to ``NAME_CAP``). When the
+    pane is too narrow, the flags give up cells first (down to ``FLAGS_MIN``), then the wider of
+    the group id and the name (over its minimum), never below ``GROUP_MIN``/``NAME_MIN``.
     ``avail <= 0`` (not laid out yet) keeps the full caps."""
+    if avail <= 0 or not groups:
+        return FULL
     gw = max([len(COLUMNS[0][1]), *(min(len(g.group_id), GROUP_CAP) for g in groups)])
     nw = max([len(COLUMNS[1][1]), *(min(len(group_name(g)), NAME_CAP) for g in groups)])
-    if avail <= 0 or not groups:
-        return GROUP_CAP, NAME_CAP
+    fw = max([len("flags"), *(min(len(_flags_cell(g)), FLAGS_CAP) for g in groups)])
     columns = columns_for(image)
     rest = [_cells(g, image=image)[2:] for g in groups]
     fixed = sum(
-        max([len(label), *(_width(r[i]) for r in rest)]) for i, (_, label) in enumerate(columns[2:])
+        max([len(label), *(_width(r[i]) for r in rest)])
+        for i, (key, label) in enumerate(columns[2:])
+        if key != "flags"
     )
     budget = avail - scrollbar - 2 * padding * len(columns) - fixed
-    gmin, nmin = min(gw, GROUP_MIN), min(nw, NAME_MIN)
-    while gw + nw > budget:
-        if nw > nmin and nw - nmin >= gw - gmin:
+    gmin, nmin, fmin = min(gw, GROUP_MIN), min(nw, NAME_MIN), min(fw, FLAGS_MIN)
+    while gw + nw + fw > budget:
+        if fw > fmin:
+            fw -= 1
+        elif nw > nmin and nw - nmin >= gw - gmin:
             nw -= 1
         elif gw > gmin:
             gw -= 1
         else:
             break
-    return min(gw, GROUP_CAP), min(nw, NAME_CAP)
+    return gw, nw, fw
 
 
 def columns_for(image: bool) -> tuple[tuple[str, str], ...]:
@@ -142,7 +153,7 @@ def _flags_cell(g: GroupView) -> str:
 
 def _cells(
     g: GroupView,
-    caps: tuple[int, int] = (GROUP_CAP, NAME_CAP),
+    caps: Caps = FULL,
     image: bool = False,
     marked: bool = False,
 ) -> tuple[Any, ...]:
@@ -156,12 +167,17 @@ def _cells(
         Text(m.source),
         Text(f"{m.confidence:.2f}"),
         len(g.group.series_keys),
-        Text(_flags_cell(g)),
+        Text(clip(_flags_cell(g), caps[2])),
     )
     if image:
         says = image_says(g)
         cells += (Text(says, style="bold red") if image_disagrees(g) else Text(says),)
     return cells
+
+
+def proposal_of(g: GroupView) -> str:
+    """The rules/LLM proposal's name (a person's edit does not move a row out of its block)."""
+    return g.proposal.display
 
 
 def _sort_value(g: GroupView, col: str) -> Any:
@@ -201,16 +217,20 @@ def fit_columns(table: DataTable[Any], rows: list[tuple[Any, ...]], cap: int = 6
 class GroupsPane(Vertical):
     BORDER_TITLE = "Sequence groups"
     ALLOW_MAXIMIZE = True
-    BINDINGS = bindings("groups")
+    BINDINGS = [
+        *bindings("groups"),
+        Binding("b", "by_proposal", "group by proposal", show=False, id="view.by_proposal"),
+    ]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ws: Workspace | None = None
         self.sort_col = "group"
         self.sort_reverse = False
-        self.caps = (GROUP_CAP, NAME_CAP)  # what the rows' group ids and names are clipped to
+        self.caps: Caps = FULL  # what the rows' group ids, names and flags are clipped to
         self.image = False  # the "image says" column is shown (a second opinion exists)
         self.marked: set[str] = set()  # groups selected for a bulk accept/skip
+        self.by_proposal = False  # rows with the same proposed name together (across vendors)
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder="filter groups (/)", id="group-filter")
@@ -248,6 +268,8 @@ class GroupsPane(Vertical):
                 and g.unsure
             ]
         rows.sort(key=lambda g: _sort_value(g, self.sort_col), reverse=self.sort_reverse)
+        if self.by_proposal:  # stable: within a proposal, the chosen order
+            rows.sort(key=proposal_of)
         return rows
 
     def refill(self, keep: str | None = None) -> None:
@@ -263,7 +285,7 @@ class GroupsPane(Vertical):
                 table.add_column(label, key=key)
         self.caps = self._caps(rows)
         cells = [_cells(g, self.caps, self.image, g.group_id in self.marked) for g in rows]
-        fit_columns(table, cells)
+        fit_columns(table, cells, cap=NAME_CAP)
         table.clear()  # after the widths: clear() also drops the render caches
         table.add_rows(cells)
         # row keys: DataTable assigns its own; remember the order for lookups
@@ -290,7 +312,7 @@ class GroupsPane(Vertical):
         for (col, _), value in zip(columns_for(self.image), cells, strict=True):
             self.table.update_cell(row_key, col, value)
 
-    def _caps(self, rows: list[GroupView]) -> tuple[int, int]:
+    def _caps(self, rows: list[GroupView]) -> Caps:
         table = self.table
         height = table.size.height
         # a vertical scrollbar (rows + header taller than the table) takes its cells
@@ -455,6 +477,19 @@ class GroupsPane(Vertical):
         verb = "accepted" if action == "accept" else "skipped"
         self.post_message(msg.DecideMany(out, f"{len(out)} groups {verb} (one undo)"))
         self.set_marked(set())
+
+    def action_by_proposal(self) -> None:
+        """Toggle grouping the rows by proposal: the same acquisition spelled differently by
+        each vendor or site (``t1_mprage_sag``, ``Sag T1 BRAVO``, ``T1W_3D_TFE``) proposed as
+        one BIDS name lands in one block, to be reviewed together (``=`` marks the block)."""
+        self.by_proposal = not self.by_proposal
+        self.refill()
+        if self.by_proposal and self.ws is not None:
+            n = len({proposal_of(g) for g in self.ws.groups.values()})
+            self.border_title = f"Sequence groups by proposal ({n} proposals)"
+            self.notify(f"grouped by proposal: {n} proposals (b again: off)", timeout=3)
+        else:
+            self.border_title = self.BORDER_TITLE
 
     def action_focus_filter(self) -> None:
         self.query_one("#group-filter", Input).focus()

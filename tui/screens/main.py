@@ -27,6 +27,7 @@ from tui.components.tree import DicomTree
 from tui.keymap import bindings
 from tui.viewmodel import Workspace
 
+DELTA_INTERVAL = 0.1  # seconds between two redraws of a streaming rationale
 PANES = (DicomTree, GroupsPane, RationalePane, PreviewPane, HeuristicEditor, ReportsPane)
 
 
@@ -37,6 +38,7 @@ class MainScreen(Screen[None]):
         super().__init__()
         self.ws = Workspace()
         self.reports_wanted = False  # the Reports tab was shown: keep its texts loaded
+        self._deltas: list[tuple[str, str]] = []  # streamed tokens not shown yet
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -140,8 +142,21 @@ class MainScreen(Screen[None]):
             self.notify(m.what, timeout=3)
 
     def on_engine_delta(self, m: msg.EngineDelta) -> None:
-        if m.phase in ("rationale", ""):
-            self.rationale.delta(m.group_id, m.text)
+        """A streamed token: gathered and shown ten times a second, not once per token (each
+        redraw lays the screen out again: 30 tokens/s would cost the keys their frames)."""
+        if m.phase not in ("rationale", ""):
+            return
+        if not self._deltas:
+            self.set_timer(DELTA_INTERVAL, self._flush_deltas)
+        self._deltas.append((m.group_id, m.text))
+
+    def _flush_deltas(self) -> None:
+        pending, self._deltas = self._deltas, []
+        joined: dict[str, str] = {}
+        for gid, text in pending:
+            joined[gid] = joined.get(gid, "") + text
+        for gid, text in joined.items():
+            self.rationale.delta(gid, text)
 
     def on_engine_log(self, m: msg.EngineLog) -> None:
         for line in m.text.rstrip("\n").splitlines():
@@ -186,6 +201,7 @@ class MainScreen(Screen[None]):
     def on_task_done(self, m: msg.TaskDone) -> None:
         self.app.sub_title = self.app.out_dir  # type: ignore[attr-defined]
         if m.name == "remap":
+            self._flush_deltas()  # the last tokens, then the stream is kept as history
             self.rationale.finish()
         if m.message:
             self.reports.log_line(f"{m.name}: {m.message}")
