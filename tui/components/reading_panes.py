@@ -21,7 +21,7 @@ from textual.widgets import Collapsible, DataTable, Input, Label, Static, TextAr
 
 from tui.components.preview import PreviewPane
 
-LABEL_WORDS = {1: "positive", 0: "negative", -1: "uncertain", None: "-"}
+LABEL_WORDS = {1: "pos", 0: "neg", -1: "unc", None: "-"}  # CheXpert 1 / 0 / -1 / null
 DISAGREE = "\u2260 disagree"
 REASONING_PHASES = ("reasoning", "steps", "cot", "think", "thinking")
 _FIRST_HEADER = re.compile(r"^[ \t]*(?:#{1,6}[ \t]*)?(?:\*\*|__)?[ \t]*technique\b", re.I | re.M)
@@ -32,7 +32,7 @@ def report_text(record: dict[str, Any]) -> str:
     model's raw reply when no section was parsed (a flagged draft keeps its text)."""
     sections = record.get("sections") or {}
     if sections:
-        return "\n\n".join(f"{h}: {str(v).strip()}" for h, v in sections.items()) + "\n"
+        return "\n\n".join(f"{h}: {str(v).strip()}" for h, v in sections.items())
     return str(record.get("text") or "")
 
 
@@ -228,26 +228,30 @@ class EhrPanel(Vertical):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.path = ""
+        self.which = ""
         self.use = False
 
     def compose(self) -> ComposeResult:
         yield Static("no EHR file (e loads one)", id="reading-ehr-text", markup=False)
 
-    def show(self, path: str, text: str) -> None:
-        self.path, self.use = path, True
+    def show(self, path: str, which: str, text: str) -> None:
+        """The checked context of the current image (``which``: all images / its case)."""
+        if path != self.path:
+            self.path, self.use = path, True
+        self.which = which
         try:
-            data = json.loads(text)
-            lines = [
-                f"{k}: {v if not isinstance(v, (dict, list)) else json.dumps(v)}"
-                for k, v in data.items()
-            ]
-        except (ValueError, AttributeError):
-            lines = [text]
-        self.query_one("#reading-ehr-text", Static).update("\n".join(lines))
+            data = json.loads(text) if text else {}
+        except ValueError:
+            data = {"context": text}
+        lines = [
+            f"{k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}" for k, v in data.items()
+        ]
+        body = "\n".join(lines) if lines else "no context for this image in the EHR file"
+        self.query_one("#reading-ehr-text", Static).update(body)
         self.update_title()
 
     def update_title(self) -> None:
-        state = "" if not self.path else (" (on)" if self.use else " (off)")
+        state = "" if not self.path else f" {self.which} ({'on' if self.use else 'off'})"
         self.border_title = f"EHR{state}"
 
 

@@ -64,14 +64,14 @@ class ReadingRoomScreen(Screen[None]):
     COMMANDS = {ReadingCommands}
     DEFAULT_CSS = """
     ReadingRoomScreen #reading-main { height: 1fr; }
-    ReadingRoomScreen #reading-image { width: 45%; border: round $primary; }
+    ReadingRoomScreen #reading-image { width: 40%; border: round $primary; }
     ReadingRoomScreen #reading-right { width: 1fr; }
     ReadingRoomScreen #reading-report-pane { height: 2fr; border: round $secondary; }
     ReadingRoomScreen #reading-report { height: 1fr; }
     ReadingRoomScreen #reading-flags.-problems { color: $warning; }
     ReadingRoomScreen #reading-bottom { height: 1fr; }
-    ReadingRoomScreen #reading-labels { width: 1fr; border: round $secondary; }
-    ReadingRoomScreen #reading-ehr { width: 1fr; border: round $secondary; }
+    ReadingRoomScreen #reading-labels { width: 3fr; border: round $secondary; }
+    ReadingRoomScreen #reading-ehr { width: 2fr; border: round $secondary; }
     ReadingRoomScreen #reading-status { height: 1; background: $panel; }
     #reading-prompt { width: 70; height: auto; border: thick $primary; background: $surface; }
     PathPrompt { align: center middle; }
@@ -156,7 +156,7 @@ class ReadingRoomScreen(Screen[None]):
         images: list[str] = list(self._api("reading.images", {"paths": self.paths}))
         self.app.call_from_thread(self._images_loaded, images)
         if self.ehr_path:
-            self._load_ehr(self.ehr_path)
+            self._load_ehr(self.ehr_path, images[0])
 
     def _images_loaded(self, images: list[str]) -> None:
         self.images, self.index = images, 0
@@ -175,6 +175,8 @@ class ReadingRoomScreen(Screen[None]):
         self.image_pane.border_title = f"Image {self.index + 1}/{len(self.images)}"
         self._status()
         self.render_image(image, self.center, self.width)
+        if self.ehr.path:  # the context of this image (a multi-case file)
+            self.load_ehr(self.ehr.path, image)
 
     def _status(self, extra: str = "") -> None:
         image = self.current
@@ -345,6 +347,8 @@ class ReadingRoomScreen(Screen[None]):
             return
         area = self.report.area
         area.read_only = False
+        if area.cursor_location == (0, 0):  # a fresh draft: go on writing after the impression
+            area.move_cursor(area.document.end)
         area.focus()
         self.report.update_title()
         self.notify("editing the report: Escape leaves edit mode, ctrl+s saves", timeout=3)
@@ -377,17 +381,21 @@ class ReadingRoomScreen(Screen[None]):
     def action_load_ehr(self) -> None:
         def answered(path: str | None) -> None:
             if path:
-                self.load_ehr(path)
+                self.load_ehr(path, self.current)
 
         self.app.push_screen(PathPrompt("EHR JSON file:", self.ehr.path), answered)
 
     @work(thread=True, name="ehr", group="reading-ehr", exit_on_error=False)
-    def load_ehr(self, path: str) -> None:
-        self._load_ehr(path)
+    def load_ehr(self, path: str, image: str) -> None:
+        self._load_ehr(path, image)
 
-    def _load_ehr(self, path: str) -> None:
-        res = self._api("reading.ehr", {"path": path})
-        self.app.call_from_thread(self.ehr.show, res.path, res.text)
+    def _load_ehr(self, path: str, image: str) -> None:
+        res = self._api("reading.ehr", {"path": path, "image": image})
+        self.app.call_from_thread(self._ehr_loaded, path, image, res)
+
+    def _ehr_loaded(self, path: str, image: str, res: Any) -> None:
+        if image == self.current:
+            self.ehr.show(path, res.name, res.text)
 
     def action_toggle_ehr(self) -> None:
         if not self.ehr.path:

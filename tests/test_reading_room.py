@@ -1,0 +1,621 @@
+"""The reading room: its engine methods (image.render with window/level, reading.images,
+reading.ehr, reading.save) and the screen driven by Pilot and, as a person would, in tmux.
+
+Drafts come from the real ``report.draft`` through the OpenAI backend talking to a canned
+OpenAI-compatible server on 127.0.0.1 (a well-formed ten-step report whose impression the
+labeler reads differently from the model's labels: disagreements to mark). The server can hold
+the stream half-way (``gate``) so a test sees the draft streaming in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("textual")
+os.environ["LLMH_TUI_IMAGE"] = "halfcell"
+
+from engine.api.methods import call  # noqa: E402
+from engine.errors import InvalidParams, NotFound, UserError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+NIH = ROOT.parent / "shared" / "data" / "cxr" / "nih_images"
+LABELS = (
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Lesion",
+    "Lung Opacity",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+)
+STEPS = [
+    "Technique adequate, good inspiration.",
+    "Frontal PA view.",
+    "No lines or tubes.",
+    "Trachea midline.",
+    "Lungs clear.",
+    "No effusion, no pneumothorax.",
+    "Heart mildly enlarged.",
+    "Bones intact.",
+    "No prior for comparison.",
+    "Mild cardiomegaly, nothing acute.",
+]
+REPORT = (
+    "Technique: Single frontal chest radiograph.\n"
+    "View: PA.\n"
+    "Findings: The lungs are clear. No pleural effusion. No pneumothorax. "
+    "The heart is mildly enlarged.\n"
+    "Impression: No pneumothorax. Mild cardiomegaly.\n"
+)
+COT_REPLY = "Reasoning:\n" + "".join(f"{i}. {s}\n" for i, s in enumerate(STEPS, 1)) + REPORT
+# The model says pneumothorax and no cardiomegaly; its impression says the opposite.
+MODEL_LABELS = {k: None for k in LABELS} | {"Pneumothorax": 1, "Cardiomegaly": 0}
+
+
+# --- a canned OpenAI-compatible server ----------------------------------------------------------
+
+
+class Canned:
+    def __init__(self) -> None:
+        self.gate = threading.Event()  # cleared: the report reply stops before its Findings
+        self.gate.set()
+        self.requests: list[dict[str, Any]] = []
+        handler = self._handler()
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        canned = self
+
+        class H(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                body = json.dumps({"data": [{"id": "canned-cxr"}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                n = int(self.headers.get("Content-Length", "0"))
+                req = json.loads(self.rfile.read(n))
+                canned.requests.append(req)
+                structured = "response_format" in req
+                text = json.dumps({"labels": MODEL_LABELS}) if structured else COT_REPLY
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.end_headers()
+                words = text.split(" ")
+                hold = next((i for i, w in enumerate(words) if "Findings:" in w), -1)
+                for i, w in enumerate(words):
+                    if i == hold and not structured:
+                        canned.gate.wait(30)  # a test holds the stream here
+                    chunk = w if i == 0 else " " + w
+                    ev = {"choices": [{"delta": {"content": chunk}}]}
+                    self.wfile.write(f"data: {json.dumps(ev)}\n\n".encode())
+                    self.wfile.flush()
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+
+        return H
+
+    def close(self) -> None:
+        self.gate.set()
+        self.httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def canned() -> Any:
+    srv = Canned()
+    yield srv
+    srv.close()
+
+
+@pytest.fixture
+def pngs(tmp_path: Path) -> Path:
+    """Three tiny grey PNGs (a ramp, its mirror, a flat square), one with an odd name."""
+    import numpy as np
+    from PIL import Image
+
+    d = tmp_path / "images"
+    d.mkdir()
+    ramp = np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))
+    Image.fromarray(ramp, "L").save(d / "a_ramp.png")
+    Image.fromarray(ramp[:, ::-1].copy(), "L").save(d / "b;odd [x].png")
+    Image.fromarray(np.full((48, 48), 90, np.uint8), "L").save(d / "c_flat.png")
+    (d / "notes.txt").write_text("not an image")
+    return d
+
+
+def _client(*roots: Path) -> Any:
+    from engine.rpc.client import EngineClient
+    from engine.rpc.launchers import make_launcher
+
+    c = EngineClient(make_launcher("inprocess", roots=[str(r) for r in roots]))
+    c.start()
+    return c
+
+
+def _app(paths: list[str], out: Path, canned: Canned, roots: list[Path], **kw: Any) -> Any:
+    from tui.screens.reading_room import ReadingApp
+
+    opts = {"mode": "cot", "backend": "openai", "model": "canned-cxr", "base_url": canned.url}
+    return ReadingApp(
+        paths, client=_client(*roots), output=str(out / "reports.jsonl"), **(opts | kw)
+    )
+
+
+async def _until(pilot: Any, cond: Any, timeout: float = 90.0, what: str = "") -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def _loaded(app: Any, pilot: Any) -> Any:
+    s = app.reading
+    await _until(pilot, lambda: s.images and s.image_pane.png, what="first image shown")
+    return s
+
+
+async def _drafted(s: Any, pilot: Any) -> dict[str, Any]:
+    await pilot.press("d")
+    await _until(pilot, lambda: s.current in s.records, what="draft finished")
+    await pilot.pause()
+    return s.records[s.current]
+
+
+# --- engine methods -------------------------------------------------------------------------------
+
+
+def test_images_lists_image_files_only(pngs: Path) -> None:
+    found = call("reading.images", {"paths": [str(pngs)]})
+    assert [Path(f).name for f in found] == ["a_ramp.png", "b;odd [x].png", "c_flat.png"]
+    one = call("reading.images", {"paths": [str(pngs / "c_flat.png")]})
+    assert one == [str(pngs / "c_flat.png")]
+    with pytest.raises(NotFound, match="nope"):
+        call("reading.images", {"paths": [str(pngs / "nope")]})
+    empty = pngs / "empty"
+    empty.mkdir()
+    with pytest.raises(NotFound, match="no images"):
+        call("reading.images", {"paths": [str(empty)]})
+
+
+def test_render_window_level(pngs: Path) -> None:
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def pixels(**kw: Any) -> np.ndarray:
+        res = call("image.render", {"path": str(pngs / "a_ramp.png"), "size": 64, **kw})
+        return np.asarray(Image.open(io.BytesIO(base64.b64decode(res["png_base64"]))))
+
+    plain = pixels()
+    assert plain[0, 0] == 0 and plain[0, 63] == 252  # the ramp as stored
+    narrow = pixels(center=128, width=64)  # 96..160 onto 0..255
+    row = narrow[0]
+    assert row[20] == 0 and row[50] == 255  # 80 -> black, 200 -> white
+    assert row[32] == round((128 - 96) / 64 * 255)  # the window's middle: mid grey
+    assert narrow.std() > plain.std()  # more contrast
+    darker = pixels(center=180, width=255)
+    assert darker.mean() < plain.mean()
+    with pytest.raises(InvalidParams, match="width"):
+        call("image.render", {"path": str(pngs / "a_ramp.png"), "width": 0})
+    bad = pngs / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(UserError, match="broken.png"):
+        call("image.render", {"path": str(bad)})
+
+
+def test_render_dicom_reports_the_source_window(tmp_path: Path) -> None:
+    import numpy as np
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # digital X-ray
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.Modality, ds.SOPInstanceUID = "DX", meta.MediaStorageSOPInstanceUID
+    ds.Rows = ds.Columns = 16
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.WindowCenter, ds.WindowWidth = 2000, 2000
+    ds.PixelData = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 16).tobytes()
+    path = tmp_path / "cr"  # no suffix: found by its DICM magic
+    ds.save_as(path, enforce_file_format=True)
+    assert call("reading.images", {"paths": [str(tmp_path)]}) == [str(path)]
+    res = call("image.render", {"path": str(path), "size": 16, "center": 127.5, "width": 127.5})
+    assert res["info"]["method"] == "window"
+    lo, hi = (float(v) for v in res["info"]["source_window"].split(".."))
+    assert (lo, hi) == pytest.approx((1500.0, 2500.0), abs=1)  # the middle half of 1000..3000
+
+
+def test_save_upserts_one_line_per_image(tmp_path: Path) -> None:
+    out = tmp_path / "reports.jsonl"
+    rec = {"sections": {"Impression": "clear"}, "model": "m", "flags": []}
+    call("reading.save", {"output": str(out), "image": "/x/a.png", "text": "one", "record": rec})
+    call("reading.save", {"output": str(out), "image": "/x/b;c.png", "text": "b", "record": {}})
+    call("reading.save", {"output": str(out), "image": "/x/a.png", "text": "two\n", "record": rec})
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [(x["image"], x["report"]) for x in lines] == [
+        ("/x/b;c.png", "b"),
+        ("/x/a.png", "two\n"),
+    ]
+    assert lines[1]["edited"] is True and lines[1]["model"] == "m"
+    out.write_text(out.read_text() + "{broken\n")
+    with pytest.raises(UserError, match="line 3"):
+        call("reading.save", {"output": str(out), "image": "/x/a.png", "text": "x"})
+    txt = tmp_path / "a.txt"
+    call("reading.save", {"output": str(txt), "image": "/x/a.png", "text": "plain"})
+    assert txt.read_text() == "plain\n"
+    with pytest.raises(UserError, match="folder"):
+        call("reading.save", {"output": str(tmp_path), "image": "/x/a.png", "text": "x"})
+
+
+def test_ehr_per_image_and_identifiers_refused(tmp_path: Path) -> None:
+    one = tmp_path / "ehr.json"
+    one.write_text(json.dumps({"age": 54, "sex": "F", "indication": "cough"}))
+    res = call("reading.ehr", {"path": str(one), "image": "/x/a.png"})
+    assert res["name"] == "all images" and json.loads(res["text"])["indication"] == "cough"
+    cases = tmp_path / "cases.json"
+    cases.write_text(json.dumps({"cases": {"a": {"age": 40}, "b.png": {"age": 70}}}))
+    assert json.loads(call("reading.ehr", {"path": str(cases), "image": "/x/b.png"})["text"]) == {
+        "age": "70"
+    }
+    assert call("reading.ehr", {"path": str(cases), "image": "/x/zz.png"})["text"] == ""
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"age": 54, "patient_name": "Jane Roe"}))
+    with pytest.raises(UserError, match="patient_name"):
+        call("reading.ehr", {"path": str(bad)})
+
+
+# --- the screen (Pilot) -----------------------------------------------------------------------
+
+SIZE = (140, 45)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_draft_streams_then_shows_sections_steps_and_labels(
+    pngs: Path, tmp_path: Path, canned: Canned
+) -> None:
+    from tui.components.reading_panes import DISAGREE
+
+    app = _app([str(pngs)], tmp_path, canned, [tmp_path])
+    canned.gate.clear()  # the reply stops half-way until the test has seen it streaming
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            s = await _loaded(app, pilot)
+            await pilot.press("d")
+            await _until(
+                pilot,
+                lambda: s.report.streaming and "Technique:" in s.report.text,
+                what="the report streaming in",
+            )
+            assert s.current not in s.records
+            assert s.report.border_title.startswith("Report (streaming")
+            assert s.report.reasoning.title == "Reasoning (streaming)"
+            assert "10. Mild cardiomegaly" in s.report.steps_text  # reasoning split off
+            assert "Reasoning" not in s.report.text
+            await pilot.press("i")  # no editing while it streams
+            assert s.report.area.read_only
+            canned.gate.set()
+            await _until(pilot, lambda: s.current in s.records, what="draft finished")
+            await pilot.pause()
+            rec = s.records[s.current]
+            assert not s.report.streaming and s.report.border_title == "Report"
+            assert list(rec["sections"]) == ["Technique", "View", "Findings", "Impression"]
+            assert s.report.text.startswith("Technique: Single frontal chest radiograph.")
+            assert "Impression: No pneumothorax. Mild cardiomegaly." in s.report.text
+            assert s.report.reasoning.title == "Reasoning (10 steps)"
+            assert s.report.steps_text.splitlines()[9] == "10. " + STEPS[9]
+            # labels: the model's JSON beside the labeler's reading of the impression
+            assert rec["labels"]["Pneumothorax"] == 1 and rec["labeler"]["Pneumothorax"] == 0
+            assert "Pneumothorax" in rec["disagreements"]
+            table = s.labels
+            assert table.row_count == 14
+            marked = [
+                str(table.get_row(k)[0]) for k in table.rows if DISAGREE in str(table.get_row(k)[3])
+            ]
+            assert marked == [k for k in LABELS if k in rec["disagreements"]]
+            assert table.border_title == f"Labels ({len(marked)} disagreement" + (
+                "s)" if len(marked) != 1 else ")"
+            )
+            assert table.get_row("Pneumothorax")[1].plain == "pos"
+            assert table.get_row("Pneumothorax")[2].plain == "neg"
+    finally:
+        canned.gate.set()
+
+
+@pytest.mark.anyio
+async def test_reasoning_folds_and_unfolds(pngs: Path, tmp_path: Path, canned: Canned) -> None:
+    app = _app([str(pngs)], tmp_path, canned, [tmp_path])
+    async with app.run_test(size=SIZE) as pilot:
+        s = await _loaded(app, pilot)
+        await _drafted(s, pilot)
+        steps = s.query_one("#reading-steps")
+        assert s.report.reasoning.collapsed and not steps.display or not steps.region.height
+        await pilot.press("r")
+        await pilot.pause()
+        assert not s.report.reasoning.collapsed
+        assert steps.region.height >= 10  # the ten steps on screen
+        await pilot.press("r")
+        await pilot.pause()
+        assert s.report.reasoning.collapsed
+
+
+@pytest.mark.anyio
+async def test_edit_save_and_move_on(pngs: Path, tmp_path: Path, canned: Canned) -> None:
+    app = _app([str(pngs)], tmp_path, canned, [tmp_path])
+    out = tmp_path / "reports.jsonl"
+    async with app.run_test(size=SIZE) as pilot:
+        s = await _loaded(app, pilot)
+        first = s.current
+        await _drafted(s, pilot)
+        await pilot.press("n")  # read-only: n moves on and back without typing
+        assert s.index == 1
+        await pilot.press("p")
+        assert s.index == 0 and "n" not in s.report.text.split("\n")[0][-2:]
+        await pilot.press("i")
+        assert not s.report.area.read_only and "editing" in s.report.border_title
+        await pilot.press(*" Checked np.", "escape")
+        assert s.report.area.read_only and s.index == 0  # n and p typed, not pressed
+        assert s.report.text.rstrip().endswith("Mild cardiomegaly. Checked np.")
+        assert "modified" in s.report.border_title
+        await pilot.press("ctrl+s")
+        await _until(pilot, lambda: out.exists() and not s.report.dirty, what="saved")
+        lines = [json.loads(x) for x in out.read_text().splitlines()]
+        assert len(lines) == 1 and lines[0]["image"] == first
+        assert lines[0]["report"].rstrip().endswith("Checked np.")
+        assert lines[0]["edited"] is True and lines[0]["model"] == "canned-cxr"
+        assert lines[0]["sections"]["Impression"].startswith("No pneumothorax")
+        assert len(lines[0]["steps"]) == 10
+        # unsaved edits survive a move to the next image and back
+        await pilot.press("i", *" Unsaved.", "escape", "n")
+        assert s.index == 1 and s.report.text == ""
+        assert "unsaved" not in str(s.query_one("#reading-status").content)
+        await pilot.press("p")
+        assert s.report.text.rstrip().endswith("Unsaved.") and s.report.dirty
+        assert "unsaved edits" in str(s.query_one("#reading-status").content)
+        await pilot.press("ctrl+s")
+        await _until(pilot, lambda: "Unsaved." in out.read_text(), what="second save")
+        assert len(out.read_text().splitlines()) == 1  # the image's line, replaced
+
+
+@pytest.mark.anyio
+async def test_next_previous_and_window_level(pngs: Path, tmp_path: Path, canned: Canned) -> None:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    app = _app([str(pngs)], tmp_path, canned, [tmp_path])
+    async with app.run_test(size=SIZE) as pilot:
+        s = await _loaded(app, pilot)
+        pane = s.image_pane
+
+        async def rendered(check: Any, what: str) -> np.ndarray:
+            await _until(pilot, check, what=what)
+            return np.asarray(Image.open(io.BytesIO(pane.png)), dtype=np.float64)
+
+        plain = await rendered(lambda: pane.info.get("width") == "255", "default")
+        assert pane.border_title == "Image 1/3"
+        await pilot.press("w", "w")
+        narrow = await rendered(lambda: pane.info.get("width") == "163.2", "narrower")
+        assert narrow.std() > plain.std()
+        assert "W/L 163.2/127.5" in str(pane.query_one("#preview-info").content)
+        await pilot.press("l")
+        darker = await rendered(lambda: pane.info.get("center") == "143.5", "level up")
+        assert darker.mean() < narrow.mean()
+        await pilot.press("0")
+        again = await rendered(lambda: pane.info.get("width") == "255", "reset")
+        assert np.array_equal(again, plain)
+        await pilot.press("n")
+        await _until(pilot, lambda: "b;odd [x].png" in str(pane.query_one("#preview-info").content))
+        assert s.index == 1 and pane.border_title == "Image 2/3"
+        mirrored = np.asarray(Image.open(io.BytesIO(pane.png)), dtype=np.float64)
+        assert np.array_equal(mirrored, plain[:, ::-1])
+        await pilot.press("n", "n")  # stops at the last image
+        assert s.index == 2
+        await pilot.press("p", "p", "p")
+        assert s.index == 0
+
+
+@pytest.mark.anyio
+async def test_ehr_panel_and_palette_and_help(pngs: Path, tmp_path: Path, canned: Canned) -> None:
+    from textual.widgets import HelpPanel
+
+    from tui.components.reading_keys import READING_KEYS
+
+    ehr = tmp_path / "ehr.json"
+    ehr.write_text(json.dumps({"cases": {"a_ramp": {"age": 61, "sex": "M"}}}))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"age": 61, "mrn": "12345678"}))
+    app = _app([str(pngs)], tmp_path, canned, [tmp_path], ehr=str(ehr))
+    async with app.run_test(size=SIZE) as pilot:
+        s = await _loaded(app, pilot)
+        text = s.query_one("#reading-ehr-text")
+        await _until(pilot, lambda: "age: 61" in str(text.content), what="EHR shown")
+        assert s.ehr.border_title == "EHR a_ramp.png (on)"
+        await pilot.press("n")
+        await _until(pilot, lambda: "no context" in str(text.content), what="no case for b")
+        await pilot.press("p")
+        await _until(pilot, lambda: "age: 61" in str(text.content), what="EHR again")
+        rec = await _drafted(s, pilot)
+        assert rec["ehr_used"] is True
+        sent = json.dumps(canned.requests[-2]["messages"])  # the report request
+        assert "61-year-old" in sent
+        await pilot.press("E")
+        assert not s.ehr.use and s.ehr.border_title.endswith("(off)")
+        # an identifier-bearing file is refused, naming the field; the old one stays
+        await pilot.press("e")
+        await pilot.pause()
+        inp = app.screen.query_one("#reading-prompt-input")
+        inp.value = str(bad)
+        await pilot.press("enter")
+        await _until(
+            pilot,
+            lambda: any("mrn" in n.message for n in app._notifications),
+            what="identifier refused",
+        )
+        assert s.ehr.path == str(ehr)
+        # every key is a Binding with an id, and in the palette
+        ids = {b.id for b in s.BINDINGS}
+        assert ids == {k.id for k in READING_KEYS} and None not in ids
+        from tui.components.reading_keys import ReadingCommands
+
+        provider = ReadingCommands(s, None)
+        titles = [h.text async for h in provider.discover()]
+        assert "Reading: next image" in titles and "Window: level up (darker)" in titles
+        assert len(titles) == len(READING_KEYS)
+        await pilot.press("question_mark")
+        await pilot.pause()
+        assert app.screen.query(HelpPanel)
+        await pilot.press("f1")
+        await pilot.pause()
+        assert not app.screen.query(HelpPanel)
+
+
+@pytest.mark.anyio
+async def test_real_radiographs_render_and_draft(tmp_path: Path, canned: Canned) -> None:
+    if not NIH.is_dir():
+        pytest.skip(f"no real radiographs at {NIH}")
+    app = _app([str(NIH)], tmp_path, canned, [tmp_path, NIH])
+    async with app.run_test(size=SIZE) as pilot:
+        s = await _loaded(app, pilot)
+        assert len(s.images) == len(list(NIH.glob("*.png"))) and s.image_pane.info["size"]
+        rec = await _drafted(s, pilot)
+        assert rec["image"] == s.images[0] and not rec["flags"]
+
+
+# --- as a person would: the real program in tmux ------------------------------------------------
+
+
+class _Tmux:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        cmd = " ".join(shlex.quote(a) for a in argv)
+        envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
+        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
+        subprocess.run(
+            ["tmux", "new-session", "-d", "-s", name, "-x", "140", "-y", "45"]
+            + [f"cd {ROOT} && env -u COLUMNS -u LINES {envs} {cmd}"],  # the pane's size
+            check=True,
+        )
+        # other tmux clients of the same server must not shrink this window
+        subprocess.run(["tmux", "set-option", "-t", name, "window-size", "manual"], check=False)
+        subprocess.run(
+            ["tmux", "resize-window", "-t", name, "-x", "140", "-y", "45"], capture_output=True
+        )
+
+    def keys(self, *keys: str) -> None:
+        for k in keys:
+            subprocess.run(["tmux", "send-keys", "-t", self.name, k], check=True)
+            time.sleep(0.3)
+
+    def type(self, text: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
+        time.sleep(0.3)
+
+    def screen(self) -> str:
+        res = subprocess.run(
+            ["tmux", "capture-pane", "-t", self.name, "-p"], capture_output=True, text=True
+        )
+        return res.stdout
+
+    def wait_for(self, text: str, timeout: float = 120) -> str:
+        end = time.time() + timeout
+        while time.time() < end:
+            s = self.screen()
+            if text in s:
+                return s
+            time.sleep(0.2)
+        raise AssertionError(f"{text!r} never appeared; screen:\n{self.screen()}")
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
+
+
+@pytest.mark.slow
+def test_tmux_draft_edit_save_next(tmp_path: Path, canned: Canned) -> None:
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed")
+    if not NIH.is_dir():
+        pytest.skip(f"no real radiographs at {NIH}")
+    out = tmp_path / "out"
+    out.mkdir()
+    first, second = sorted(p.name for p in NIH.glob("*.png"))[:2]
+    n = len(list(NIH.glob("*.png")))
+    argv = [sys.executable, "-m", "engine", "tui", str(out), "--reading-room", str(NIH)]
+    argv += ["--backend", "openai", "--model", "canned-cxr", "--base-url", canned.url]
+    argv += ["--draft-mode", "cot"]
+    env = {"LLMH_TUI_IMAGE": "halfcell", "TERM": "xterm-256color"}
+    t = _Tmux(f"llmh-reading-{os.getpid()}", argv, env)
+    try:
+        t.wait_for(f"1/{n} {first}")
+        t.keys("d")
+        t.wait_for("label disagreement", timeout=180)  # the labeler loads once: seconds
+        t.wait_for("Impression: No pneumothorax. Mild cardiomegaly.")
+        t.wait_for("Reasoning (10 steps)")
+        s = t.wait_for("Pneumothorax")
+        row = next(x for x in s.splitlines() if "Pneumothorax " in x)
+        assert "pos" in row and "neg" in row and "\u2260" in row  # marked as a disagreement
+        t.keys("i")
+        t.wait_for("Report (editing")
+        t.type(" Reviewed in tmux.")
+        t.wait_for("Reviewed in tmux.")
+        t.keys("Escape")
+        t.wait_for("Report (modified)")
+        t.keys("C-s")
+        t.wait_for("saved to")
+        t.keys("n")
+        t.wait_for(f"2/{n} {second}")
+        t.wait_for("no draft (d drafts)")
+        reports = out / "reading_room.jsonl"
+        lines = [json.loads(x) for x in reports.read_text().splitlines()]
+        assert [Path(x["image"]).name for x in lines] == [first]
+        assert lines[0]["report"].endswith("Mild cardiomegaly. Reviewed in tmux.")
+        assert lines[0]["edited"] is True and len(lines[0]["steps"]) == 10
+        t.keys("q")
+        end = time.time() + 20
+        while time.time() < end and "reading room" in t.screen():
+            time.sleep(0.2)
+        assert "reading room" not in t.screen(), "q did not quit"
+    finally:
+        t.kill()
