@@ -562,3 +562,28 @@ def test_ehr_files_that_are_not_patient_json(tmp_path):
         read_ehr(f)
     with pytest.raises(UserError, match="cannot read the EHR file"):
         read_ehr(tmp_path / "missing.json")
+
+
+def test_tiny_llava_labels_turn_is_schema_constrained(llava, nih, tmp_path):
+    """The transformers backend constrains the labels turn with the JSON schema (xgrammar):
+    even random weights answer 14 valid labels and a list of codes."""
+    pytest.importorskip("xgrammar")
+    ehr = tmp_path / "ehr.json"
+    ehr.write_text(json.dumps({"age": 57, "sex": "M"}))
+    res = report_draft(
+        DraftParams(
+            images=[str(nih[0])],
+            mode="impression_icd",
+            ehr=str(ehr),
+            backend="transformers",
+            model=str(llava),
+            quantization=False,
+            isolate=False,
+            max_tokens=16,
+        )
+    )
+    (r,) = res.records
+    assert not any(f.startswith("labels: the answer") for f in r.flags), r.flags
+    assert set(r.labels) == set(CHEXPERT_LABELS)
+    assert all(v in (-1, 0, 1, None) for v in r.labels.values())
+    assert json.loads(r.labels_text)["labels"] == r.labels

@@ -78,6 +78,7 @@ API: dict[str, ApiMethod] = {
         _m("reading.images", reading.images),
         _m("reading.ehr", reading.read_ehr),
         _m("reading.save", reading.save_report),
+        _m("reading.saved", reading.saved_reports),
         _m("classify.train", classify.classify_train, step=True),
         _m("classify.evaluate", classify.classify_evaluate, step=True),
         _m("classify.predict", classify.classify_predict, step=True),

@@ -282,6 +282,7 @@ RESULTS: dict[str, object] = {
     "reading.images": list[str],
     "reading.ehr": TextFile,
     "reading.save": TextFile,
+    "reading.saved": TextFile,
 }
 
 
