@@ -243,7 +243,9 @@ def test_refined_impressions_are_classified_as_theirs(built, canned):
             f"{res.refined['rouge_l']:.3f}; label agreement {res.refined['label_agreement']:.3f}; "
             f"fell back {res.fell_back}"
         )
-        assert res.refined["rouge_l"] > res.coarse["rouge_l"]
+        assert res.refined["rouge_l"] >= res.coarse["rouge_l"]
+        if rad != "rad_d":  # the control's draft is already in its style
+            assert res.refined["rouge_l"] > res.coarse["rouge_l"] + 0.05
         # a copied closing sentence can carry a finding: the lock then returns the coarse draft
         assert res.fell_back <= 2, res.fell_back
         assert {"true", "coarse", "refined", "coarse_scores"} <= set(res.rows[0])
@@ -295,7 +297,8 @@ def test_a_retry_that_keeps_the_labels_is_used(built):
     finally:
         srv.close()
     assert res.retried and not res.fell_back and res.labels_equal
-    assert "Recommend" in res.refined and "2.5" in res.refined and "right" in res.refined
+    assert re.search("recommend", res.refined, re.I) and "2.5" in res.refined
+    assert "right" in res.refined and res.refined != res.coarse
     assert res.facts["ok"] and 0 <= res.style_fit["refined"] <= 1
 
 
@@ -438,3 +441,41 @@ def test_bad_priors_name_the_line_and_the_fix(tmp_path):
     with pytest.raises(NotFound, match="style build"):
         store.load_profile("nobody", tmp_path)
     assert os.sep not in store.slug("../a/b") and store.slug("a/b") != store.slug("a_b")
+
+
+# ------------------------------------------------------------------ reading-room panel
+def test_impression_panel_shows_the_diff_and_checks(built, canned):
+    import asyncio
+
+    from textual.app import App
+
+    from engine.api.report_style import ImpressionParams, impression, style_list
+    from engine.serial import to_json
+    from tui.components.impression_panel import ImpressionPanel, diff_text
+
+    rads = style_list(str(built["data"]))
+    assert rads == sorted(C.RADIOLOGISTS)
+
+    def request(p):
+        return to_json(impression(ImpressionParams(**_llm(built, canned.url), **p)))
+
+    class Host(App):
+        def compose(self):
+            yield ImpressionPanel(request, rads, FINDINGS)
+
+    async def drive():
+        app = Host()
+        async with app.run_test(size=(100, 40)) as pilot:
+            panel = app.query_one(ImpressionPanel)
+            await pilot.click("#imp-draft")
+            for _ in range(600):
+                await pilot.pause(0.1)
+                if panel.result is not None:
+                    break
+            return panel.result, str(app.query_one("#imp-checks").render())
+
+    res, checks = asyncio.run(drive())
+    assert res is not None and res["radiologist"] == "rad_a" and res["refined"].startswith("1. ")
+    assert "labels equal" in checks and "style fit" in checks
+    d = diff_text(res["coarse"], res["refined"])
+    assert any("green" in str(s.style) for s in d.spans)

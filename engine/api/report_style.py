@@ -251,3 +251,10 @@ def impression_eval(p: ImpressionEvalParams) -> ImpressionEvalResult:
         f"{k} {c.get(k, 0):.3f} -> {r.get(k, 0):.3f}" for k in r
     )
     return res
+
+
+def style_list(data_dir: str = "") -> list[str]:
+    """The radiologists with a style profile in the data folder (the reading room's selector)."""
+    from engine.report.style import store
+
+    return sorted(store.profiled(data_dir or None))

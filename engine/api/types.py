@@ -314,6 +314,7 @@ def _more_results() -> None:
             "report.style_build": StyleBuildResult,
             "report.impression": ImpressionResult,
             "report.impression_eval": ImpressionEvalResult,
+            "report.style_list": list[str],
         }
     )
 
