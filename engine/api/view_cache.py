@@ -116,7 +116,8 @@ def mappings(
         if d is not None:
             m = validate_mapping(apply_decision(m, d))
         by_id[g.group_id] = m
-    assign_intended_for(groups_, by_id, series_)
+    if any(m.datatype == "fmap" and not m.is_skip for m in by_id.values()):
+        assign_intended_for(groups_, by_id, series_)  # sets the field maps' IntendedFor only
     return by_id
 
 
