@@ -284,6 +284,16 @@ def test_save_upserts_one_line_per_image(tmp_path: Path) -> None:
         call("reading.save", {"output": str(tmp_path), "image": "/x/a.png", "text": "x"})
 
 
+def test_saved_reports_read_back(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    assert call("reading.saved", {"output": str(out)})["text"] == ""
+    call("reading.save", {"output": str(out), "image": "/x/a.png", "text": "ok"})
+    line = json.loads(call("reading.saved", {"output": str(out)})["text"])
+    assert line["image"] == "/x/a.png" and line["report"] == "ok"
+    with pytest.raises(UserError, match="not a file"):
+        call("reading.saved", {"output": str(tmp_path)})
+
+
 def test_ehr_per_image_and_identifiers_refused(tmp_path: Path) -> None:
     one = tmp_path / "ehr.json"
     one.write_text(json.dumps({"age": 54, "sex": "F", "indication": "cough"}))
@@ -416,6 +426,15 @@ async def test_edit_save_and_move_on(pngs: Path, tmp_path: Path, canned: Canned)
         await pilot.press("ctrl+s")
         await _until(pilot, lambda: "Unsaved." in out.read_text(), what="second save")
         assert len(out.read_text().splitlines()) == 1  # the image's line, replaced
+    # reopened: the saved report is back, not modified, with its labels
+    app = _app([str(pngs)], tmp_path, canned, [tmp_path])
+    async with app.run_test(size=SIZE) as pilot:
+        s = await _loaded(app, pilot)
+        assert s.report.text.rstrip().endswith("Unsaved.") and not s.report.dirty
+        assert "saved" in str(s.query_one("#reading-status").content)
+        assert s.labels.row_count == 14
+        await pilot.press("n")
+        assert s.report.text == ""
 
 
 @pytest.mark.anyio

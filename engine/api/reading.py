@@ -139,22 +139,24 @@ def render_image(
     )
 
 
-def read_ehr(path: str) -> TextFile:
-    """An EHR JSON file (one patient's context) as pretty JSON: the reading room shows it and
-    passes the same path to ``report.draft``, which checks it for identifiers."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise NotFound(f"{path}: no such EHR file")
-    raw = p.read_bytes()
-    if len(raw) > 1_000_000:
-        raise UserError(f"{path}: an EHR file of {len(raw)} bytes is too large (1 MB at most)")
-    try:
-        data = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not UTF-8 JSON ({exc}); give a JSON object") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: the EHR must be a JSON object, not {type(data).__name__}")
-    return TextFile(p.name, str(p), json.dumps(data, indent=2, ensure_ascii=False))
+def read_ehr(path: str, image: str = "") -> TextFile:
+    """The checked patient context of ``image`` in an EHR file (identifiers refused, naming the
+    field), as JSON text; ``""`` when the file has no case for that image. ``name`` says which:
+    ``all images`` (one context), the image's case, or ``no case``."""
+    from engine.report.draft.ehr import read_ehr as read_patients
+
+    data = read_patients(path)
+    patient = data.for_image(image) if image else data.default
+    if patient is None and not image and data.cases:
+        which = f"{len(data.cases)} cases"
+    elif patient is None:
+        which = "no case"
+    elif data.default is not None and patient is data.default:
+        which = "all images"
+    else:
+        which = Path(image).name
+    text = json.dumps(patient, indent=2, ensure_ascii=False) if patient is not None else ""
+    return TextFile(which, str(Path(path).expanduser()), text)
 
 
 def save_report(
@@ -192,4 +194,19 @@ def save_report(
                 lines.append(raw)
     lines.append(json.dumps(line, ensure_ascii=False))
     write_text_atomic(target, "\n".join(lines) + "\n")
+    return TextFile(target.name, str(target), text)
+
+
+def saved_reports(output: str) -> TextFile:
+    """The reports saved so far in the JSONL ``output`` (``""`` when there is none yet): the
+    reading room shows them again when it is reopened."""
+    target = Path(output).expanduser()
+    if not target.exists():
+        return TextFile(target.name, str(target), "")
+    if not target.is_file():
+        raise UserError(f"{output} is not a file; give a .jsonl file to save reports in")
+    try:
+        text = target.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{output}: not UTF-8 ({exc}); move it aside") from None
     return TextFile(target.name, str(target), text)

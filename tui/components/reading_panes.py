@@ -164,12 +164,15 @@ class ReportPane(Vertical):
         self.area.scroll_end(animate=False)
         self.update_title()
 
-    def show_record(self, record: dict[str, Any] | None, text: str | None = None) -> None:
-        """A finished draft (or ``None``: no draft yet); ``text`` an edited version to show."""
+    def show_record(
+        self, record: dict[str, Any] | None, text: str | None = None, saved: str | None = None
+    ) -> None:
+        """A finished draft (or ``None``: no draft yet); ``text`` an edited version to show;
+        ``saved`` the report saved for this image (what ``modified`` compares with)."""
         self.streaming = False
         self.area.read_only = True
         record = record or {}
-        self.saved_text = report_text(record) if record else ""
+        self.saved_text = saved if saved is not None else report_text(record) if record else ""
         self.area.load_text(self.saved_text if text is None else text)
         self.set_reasoning(list(record.get("steps") or []))
         flags = list(record.get("flags") or [])

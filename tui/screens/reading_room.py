@@ -12,6 +12,7 @@ the ``DraftRecord`` fields.
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,8 @@ class ReadingRoomScreen(Screen[None]):
     ReadingRoomScreen #reading-labels { width: 3fr; border: round $secondary; }
     ReadingRoomScreen #reading-ehr { width: 2fr; border: round $secondary; }
     ReadingRoomScreen #reading-status { height: 1; background: $panel; }
+    ReadingRoomScreen.-narrow #reading-image { width: 30%; }
+    ReadingRoomScreen.-narrow #reading-ehr { display: none; }
     #reading-prompt { width: 70; height: auto; border: thick $primary; background: $surface; }
     PathPrompt { align: center middle; }
     """
@@ -101,6 +104,7 @@ class ReadingRoomScreen(Screen[None]):
         self.index = 0
         self.records: dict[str, dict[str, Any]] = {}  # image -> the draft's record
         self.edits: dict[str, str] = {}  # image -> unsaved text (kept when moving on)
+        self.saved: dict[str, str] = {}  # image -> the report saved in the output file
         self.streams: dict[str, list[tuple[str, str]]] = {}  # image -> [(phase, text)]
         self.attempts: dict[str, str] = {}  # image -> the attempt being streamed
         self.center, self.width = 127.5, 255.0
@@ -154,9 +158,25 @@ class ReadingRoomScreen(Screen[None]):
     @work(thread=True, name="images", group="reading-load", exit_on_error=False)
     def start(self) -> None:
         images: list[str] = list(self._api("reading.images", {"paths": self.paths}))
+        if self.output:  # reports saved in an earlier session come back
+            text = self._api("reading.saved", {"output": self.output}).text
+            self.app.call_from_thread(self._saved_loaded, text)
         self.app.call_from_thread(self._images_loaded, images)
         if self.ehr_path:
             self._load_ehr(self.ehr_path, images[0])
+
+    def _saved_loaded(self, text: str) -> None:
+        for n, line in enumerate(text.splitlines(), 1):
+            try:
+                rec = json.loads(line) if line.strip() else None
+            except ValueError:
+                self.notify(
+                    f"{self.output} line {n} is not JSON (left as it is)", severity="warning"
+                )
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("image"), str):
+                self.records[rec["image"]] = rec
+                self.saved[rec["image"]] = str(rec.get("report", ""))
 
     def _images_loaded(self, images: list[str]) -> None:
         self.images, self.index = images, 0
@@ -168,7 +188,7 @@ class ReadingRoomScreen(Screen[None]):
         if not image:
             return
         rec = self.records.get(image)
-        self.report.show_record(rec, self.edits.get(image))
+        self.report.show_record(rec, self.edits.get(image), self.saved.get(image))
         if rec is None and self.streams.get(image):
             self._flush()
         self.labels.show_record(rec)
@@ -182,6 +202,8 @@ class ReadingRoomScreen(Screen[None]):
         image = self.current
         rec = self.records.get(image)
         what = "no draft (d drafts)" if rec is None else f"draft: {rec.get('model') or '?'}"
+        if image in self.saved:
+            what += ", saved"
         if image in self.edits:
             what += ", unsaved edits"
         self.set_status(
@@ -254,6 +276,7 @@ class ReadingRoomScreen(Screen[None]):
         self.attempts.pop(image, None)
         self.records.pop(image, None)
         self.edits.pop(image, None)
+        self.saved.pop(image, None)  # the new draft is what shows (and what ctrl+s saves)
         self.report.stream("", "")
         self.labels.show_record(None)
         self._status("drafting...")
@@ -372,6 +395,7 @@ class ReadingRoomScreen(Screen[None]):
 
     def _saved(self, image: str, text: str, path: str) -> None:
         self.edits.pop(image, None)
+        self.saved[image] = text
         if image == self.current and self.report.text == text:
             self.report.mark_saved()
         self._status(f"saved to {path}")
@@ -440,6 +464,7 @@ class ReadingApp(App[int]):
     """The reading room as an app: ``ReadingApp(paths, engine=..., client=..., **screen)``."""
 
     TITLE = "llm-heuristics reading room"
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]  # 80 columns: no EHR pane
 
     def __init__(
         self,
