@@ -316,13 +316,15 @@ def test_canned_replies_parse_retry_flag_and_jsonl(kind, nih, tmp_path):
             )
         )
         assert again.skipped == 10 and again.records == [] and len(bodies) == n
+        assert [r.image for r in again.resumed] == [str(p) for p in nih]  # from the file
+        assert again.resumed[1].flags == r1.flags and again.resumed[0].labels == r0.labels
         assert not __import__("tests.draft_helpers", fromlist=["x"]).CannedServer.unexpected
 
 
 def test_cot_steps_flag_and_resume_after_partial_line(nih, tmp_path):
     pytest.importorskip("ollama")
     s = [sha(p) for p in nih[:4]]
-    script = {s[0]: [COT10], s[1]: [COT9], s[2]: [COT10], s[3]: [COT10]}
+    script = {s[0]: [COT10, COT9], s[1]: [COT9], s[2]: [COT10], s[3]: [COT10]}
     out = tmp_path / "cot.jsonl"
     with canned(queues(script)) as (url, bodies):
         first = report_draft(
@@ -353,6 +355,24 @@ def test_cot_steps_flag_and_resume_after_partial_line(nih, tmp_path):
         recs = read_records(out)
         assert [Path(r["image"]).name for r in recs] == [p.name for p in nih[:4]]
         assert all(line.startswith(b"{") for line in out.read_bytes().splitlines())
+        redo = report_draft(
+            DraftParams(
+                images=[str(nih[0])],
+                mode="cot",
+                redo=True,
+                output=str(out),
+                **backend_params("ollama", url),
+            )
+        )
+        assert redo.skipped == 0 and len(redo.records[0].steps) == 9
+        recs = read_records(out)
+        assert len(recs) == 5 and len(recs[-1]["steps"]) == 9  # appended: the newer one wins
+        latest = report_draft(
+            DraftParams(
+                images=[str(nih[0])], mode="cot", output=str(out), **backend_params("ollama", url)
+            )
+        )
+        assert len(latest.resumed[0].steps) == 9
 
 
 def test_impression_icd_with_patient_data(nih, tmp_path):

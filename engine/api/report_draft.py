@@ -36,6 +36,7 @@ class DraftParams:
     config: str = ""  # TOML overriding prompt templates
     icd_codes: str = ""  # optional list of valid ICD-10-CM codes (one per line)
     stream: bool = True  # token deltas (the CLI prints them for a single image)
+    redo: bool = False  # draft images already in OUTPUT again (the newer record wins)
     quantization: bool | None = None  # transformers: 4-bit NF4 (None: the configured)
     isolate: bool | None = None  # local models in a worker process (None: per backend)
 
@@ -69,6 +70,7 @@ class DraftResult:
     records: list[DraftRecord] = field(default_factory=list)
     output: str = ""
     skipped: int = 0  # already in OUTPUT (resumed)
+    resumed: list[DraftRecord] = field(default_factory=list)  # their records, from OUTPUT
     flagged: int = 0
     message: str = ""
 
@@ -206,19 +208,27 @@ def report_draft(p: DraftParams) -> DraftResult:
             raise UserError("ICD codes need the patient data: give --ehr FILE")
         _check_patients(images, patients, "ICD codes")
     try:
-        records, skipped, cancelled = draft_images(
-            images, run.drafter, output=p.output, patients=patients
+        records, resumed, cancelled = draft_images(
+            images, run.drafter, output=p.output, patients=patients, redo=p.redo
         )
     finally:
         run.close()
     out = [_record(r) for r in records]
     flagged = sum(1 for r in out if r.flags)
+    skipped = len(resumed)
     msg = f"{len(out)} drafted, {skipped} already done, {flagged} flagged"
     if p.output:
         msg += f" -> {p.output}"
     if cancelled:
         raise Cancelled(f"cancelled: {msg}; run again to resume")
-    return DraftResult(records=out, output=p.output, skipped=skipped, flagged=flagged, message=msg)
+    return DraftResult(
+        records=out,
+        output=p.output,
+        skipped=skipped,
+        resumed=[_record(r) for r in resumed],
+        flagged=flagged,
+        message=msg,
+    )
 
 
 def report_ab(p: ABParams) -> ABResult:

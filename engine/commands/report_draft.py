@@ -76,6 +76,9 @@ def _register_draft(subs: argparse._SubParsersAction) -> None:
     p.add_argument("--icd", action="store_true", help="ICD-10-CM codes (needs --ehr)")
     p.add_argument("--icd-codes", dest="icd_codes", default="", help="file of allowed codes")
     p.add_argument("-o", "--output", default="", metavar="OUT.jsonl", help="JSONL to append to")
+    p.add_argument(
+        "--redo", action="store_true", help="draft images already in OUT.jsonl again (appended)"
+    )
     p.add_argument("--no-stream", dest="stream", action="store_false", help="no token stream")
     p.add_argument("--json", action="store_true", help="print the records as JSON")
     _model_args(p)
@@ -182,6 +185,7 @@ def run_draft(args: argparse.Namespace) -> int:
         config=args.config,
         icd_codes=args.icd_codes,
         stream=stream,
+        redo=args.redo,
         quantization=args.quantization,
     )
     with _events(args, stream):

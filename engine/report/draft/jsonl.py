@@ -97,6 +97,15 @@ class DraftsFile:
     def is_done(self, path: str, sha256: str) -> bool:
         return image_key(path, sha256) in self.done
 
+    def latest(self, path: str, sha256: str) -> dict[str, Any]:
+        """The newest record of an image that :meth:`is_done`."""
+        key = image_key(path, sha256)
+        return next(
+            r
+            for r in reversed(self.records)
+            if image_key(r["image"], r.get("image_sha256", "")) == key
+        )
+
     def append(self, record: dict[str, Any]) -> None:
         line = (json.dumps(record, ensure_ascii=True) + "\n").encode("ascii")
         view = memoryview(line)

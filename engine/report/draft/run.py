@@ -304,8 +304,11 @@ def draft_images(
     *,
     output: str = "",
     patients: PatientData | None = None,
-) -> tuple[list[dict[str, Any]], int, bool]:
-    """Draft every image not yet in ``output``: (new records, skipped, cancelled).
+    redo: bool = False,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
+    """Draft every image not yet in ``output``: (new records, the records of the images that
+    were already there, cancelled). With ``redo`` every image is drafted again (appended: the
+    newer record of an image wins when the file is read).
 
     The backend is only built (by ``drafter_factory``) when at least one image needs it, so a
     finished run resumes in no time. Unreadable images become flagged records that are not
@@ -313,7 +316,7 @@ def draft_images(
     """
     out = DraftsFile(output) if output else None
     try:
-        return _draft_all(images, drafter_factory, out, patients)
+        return _draft_all(images, drafter_factory, out, patients, redo)
     finally:
         if out is not None:
             out.close()
@@ -324,24 +327,26 @@ def _draft_all(
     drafter_factory: Callable[[], Drafter],
     out: DraftsFile | None,
     patients: PatientData | None,
-) -> tuple[list[dict[str, Any]], int, bool]:
+    redo: bool,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], bool]:
     todo: list[tuple[str, str]] = []
-    skipped = 0
+    resumed: list[dict[str, Any]] = []
     for path in images:
         sha = sha256_file(path)
-        if out is not None and out.is_done(path, sha):
-            skipped += 1
+        if out is not None and not redo and out.is_done(path, sha):
+            resumed.append(out.latest(path, sha))
         else:
             todo.append((path, sha))
+    skipped = len(resumed)
     records: list[dict[str, Any]] = []
     if not todo:
         context.progress(1.0, f"{_bar(len(images), len(images))} all done already")
-        return records, skipped, False
+        return records, resumed, False
     drafter = drafter_factory()
     total = len(images)
     for i, (path, sha) in enumerate(todo):
         if context.cancelled():
-            return records, skipped, True
+            return records, resumed, True
         done = skipped + i
         context.progress(done / total, f"{_bar(done, total)} {path}", image=path)
         try:
@@ -352,9 +357,9 @@ def _draft_all(
         patient = patients.for_image(path) if patients is not None else None
         rec = drafter.draft(path, sha, img, patient)
         if context.cancelled():  # a reply cut short is not a draft
-            return records, skipped, True
+            return records, resumed, True
         if out is not None:
             out.append(rec)
         records.append(rec)
     context.progress(1.0, f"{_bar(total, total)} done")
-    return records, skipped, False
+    return records, resumed, False
