@@ -305,7 +305,9 @@ def render(
         "every subject scanned with the same protocol. ``run-NN`` appears only on names that",
         "repeat within a session somewhere in the study.",
         "",
-        "Use: heudiconv --files DICOM... -f this_file.py -s SUBJECT [-ss SESSION] -c dcm2niix -b",
+        "Use: heudiconv --files DICOM_DIR -f this_file.py -c dcm2niix -b -o BIDS_DIR",
+        "(infotoids names each study's subject and session from private/subject_map.tsv beside",
+        "this file or $LLMH_SUBJECT_MAP; or give -s SUBJECT [-ss SESSION] for a single study).",
     ]
     if context.strip():
         doc += [
