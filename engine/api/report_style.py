@@ -98,9 +98,13 @@ class ImpressionEvalResult:
 # ------------------------------------------------------------------ functions
 def style_build(p: StyleBuildParams) -> StyleBuildResult:
     """Style profile + embedding index of a radiologist's priors, in the user's data folder."""
+    from engine.llm.base import BackendError
     from engine.report.style import build_style
 
-    b = build_style(p.priors, p.radiologist, p.embedder or "minilm", p.data_dir or None)
+    try:
+        b = build_style(p.priors, p.radiologist, p.embedder or "minilm", p.data_dir or None)
+    except BackendError as exc:  # the embedder is missing or its server is down
+        raise UserError(str(exc)) from exc
     res = StyleBuildResult(b.radiologist, str(b.folder), b.n_pairs, b.skipped[:50], b.profile)
     fmt = b.profile["format"]
     res.message = (
@@ -139,8 +143,13 @@ class _Session:
         from engine.report.style import Retriever, store, train_from_store
 
         self.p, self.radiologist = p, radiologist
+        from engine.llm.base import BackendError
+
         self.profile = store.load_profile(radiologist, p.data_dir or None)
-        self.retriever = Retriever(radiologist, p.embedder or None, p.data_dir or None)
+        try:
+            self.retriever = Retriever(radiologist, p.embedder or None, p.data_dir or None)
+        except BackendError as exc:
+            raise UserError(str(exc)) from exc
         self.labeler = Labeler()
         self.opts = GenerationOptions(
             max_tokens=p.max_tokens or 200, temperature=p.temperature, seed=p.seed
