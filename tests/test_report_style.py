@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import re
 import threading
@@ -340,12 +341,21 @@ def test_cli_impression_json(built, canned, capsys, tmp_path):
         "4",
         "--json",
     ]
-    assert main(argv) == 0
-    doc = json.loads(capsys.readouterr().out)
+    handlers = logging.root.handlers[:]
+    try:
+        assert main(argv) == 0
+        doc = json.loads(capsys.readouterr().out)
+        assert main(argv[:-1] + ["--radiologist", "nobody"]) != 0
+        corpus = ["report", "style", "corpus", str(tmp_path / "c"), "--limit", "120"]
+        assert main([*corpus, "--heldout", "15"]) == 0
+    finally:  # main() configures logging onto pytest's captured stream
+        logging.root.handlers[:] = handlers
+    mine = Path(built["paths"]["rad_b"]["prior"]).read_bytes()
+    assert (tmp_path / "c" / "rad_b.priors.jsonl").read_bytes() == mine
     assert doc["refined"].startswith("1. ") and doc["labels_equal"]
     assert len(doc["examples"]) == 4 and doc["style_fit"]["refined"] > doc["style_fit"]["coarse"]
-    assert "PATIENT CONTEXT:\nage: 61" in canned.requests[-2]
-    assert main(argv[:-1] + ["--radiologist", "nobody"]) != 0
+    coarse_prompts = [r for r in canned.requests if "PATIENT CONTEXT:" in r]
+    assert coarse_prompts and "age: 61\nsex: F\nindication: cough" in coarse_prompts[-1]
 
 
 def test_tiny_random_model_end_to_end(built, tmp_path, monkeypatch):

@@ -94,6 +94,7 @@ API: dict[str, ApiMethod] = {
         _m("report.impression", report_style.impression, step=True),
         _m("report.impression_eval", report_style.impression_eval, step=True),
         _m("report.style_list", report_style.style_list),
+        _m("report.style_corpus", report_style.style_corpus, step=True),
     )
 }
 

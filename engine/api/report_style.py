@@ -267,3 +267,36 @@ def style_list(data_dir: str = "") -> list[str]:
     from engine.report.style import store
 
     return sorted(store.profiled(data_dir or None))
+
+
+@dataclass
+class StyleCorpusParams:
+    out_dir: str
+    limit_per_reader: int = 0  # 0: all priors
+    heldout_per_reader: int = 0  # 0: all held-out pairs
+
+
+@dataclass
+class StyleCorpusResult:
+    out_dir: str
+    files: dict[str, dict[str, str]] = field(default_factory=dict)  # reader -> split -> path
+    counts: dict[str, int] = field(default_factory=dict)  # file name -> pairs
+    message: str = ""
+
+
+def style_corpus(p: StyleCorpusParams) -> StyleCorpusResult:
+    """The synthetic-in-style test corpus from Open-i: priors and held-out pairs per reader."""
+    from pathlib import Path
+
+    from engine.report.style.corpus import SYNTHETIC_NOTE, build_corpus
+
+    if not p.out_dir:
+        raise UserError("name the folder to write the corpus into (OUT)")
+    files = build_corpus(p.out_dir, None, p.limit_per_reader, p.heldout_per_reader)
+    counts = {
+        Path(f).name: sum(1 for line in Path(f).read_text().splitlines() if line.strip())
+        for splits in files.values()
+        for f in splits.values()
+    }
+    msg = f"{sum(counts.values())} pairs of {len(files)} readers in {p.out_dir} ({SYNTHETIC_NOTE})"
+    return StyleCorpusResult(p.out_dir, files, counts, msg)

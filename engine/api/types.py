@@ -295,7 +295,12 @@ def _more_results() -> None:
         SecondOpinionResult,
     )
     from engine.api.report_draft import ABResult, DraftResult
-    from engine.api.report_style import ImpressionEvalResult, ImpressionResult, StyleBuildResult
+    from engine.api.report_style import (
+        ImpressionEvalResult,
+        ImpressionResult,
+        StyleBuildResult,
+        StyleCorpusResult,
+    )
     from engine.api.train import DataSummaryResult, ExportResult, TrainResult
 
     RESULTS.update(
@@ -315,6 +320,7 @@ def _more_results() -> None:
             "report.impression": ImpressionResult,
             "report.impression_eval": ImpressionEvalResult,
             "report.style_list": list[str],
+            "report.style_corpus": StyleCorpusResult,
         }
     )
 

@@ -71,6 +71,31 @@ def register_style(subs: argparse._SubParsersAction) -> None:
     b.add_argument("--data-dir", default="", help=_DATA_HELP)
     b.add_argument("--json", action="store_true", help="print the profile as JSON")
     b.set_defaults(func=_run_style_build)
+    c = ss.add_parser(
+        "corpus",
+        help="a test corpus, synthetic in style, from the Open-i reports",
+        description="Write <reader>.priors.jsonl and <reader>.heldout.jsonl for four invented "
+        "readers into OUT: real Open-i findings, impressions rewritten by a fixed per-reader "
+        "style transform (see docs/report_style.md). Needs torchxrayvision==1.5.7 (--no-deps); "
+        "the texts are CC BY-NC-ND 4.0.",
+    )
+    c.add_argument("out_dir", metavar="OUT")
+    c.add_argument("--limit", type=int, default=0, help="priors per reader (default all)")
+    c.add_argument("--heldout", type=int, default=0, help="held-out pairs per reader (default all)")
+    c.set_defaults(func=_run_style_corpus)
+
+
+def _run_style_corpus(args: argparse.Namespace) -> int:
+    from engine.api.report_style import StyleCorpusParams
+    from engine.commands._api import invoke
+
+    res = invoke(
+        args, "report.style_corpus", StyleCorpusParams(args.out_dir, args.limit, args.heldout)
+    )
+    for name, n in res.counts.items():
+        print(f"{n:6d}  {Path(res.out_dir) / name}")
+    print(res.message)
+    return 0
 
 
 def _run_style_build(args: argparse.Namespace) -> int:
