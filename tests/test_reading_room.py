@@ -101,6 +101,12 @@ class Canned:
                 self.wfile.write(body)
 
             def do_POST(self) -> None:
+                try:
+                    self._reply()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client cancelled and closed the stream
+
+            def _reply(self) -> None:
                 n = int(self.headers.get("Content-Length", "0"))
                 req = json.loads(self.rfile.read(n))
                 canned.requests.append(req)
@@ -369,6 +375,31 @@ async def test_draft_streams_then_shows_sections_steps_and_labels(
             )
             assert table.get_row("Pneumothorax")[1].plain == "pos"
             assert table.get_row("Pneumothorax")[2].plain == "neg"
+    finally:
+        canned.gate.set()
+
+
+@pytest.mark.anyio
+async def test_cancel_a_streaming_draft(pngs: Path, tmp_path: Path, canned: Canned) -> None:
+    app = _app([str(pngs)], tmp_path, canned, [tmp_path])
+    canned.gate.clear()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            s = await _loaded(app, pilot)
+            await pilot.press("d")
+            await _until(pilot, lambda: "View:" in s.report.text, what="streaming")
+            await pilot.press("n")  # one draft at a time: d elsewhere is refused
+            await pilot.press("d")
+            assert s.drafting == s.images[0], [n.message for n in app._notifications]
+            assert s.current not in s.streams
+            await pilot.press("p", "x")
+            canned.gate.set()  # the next token lets the engine see the cancel
+            status = s.query_one("#reading-status")
+            await _until(pilot, lambda: "cancelled" in str(status.content), what="cancelled")
+            assert s.current not in s.records and not s.report.streaming
+            assert "Technique: Single" in s.report.text and not s.report.dirty
+            await _drafted(s, pilot)  # drafting again works
+            assert s.records[s.current]["sections"]["View"] == "PA."
     finally:
         canned.gate.set()
 

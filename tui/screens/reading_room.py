@@ -109,6 +109,7 @@ class ReadingRoomScreen(Screen[None]):
         self.attempts: dict[str, str] = {}  # image -> the attempt being streamed
         self.center, self.width = 127.5, 255.0
         self.running: Any = None  # the draft call that x cancels
+        self.drafting = ""  # the image being drafted (one draft at a time per engine)
         self._flush_pending = False
         self.quit_warned = False
 
@@ -269,9 +270,13 @@ class ReadingRoomScreen(Screen[None]):
         image = self.current
         if not image:
             return
+        if self.running is not None or self.drafting:
+            self.notify(f"drafting {Path(self.drafting).name} (x cancels it)")
+            return
         if self.report.dirty and not self.report.streaming:
             self.notify("the report has edits: save (ctrl+s) or undo them before re-drafting")
             return
+        self.drafting = image
         self.streams[image] = []
         self.attempts.pop(image, None)
         self.records.pop(image, None)
@@ -282,7 +287,7 @@ class ReadingRoomScreen(Screen[None]):
         self._status("drafting...")
         self.draft(image)
 
-    @work(thread=True, name="draft", group="reading-draft", exclusive=True, exit_on_error=False)
+    @work(thread=True, name="draft", group="reading-draft", exit_on_error=False)
     def draft(self, image: str) -> None:
         params: dict[str, Any] = {
             "images": [image],
@@ -309,6 +314,7 @@ class ReadingRoomScreen(Screen[None]):
             )
         finally:
             self.running = None
+            self.drafting = ""
         result = as_dict(res)
         records = [as_dict(r) if not isinstance(r, dict) else r for r in result.get("records", [])]
         self.app.call_from_thread(self._drafted, image, records, str(result.get("message", "")))
@@ -451,8 +457,9 @@ class ReadingRoomScreen(Screen[None]):
         if event.state != WorkerState.ERROR:
             return
         name, err = event.worker.name, event.worker.error
-        if name == "draft":
+        if name == "draft":  # what streamed stays on screen, as a draft not yet changed
             self.report.streaming = False
+            self.report.saved_text = self.report.text
             self.report.update_title()
         text, severity = describe_error(err)
         first = text.splitlines()[0] if text else "failed"
