@@ -1,23 +1,15 @@
 """The reading room: its engine methods (image.render with window/level, reading.images,
-reading.ehr, reading.save) and the screen driven by Pilot and, as a person would, in tmux.
+reading.ehr, reading.save, reading.saved) and the screen driven by Pilot.
 
-Drafts come from the real ``report.draft`` through the OpenAI backend talking to a canned
-OpenAI-compatible server on 127.0.0.1 (a well-formed ten-step report whose impression the
-labeler reads differently from the model's labels: disagreements to mark). The server can hold
-the stream half-way (``gate``) so a test sees the draft streaming in.
+Drafts come from the real ``report.draft`` through the OpenAI backend talking to the canned
+server of :mod:`tests.reading_room_helpers`; the tmux session is in ``test_reading_room_tmux``.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shlex
-import shutil
-import subprocess
-import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,110 +20,7 @@ os.environ["LLMH_TUI_IMAGE"] = "halfcell"
 
 from engine.api.methods import call  # noqa: E402
 from engine.errors import InvalidParams, NotFound, UserError  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
-NIH = ROOT.parent / "shared" / "data" / "cxr" / "nih_images"
-LABELS = (
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Lesion",
-    "Lung Opacity",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-)
-STEPS = [
-    "Technique adequate, good inspiration.",
-    "Frontal PA view.",
-    "No lines or tubes.",
-    "Trachea midline.",
-    "Lungs clear.",
-    "No effusion, no pneumothorax.",
-    "Heart mildly enlarged.",
-    "Bones intact.",
-    "No prior for comparison.",
-    "Mild cardiomegaly, nothing acute.",
-]
-REPORT = (
-    "Technique: Single frontal chest radiograph.\n"
-    "View: PA.\n"
-    "Findings: The lungs are clear. No pleural effusion. No pneumothorax. "
-    "The heart is mildly enlarged.\n"
-    "Impression: No pneumothorax. Mild cardiomegaly.\n"
-)
-COT_REPLY = "Reasoning:\n" + "".join(f"{i}. {s}\n" for i, s in enumerate(STEPS, 1)) + REPORT
-# The model says pneumothorax and no cardiomegaly; its impression says the opposite.
-MODEL_LABELS = {k: None for k in LABELS} | {"Pneumothorax": 1, "Cardiomegaly": 0}
-
-
-# --- a canned OpenAI-compatible server ----------------------------------------------------------
-
-
-class Canned:
-    def __init__(self) -> None:
-        self.gate = threading.Event()  # cleared: the report reply stops before its Findings
-        self.gate.set()
-        self.requests: list[dict[str, Any]] = []
-        handler = self._handler()
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        canned = self
-
-        class H(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
-
-            def log_message(self, *a: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                body = json.dumps({"data": [{"id": "canned-cxr"}]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_POST(self) -> None:
-                try:
-                    self._reply()
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the client cancelled and closed the stream
-
-            def _reply(self) -> None:
-                n = int(self.headers.get("Content-Length", "0"))
-                req = json.loads(self.rfile.read(n))
-                canned.requests.append(req)
-                structured = "response_format" in req
-                text = json.dumps({"labels": MODEL_LABELS}) if structured else COT_REPLY
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.end_headers()
-                words = text.split(" ")
-                hold = next((i for i, w in enumerate(words) if "Findings:" in w), -1)
-                for i, w in enumerate(words):
-                    if i == hold and not structured:
-                        canned.gate.wait(30)  # a test holds the stream here
-                    chunk = w if i == 0 else " " + w
-                    ev = {"choices": [{"delta": {"content": chunk}}]}
-                    self.wfile.write(f"data: {json.dumps(ev)}\n\n".encode())
-                    self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
-
-        return H
-
-    def close(self) -> None:
-        self.gate.set()
-        self.httpd.shutdown()
+from tests.reading_room_helpers import LABELS, NIH, STEPS, Canned  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +56,7 @@ def _client(*roots: Path) -> Any:
 
 
 def _app(paths: list[str], out: Path, canned: Canned, roots: list[Path], **kw: Any) -> Any:
-    from tui.screens.reading_room import ReadingApp
+    from tui.components.reading_app import ReadingApp
 
     opts = {"mode": "cot", "backend": "openai", "model": "canned-cxr", "base_url": canned.url}
     return ReadingApp(
@@ -572,100 +461,3 @@ async def test_real_radiographs_render_and_draft(tmp_path: Path, canned: Canned)
         assert len(s.images) == len(list(NIH.glob("*.png"))) and s.image_pane.info["size"]
         rec = await _drafted(s, pilot)
         assert rec["image"] == s.images[0] and not rec["flags"]
-
-
-# --- as a person would: the real program in tmux ------------------------------------------------
-
-
-class _Tmux:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        cmd = " ".join(shlex.quote(a) for a in argv)
-        envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
-        subprocess.run(
-            ["tmux", "new-session", "-d", "-s", name, "-x", "140", "-y", "45"]
-            + [f"cd {ROOT} && env -u COLUMNS -u LINES {envs} {cmd}"],  # the pane's size
-            check=True,
-        )
-        # other tmux clients of the same server must not shrink this window
-        subprocess.run(["tmux", "set-option", "-t", name, "window-size", "manual"], check=False)
-        subprocess.run(
-            ["tmux", "resize-window", "-t", name, "-x", "140", "-y", "45"], capture_output=True
-        )
-
-    def keys(self, *keys: str) -> None:
-        for k in keys:
-            subprocess.run(["tmux", "send-keys", "-t", self.name, k], check=True)
-            time.sleep(0.3)
-
-    def type(self, text: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
-        time.sleep(0.3)
-
-    def screen(self) -> str:
-        res = subprocess.run(
-            ["tmux", "capture-pane", "-t", self.name, "-p"], capture_output=True, text=True
-        )
-        return res.stdout
-
-    def wait_for(self, text: str, timeout: float = 120) -> str:
-        end = time.time() + timeout
-        while time.time() < end:
-            s = self.screen()
-            if text in s:
-                return s
-            time.sleep(0.2)
-        raise AssertionError(f"{text!r} never appeared; screen:\n{self.screen()}")
-
-    def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
-
-
-@pytest.mark.slow
-def test_tmux_draft_edit_save_next(tmp_path: Path, canned: Canned) -> None:
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed")
-    if not NIH.is_dir():
-        pytest.skip(f"no real radiographs at {NIH}")
-    out = tmp_path / "out"
-    out.mkdir()
-    first, second = sorted(p.name for p in NIH.glob("*.png"))[:2]
-    n = len(list(NIH.glob("*.png")))
-    argv = [sys.executable, "-m", "engine", "tui", str(out), "--reading-room", str(NIH)]
-    argv += ["--backend", "openai", "--model", "canned-cxr", "--base-url", canned.url]
-    argv += ["--draft-mode", "cot"]
-    env = {"LLMH_TUI_IMAGE": "halfcell", "TERM": "xterm-256color"}
-    t = _Tmux(f"llmh-reading-{os.getpid()}", argv, env)
-    try:
-        t.wait_for(f"1/{n} {first}")
-        t.keys("d")
-        t.wait_for("label disagreement", timeout=180)  # the labeler loads once: seconds
-        t.wait_for("Impression: No pneumothorax. Mild cardiomegaly.")
-        t.wait_for("Reasoning (10 steps)")
-        s = t.wait_for("Pneumothorax")
-        row = next(x for x in s.splitlines() if "Pneumothorax " in x)
-        assert "pos" in row and "neg" in row and "\u2260" in row  # marked as a disagreement
-        t.keys("i")
-        t.wait_for("Report (editing")
-        t.type(" Reviewed in tmux.")
-        t.wait_for("Reviewed in tmux.")
-        t.keys("Escape")
-        t.wait_for("Report (modified)")
-        t.keys("C-s")
-        t.wait_for("saved to")
-        t.keys("n")
-        t.wait_for(f"2/{n} {second}")
-        t.wait_for("no draft (d drafts)")
-        reports = out / "reading_room.jsonl"
-        lines = [json.loads(x) for x in reports.read_text().splitlines()]
-        assert [Path(x["image"]).name for x in lines] == [first]
-        assert lines[0]["report"].endswith("Mild cardiomegaly. Reviewed in tmux.")
-        assert lines[0]["edited"] is True and len(lines[0]["steps"]) == 10
-        t.keys("q")
-        end = time.time() + 20
-        while time.time() < end and "reading room" in t.screen():
-            time.sleep(0.2)
-        assert "reading room" not in t.screen(), "q did not quit"
-    finally:
-        t.kill()

@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _reading_room(args: argparse.Namespace, out: str, local: bool) -> int:
-    from tui.screens.reading_room import ReadingApp
+    from tui.components.reading_app import ReadingApp
 
     images = [str(Path(p).expanduser().resolve()) if local else p for p in args.reading_room]
     reports = args.reports or str(Path(out) / "reading_room.jsonl")
