@@ -96,6 +96,10 @@ def test_images_lists_image_files_only(pngs: Path) -> None:
     assert one == [str(pngs / "c_flat.png")]
     with pytest.raises(NotFound, match="nope"):
         call("reading.images", {"paths": [str(pngs / "nope")]})
+    odd = os.path.join(os.fsencode(pngs), b"\xff\xfe.png")  # not UTF-8: cannot travel
+    with open(odd, "wb") as fh:
+        fh.write((pngs / "c_flat.png").read_bytes())
+    assert call("reading.images", {"paths": [str(pngs)]}) == found  # skipped, with a warning
     empty = pngs / "empty"
     empty.mkdir()
     with pytest.raises(NotFound, match="no images"):
