@@ -31,6 +31,21 @@ DELTA_INTERVAL = 0.1  # seconds between two redraws of a streaming rationale
 PANES = (DicomTree, GroupsPane, RationalePane, PreviewPane, HeuristicEditor, ReportsPane)
 
 
+REPORT_LINES = 1000  # a report pane shows this many lines; a 10k-series report (1 MB) would
+# hold the screen for seconds while the editor widget lays it out, and nobody scrolls it there
+
+
+def clip_report(text: str, name: str, out_dir: str) -> str:
+    """The first :data:`REPORT_LINES` lines of a report, saying where the rest is."""
+    lines = text.split("\n", REPORT_LINES)
+    if len(lines) <= REPORT_LINES:
+        return text
+    more = lines[-1].count("\n") + 1
+    return "\n".join(
+        [*lines[:-1], f"... {more} more lines: the whole {name} report is in {out_dir}"]
+    )
+
+
 class MainScreen(Screen[None]):
     BINDINGS = bindings("screen")
 
@@ -167,7 +182,8 @@ class MainScreen(Screen[None]):
         self.app.sub_title = f"{pct}{m.message}"
 
     def on_report_text(self, m: msg.ReportText) -> None:
-        self.reports.set_report(m.name, m.text, show=m.show)
+        out = self.app.out_dir  # type: ignore[attr-defined]
+        self.reports.set_report(m.name, clip_report(m.text, m.name, out), show=m.show)
 
     def on_heuristic_text(self, m: msg.HeuristicText) -> None:
         ed = self.editor
