@@ -424,6 +424,11 @@ async def test_ehr_panel_and_palette_and_help(pngs: Path, tmp_path: Path, canned
         assert rec["ehr_used"] is True
         sent = json.dumps(canned.requests[-2]["messages"])  # the report request
         assert "61-year-old" in sent
+        await pilot.press("n")  # no case for this image: drafted from the image alone
+        await _until(pilot, lambda: "no context" in str(text.content), what="no case for b")
+        rec_b = await _drafted(s, pilot)
+        assert rec_b["ehr_used"] is False
+        await pilot.press("p")
         await pilot.press("E")
         assert not s.ehr.use and s.ehr.border_title.endswith("(off)")
         # an identifier-bearing file is refused, naming the field; the old one stays

@@ -296,8 +296,8 @@ class ReadingRoomScreen(Screen[None]):
             "stream": True,
             **{k: v for k, v in self.llm.items() if v},
         }
-        if self.ehr.use and self.ehr.path:
-            params["ehr"] = self.ehr.path
+        if self.ehr.use and self.ehr.path and self.ehr.which != "no case":
+            params["ehr"] = self.ehr.path  # an image without a case is drafted from the image
 
         def on_event(method: str, p: dict[str, Any]) -> None:  # the client's reader thread
             if method == "delta":
