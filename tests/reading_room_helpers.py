@@ -64,6 +64,7 @@ class Canned:
         self.gate = threading.Event()  # cleared: the report reply stops before its Findings
         self.gate.set()
         self.requests: list[dict[str, Any]] = []
+        self.reply = COT_REPLY  # the report reply (a test may make it malformed)
         handler = self._handler()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -96,7 +97,7 @@ class Canned:
                 req = json.loads(self.rfile.read(n))
                 canned.requests.append(req)
                 structured = "response_format" in req
-                text = json.dumps({"labels": MODEL_LABELS}) if structured else COT_REPLY
+                text = json.dumps({"labels": MODEL_LABELS}) if structured else canned.reply
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.end_headers()

@@ -20,7 +20,7 @@ os.environ["LLMH_TUI_IMAGE"] = "halfcell"
 
 from engine.api.methods import call  # noqa: E402
 from engine.errors import InvalidParams, NotFound, UserError  # noqa: E402
-from tests.reading_room_helpers import LABELS, NIH, STEPS, Canned  # noqa: E402
+from tests.reading_room_helpers import COT_REPLY, LABELS, NIH, STEPS, Canned  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +295,30 @@ async def test_cancel_a_streaming_draft(pngs: Path, tmp_path: Path, canned: Cann
             assert s.records[s.current]["sections"]["View"] == "PA."
     finally:
         canned.gate.set()
+
+
+@pytest.mark.anyio
+async def test_a_malformed_draft_is_kept_and_flagged(
+    pngs: Path, tmp_path: Path, canned: Canned
+) -> None:
+    app = _app([str(pngs)], tmp_path, canned, [tmp_path])
+    canned.reply = "Findings: clear lungs.\nImpression: normal."  # no Technique, no View
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            s = await _loaded(app, pilot)
+            n = len(canned.requests)
+            rec = await _drafted(s, pilot)
+            reports = [r for r in canned.requests[n:] if "response_format" not in r]
+            assert len(reports) == 2 and rec["retries"] == 1  # asked again once, with the error
+            assert rec["flags"], rec
+            flags = s.query_one("#reading-flags")
+            assert flags.has_class("-problems")
+            assert str(flags.content).startswith("flagged: ") and rec["flags"][0] in str(
+                flags.content
+            )
+            assert "clear lungs" in s.report.text and not s.report.dirty
+    finally:
+        canned.reply = COT_REPLY
 
 
 @pytest.mark.anyio
