@@ -476,6 +476,13 @@ async def test_ehr_panel_and_palette_and_help(pngs: Path, tmp_path: Path, canned
         titles = [h.text async for h in provider.discover()]
         assert "Reading: next image" in titles and "Window: level up (darker)" in titles
         assert len(titles) == len(READING_KEYS)
+        before = s.index  # the palette runs the action on the reading room
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.3)
+        await pilot.press(*"next image")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await _until(pilot, lambda: s.index == before + 1, timeout=10, what="palette: next")
         await pilot.press("question_mark")
         await pilot.pause()
         assert app.screen.query(HelpPanel)
