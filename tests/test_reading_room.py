@@ -383,6 +383,12 @@ async def test_edit_save_and_move_on(pngs: Path, tmp_path: Path, canned: Canned)
         assert s.labels.row_count == 14
         await pilot.press("n")
         assert s.report.text == ""
+        await pilot.press("i", *"Draft by hand.", "escape", "q")  # unsaved: q warns first
+        await pilot.pause()
+        assert app.is_running and any("unsaved" in n.message for n in app._notifications)
+        await pilot.press("q")
+        await _until(pilot, lambda: not app.is_running, timeout=10, what="second q quits")
+    assert "Draft by hand." not in out.read_text()
 
 
 @pytest.mark.anyio
