@@ -219,7 +219,8 @@ class ReadingRoomScreen(Screen[None]):
         self.app.call_from_thread(self._rendered, image, res)
 
     def _rendered(self, image: str, res: Any) -> None:
-        if image == self.current:
+        wanted = (f"{self.center:g}", f"{self.width:g}")
+        if image == self.current and (res.info.get("center"), res.info.get("width")) == wanted:
             self.image_pane.show_rendered(Path(image).name, res.png_base64, res.info)
 
     # --- navigation --------------------------------------------------------------------------
