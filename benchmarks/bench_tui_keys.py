@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -165,6 +164,8 @@ async def drive(out: Path, rate: float, size: tuple[int, int]) -> list[float]:
                     except TimeoutError:
                         pass
                 lat.append(time.perf_counter() - t)
+            await app.workers.wait_for_complete()  # let the last decisions land, then leave
+            await pilot.pause(0.2)
         finally:
             stop.set()
             th.join()

@@ -167,3 +167,38 @@ async def test_decision_patches_rows_without_a_reload(tmp_path: Path) -> None:
         assert screen.ws.view is view
         assert screen.ws.groups[gid].decision is None
         assert screen.ws.groups[gid].mapping == fresh.proposal
+
+
+async def test_big_report_is_clipped_and_tokens_are_gathered(tmp_path: Path) -> None:
+    """A 10k-series report is not laid out whole in the pane (it says where the rest is), and
+    streamed tokens are drawn a few times a second, all of them, in order."""
+    from tui import messages as msg
+    from tui.screens.main import REPORT_LINES
+
+    out = build_workspace(tmp_path / "out")
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=WIDE) as pilot:
+        await _ready(app, pilot)
+        screen = app.main_screen
+        text = "\n".join(f"series {i}" for i in range(REPORT_LINES + 500))
+        screen.post_message(msg.ReportText("mapping", text))
+        await pilot.pause()
+        shown = screen.reports.report("mapping").splitlines()
+        assert len(shown) == REPORT_LINES + 1 and shown[REPORT_LINES - 1] == text.splitlines()[-501]
+        assert shown[-1].startswith("... 500 more lines") and str(out) in shown[-1]
+        small = "a\nb [/] c"
+        screen.post_message(msg.ReportText("grouping", small))
+        await pilot.pause()
+        assert screen.reports.report("grouping") == small
+        gid = screen.groups.selected()
+        redraws = []
+        pane = screen.rationale
+        original = pane._redraw
+        pane._redraw = lambda: (redraws.append(1), original())[1]  # type: ignore[method-assign]
+        tokens = [f"t{i} " for i in range(40)]
+        for t in tokens:
+            screen.post_message(msg.EngineDelta(t, gid))
+        await pilot.pause(0.5)
+        assert pane.live[gid] == "".join(tokens)
+        assert "".join(tokens).strip() in str(pane.query_one("#rationale-text").render())
+        assert 1 <= len(redraws) < len(tokens) / 4

@@ -7,6 +7,7 @@ results here, and the handlers below update the panes. Nothing here calls the en
 from __future__ import annotations
 
 import base64
+import gc
 import time
 from typing import Any
 
@@ -139,6 +140,9 @@ class MainScreen(Screen[None]):
             self.rationale.show_message("\n".join([text, *m.view.missing]))
             self.set_status(f"{text} {m.view.missing[0]}", error=True)
             self.notify("\n".join(m.view.missing), severity="warning", timeout=10)
+        # a 10k-series workspace is ~10^6 objects that live until the next view: out of the
+        # cyclic collector's sight, or each full collection stalls the keys for 0.1-0.5 s
+        gc.freeze()
         app: Any = self.app
         if app.ready_at is None:
             app.ready_at = time.perf_counter() - app.started
