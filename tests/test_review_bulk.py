@@ -153,3 +153,19 @@ def test_view_cache_follows_the_files(out: Path) -> None:
     journal.decide(out, v1.groups[0].group_id, "skip")  # outside the API: the journal changed
     v3 = api.workspace_view(str(out))
     assert v3.groups[0].decision is not None and v3.groups[0].mapping.is_skip
+
+
+def test_report_head_through_the_engine(out: Path) -> None:
+    """``workspace.text`` with ``max_lines``: the first lines and where the whole report is;
+    without it, all of it (the heuristic editor needs every line)."""
+    from engine.rpc.client import EngineClient
+    from engine.workspace import MAPPING_REPORT
+
+    (out / MAPPING_REPORT).write_text("\n".join(f"line {i}" for i in range(250)))
+    with EngineClient("inprocess") as c:
+        head = c.api("workspace.text", {"out_dir": str(out), "name": "mapping", "max_lines": 100})
+        whole = c.api("workspace.text", {"out_dir": str(out), "name": "mapping"})
+    lines = head.text.splitlines()
+    assert lines[:100] == whole.text.splitlines()[:100] and len(lines) == 101
+    assert lines[-1] == f"... 150 more lines in {head.path}" and MAPPING_REPORT in head.path
+    assert len(whole.text.splitlines()) == 250

@@ -27,7 +27,7 @@ from tui.components.preview import probe_graphics
 from tui.components.training_widgets import OpenTraining
 from tui.engine_link import TuiClient, describe_error, event_message
 from tui.keymap import KEYS, bindings, load_keymap
-from tui.screens.main import MainScreen
+from tui.screens.main import REPORT_LINES, MainScreen
 
 HEURISTIC = "heuristic.py"
 GENERATED = "heuristic.generated.py"
@@ -155,14 +155,17 @@ class LlmhApp(App[int]):
         if self.main_screen.reports_wanted:
             self._load_reports()
 
-    def _text(self, name: str) -> t.TextFile:
-        return self.api("workspace.text", {"out_dir": self.out_dir, "name": name})
+    def _text(self, name: str, max_lines: int = 0) -> t.TextFile:
+        params = {"out_dir": self.out_dir, "name": name}
+        return self.api(
+            "workspace.text", {**params, "max_lines": max_lines} if max_lines else params
+        )
 
     def _load_reports(self) -> None:
         """The step reports (large on big studies: fetched once the Reports tab shows)."""
         for shown, name in REPORT_FILES.items():
             try:
-                self.tell(msg.ReportText(shown, self._text(name).text))
+                self.tell(msg.ReportText(shown, self._text(name, REPORT_LINES).text))
             except UserError:  # not written yet: reports appear as steps run
                 continue
 

@@ -270,11 +270,19 @@ def workspace_view(out_dir: str) -> WorkspaceView:
     return view
 
 
-def read_text(out_dir: str, name: str) -> TextFile:
-    """A report (``grouping``, ``mapping``, ``heuristic``, ``conversion``) or a file in OUT."""
+def read_text(out_dir: str, name: str, max_lines: int = 0) -> TextFile:
+    """A report (``grouping``, ``mapping``, ``heuristic``, ``conversion``) or a file in OUT;
+    ``max_lines`` > 0: its first lines and where the rest is (a 10k-series report is 1 MB,
+    which a viewer pane neither needs nor can lay out quickly)."""
     ws = Workspace(out_dir).require()
     path = ws.inside(REPORTS.get(name, name))
-    return TextFile(name=name, path=str(path), text=ws.read_text(name))
+    text = ws.read_text(name)
+    if max_lines > 0:
+        lines = text.split("\n", max_lines)
+        if len(lines) > max_lines:
+            more = lines[-1].count("\n") + 1
+            text = "\n".join([*lines[:-1], f"... {more} more lines in {path}"])
+    return TextFile(name=name, path=str(path), text=text)
 
 
 def save_heuristic(out_dir: str, text: str, name: str = HEURISTIC_FILE) -> TextFile:
