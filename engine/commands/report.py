@@ -1,7 +1,8 @@
-"""``report <sub>``: radiology report tools (``label``, ``evaluate``; later ``draft``, ...).
+"""``report <sub>``: radiology report tools (``label``, ``evaluate`` here; ``draft``, ``ab`` in
+``_report_draft``; ``style``, ``impression``, ``impression-eval`` in ``_report_style``).
 
-Each subcommand is a ``_register_<name>(subs)`` + ``_run_<name>(args)`` pair; add one by
-writing that pair and listing it in ``SUBCOMMANDS``. The heavy imports (medspaCy, torch)
+Each subcommand is a register function that adds its parser (with ``func``); add one by
+writing it and listing it in ``SUBCOMMANDS``. Modules named ``_*`` are not top-level commands. The heavy imports (medspaCy, torch)
 happen inside the run functions, so ``--help`` stays fast and the core install still starts.
 """
 
@@ -14,15 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.commands import report_style as _style
-from engine.commands.report_draft import register_draft as _register_draft
+from engine.commands import _report_style as _style
+from engine.commands._report_draft import register_draft as _register_draft
 from engine.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "report",
-        help="radiology report tools: CheXpert labels, generation metrics",
+        help="radiology reports: drafts from images, personalised impressions, CheXpert labels, metrics",
         description="Radiology report tools (optional extra: pip install 'llm-heuristics[report]').",
     )
     subs = p.add_subparsers(dest="report_command", metavar="SUBCOMMAND", required=True)

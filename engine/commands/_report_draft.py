@@ -23,12 +23,6 @@ BACKEND_CHOICES = ("llama-cpp", "transformers", "ollama", "openai", "echo")
 MODES = ("report", "cot", "impression", "impression_icd")
 
 
-def register(_top: argparse._SubParsersAction) -> None:
-    """Top level: nothing. The CLI offers every module of ``engine.commands`` as a command;
-    these two live under ``report`` (``report.SUBCOMMANDS`` lists :func:`register_draft`)."""
-    return None
-
-
 def register_draft(subs: argparse._SubParsersAction) -> None:
     """``report draft`` and ``report ab``."""
     _register_draft(subs)
