@@ -27,7 +27,14 @@ from engine.api.types import (
 )
 from engine.bids_schema import BidsName
 from engine.errors import InvalidParams, NotFound, UserError
-from engine.model import UNSURE_THRESHOLD, Decision, apply_decision
+from engine.model import (
+    UNSURE_THRESHOLD,
+    Decision,
+    Group,
+    Mapping,
+    SeriesInfo,
+    apply_decision,
+)
 from engine.workspace import HEURISTIC_FILE, REPORTS, Workspace
 
 log = logging.getLogger(__name__)
@@ -196,14 +203,14 @@ def remap(
     return map_(MapParams(out_dir=out_dir, backend=backend, model=model, groups=gids))
 
 
-def _series_rows(eff) -> list[SeriesRow]:  # noqa: ANN001
+def _series_rows(groups: list[Group], series: list[SeriesInfo]) -> list[SeriesRow]:
     from engine.mapping.effective import series_flags
 
-    flags = series_flags(eff.groups, eff.series)
-    gid_of = {k: g.group_id for g in eff.groups for k in g.series_keys}
-    drift = {g.group_id for g in eff.groups if any(f.startswith("drift") for f in g.flags)}
+    flags = series_flags(groups, series)
+    gid_of = {k: g.group_id for g in groups for k in g.series_keys}
+    drift = {g.group_id for g in groups if any(f.startswith("drift") for f in g.flags)}
     rows = []
-    for s in eff.series:
+    for s in series:
         f = ["aborted" for x in flags.get(s.key, []) if x.startswith("aborted")][:1]
         if gid_of.get(s.key) in drift:
             f.append("drift")
@@ -230,11 +237,11 @@ def _series_rows(eff) -> list[SeriesRow]:  # noqa: ANN001
 def workspace_view(out_dir: str) -> WorkspaceView:
     """Everything the review workstation shows, with the person's decisions applied.
 
-    The tables are parsed once per file version and the effective mapping kept per version
-    of its inputs and of the journal (:mod:`engine.api.view_cache`): a reload with nothing
-    changed costs the replay of the journal and the copy of the rows, not a parse."""
-    from engine.grouping import group_series
-    from engine.mapping.effective import combine
+    The tables are parsed once per file version, and the mappings kept per version of them
+    and of the journal (:mod:`engine.api.view_cache`): a reload with nothing changed costs the
+    replay of the journal and the copy of the rows, one after a decision the mappings alone
+    (not the run numbering and report of ``effective``, which the view does not show)."""
+    from engine.grouping import fill_subjects, group_series
 
     ws = Workspace(out_dir).require()
     view = WorkspaceView(out_dir=str(ws.root))
@@ -247,19 +254,27 @@ def workspace_view(out_dir: str) -> WorkspaceView:
     if not ws.has_proposals():
         view.missing.append(f"not mapped yet: run `llm-heuristics map {ws.root}`")
     root = str(ws.root.resolve())
+    version = view_cache.inputs_version(ws)
 
-    def build():  # noqa: ANN202 - (decisions, effective mapping, series rows)
+    def tables():  # noqa: ANN202 - (series, groups, the tree's rows)
         series = view_cache.series(ws)
+        fill_subjects(series)
         groups = view_cache.groups(ws) if ws.has_groups() else group_series(series).groups
+        return series, groups, _series_rows(groups, series)
+
+    series, groups, rows = view_cache.cached((root, "tables"), version[:2], tables)
+
+    def mapped():  # noqa: ANN202 - (decisions, proposals, mappings by group)
         props = view_cache.proposals(ws) if ws.has_proposals() else []
         decisions = journal.current_decisions(ws.root)
-        eff = combine(series, groups, props, decisions)
-        return decisions, eff, _series_rows(eff)
+        return decisions, props, view_cache.mappings(series, groups, props, decisions)
 
-    decisions, eff, rows = view_cache.cached((root, "view"), view_cache.inputs_version(ws), build)
+    decisions, props, by_id = view_cache.cached((root, "view"), version, mapped)
+    base = {m.group_id: m for m in props}
     view.series = list(rows)
-    for g, prop, m in zip(eff.groups, eff.proposals, eff.mappings, strict=True):
-        d = decisions.get(g.group_id)
+    for g in groups:
+        prop = base.get(g.group_id) or Mapping(g.group_id, skip_reason="not mapped")
+        m, d = by_id[g.group_id], decisions.get(g.group_id)
         view.groups.append(
             GroupView(g, prop, m, d, d is None and m.confidence < view.unsure_threshold)
         )
