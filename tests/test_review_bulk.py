@@ -169,3 +169,30 @@ def test_report_head_through_the_engine(out: Path) -> None:
     assert lines[:100] == whole.text.splitlines()[:100] and len(lines) == 101
     assert lines[-1] == f"... 150 more lines in {head.path}" and MAPPING_REPORT in head.path
     assert len(whole.text.splitlines()) == 250
+
+
+def test_field_map_intended_for_follows_a_decision(out: Path) -> None:
+    """With a field map named, a decision's result carries the field map's view too (its
+    IntendedFor may follow a renamed target), equal to what the effective mapping says."""
+    from engine.api import view_cache
+    from engine.mapping.effective import effective
+    from engine.workspace import Workspace
+
+    gids = [g.group_id for g in api.workspace_view(str(out)).groups]
+    fmap = next(g for g in gids if "t2" in g)
+    bold = next(g for g in gids if "bold_rest" in g)
+    api.decide(DecideParams(str(out), fmap, "edit", name="fmap/magnitude1"))
+    res = api.decide(DecideParams(str(out), bold, "skip"))
+    assert {g.group_id for g in res.groups} == {bold, fmap}
+    ws = Workspace(out)
+    eff = effective(ws)
+    light = view_cache.mappings(
+        ws.read_series(), ws.read_groups(), ws.read_proposals(), eff.decisions
+    )
+    assert light == eff.by_group
+    patched = {g.group_id: g.mapping for g in res.groups}
+    assert patched[fmap] == eff.by_group[fmap] and patched[fmap].datatype == "fmap"
+    before = api.undo(str(out), refresh_files=False)  # the bold is a target again
+    again = {g.group_id: g.mapping for g in before.groups}[fmap]
+    assert again == effective(ws).by_group[fmap]
+    assert again.intended_for != patched[fmap].intended_for  # it did follow
