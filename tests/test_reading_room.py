@@ -507,3 +507,60 @@ async def test_real_radiographs_render_and_draft(tmp_path: Path, canned: Canned)
         assert len(s.images) == len(list(NIH.glob("*.png"))) and s.image_pane.info["size"]
         rec = await _drafted(s, pilot)
         assert rec["image"] == s.images[0] and not rec["flags"]
+
+
+# --- the impression dialog (issue 20 in the reading room) -----------------------------------------
+
+
+def test_findings_of_a_drafted_report() -> None:
+    from tui.components.reading_impression import findings_of
+
+    text = "Technique: PA.\nView: PA.\nFindings: Lungs clear.\nNo effusion.\nImpression: Normal."
+    assert findings_of(text) == "Lungs clear.\nNo effusion."
+    assert findings_of("FINDINGS:\nSmall left effusion.\nIMPRESSION:\nEffusion.") == (
+        "Small left effusion."
+    )
+    assert findings_of("free text without headers") == "free text without headers"
+
+
+@pytest.mark.anyio
+async def test_impression_dialog_from_the_drafted_findings(
+    pngs: Path, tmp_path: Path, canned: Canned, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tui.components.impression_panel import ImpressionPanel
+    from tui.components.reading_impression import ImpressionDialog
+
+    style_dir = tmp_path / "style"
+    monkeypatch.setenv("LLMH_STYLE_DIR", str(style_dir))
+    app = _app([str(pngs)], tmp_path, canned, [tmp_path], mode="report")
+    async with app.run_test(size=SIZE) as pilot:
+        s = await _loaded(app, pilot)
+        await _drafted(s, pilot)
+        await pilot.press("m")  # no profile yet: the dialog says how to build one
+        await _until(pilot, lambda: isinstance(app.screen, ImpressionDialog), what="dialog")
+        dlg = app.screen
+        assert "report style build" in str(dlg.query_one("#imp-none").render())
+        findings = dlg.query_one("#imp-findings").text
+        assert findings.startswith("The lungs are clear.") and "Impression" not in findings
+        await pilot.press("escape")
+        await _until(pilot, lambda: not isinstance(app.screen, ImpressionDialog), what="closed")
+
+        priors = tmp_path / "priors.jsonl"
+        rows = [
+            {"id": f"p{i}", "findings": f"Lungs clear, case {i}.", "impression": "1. No acute."}
+            for i in range(6)
+        ]
+        priors.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        call("report.style_build", {"priors": str(priors), "radiologist": "dr_a"})
+        await pilot.press("m")
+        await _until(pilot, lambda: isinstance(app.screen, ImpressionDialog), what="dialog 2")
+        panel = app.screen.query_one(ImpressionPanel)
+        assert panel.radiologists == ["dr_a"]
+        panel.draft()
+        await _until(pilot, lambda: panel.result is not None, timeout=180, what="impression")
+        res = panel.result
+        assert res["radiologist"] == "dr_a" and res["coarse"] and res["refined"]
+        checks = str(app.screen.query_one("#imp-checks").render())
+        assert ("labels equal" in checks) == res["labels_equal"]
+        prompts = [json.dumps(r) for r in canned.requests]
+        assert any("The lungs are clear." in p and "1. No acute." in p for p in prompts)

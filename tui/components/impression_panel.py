@@ -80,11 +80,12 @@ class ImpressionPanel(Vertical):
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="imp-bar"):
+            first = {"value": self.radiologists[0]} if self.radiologists else {}
             yield Select(
                 [(r, r) for r in self.radiologists],
                 prompt="radiologist",
                 id="imp-radiologist",
-                value=self.radiologists[0] if self.radiologists else Select.BLANK,
+                **first,
             )
             yield Button("Draft", id="imp-draft", variant="primary")
         yield TextArea(self._findings, id="imp-findings")
@@ -99,7 +100,7 @@ class ImpressionPanel(Vertical):
     def draft(self) -> None:
         rad = self.query_one("#imp-radiologist", Select).value
         findings = self.query_one("#imp-findings", TextArea).text
-        if rad is Select.BLANK or not findings.strip():
+        if not isinstance(rad, str) or not findings.strip():
             self.query_one("#imp-checks", Static).update("choose a radiologist and give findings")
             return
         self.query_one("#imp-checks", Static).update("drafting...")

@@ -23,6 +23,9 @@ READING_KEYS: tuple[KeySpec, ...] = (
     KeySpec("reading.fold", "r", "toggle_reasoning", "show/hide the reasoning", "reading"),
     KeySpec("reading.ehr", "e", "load_ehr", "load an EHR file", "reading"),
     KeySpec("reading.ehr_use", "E", "toggle_ehr", "use the EHR in drafts on/off", "reading"),
+    KeySpec(
+        "reading.impression", "m", "impression", "impression in a radiologist's style", "reading"
+    ),
     KeySpec("window.narrow", "w", "window(0.8)", "window narrower (more contrast)", "reading"),
     KeySpec("window.widen", "W", "window(1.25)", "window wider (less contrast)", "reading"),
     KeySpec("window.level_up", "l", "level(16)", "level up (darker)", "reading"),

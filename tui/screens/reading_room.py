@@ -436,6 +436,21 @@ class ReadingRoomScreen(Screen[None]):
         self.ehr.update_title()
         self.notify(f"EHR {'on' if self.ehr.use else 'off'} for the next drafts", timeout=2)
 
+    # --- impression in a radiologist's style (issue 20) ---------------------------------------
+    @work(thread=True, name="impression", group="reading-impression", exit_on_error=False)
+    def action_impression(self) -> None:
+        """The findings of the report on screen, to the impression dialog (profiles listed)."""
+        from tui.components.reading_impression import ImpressionDialog, findings_of
+
+        rads = [str(r) for r in self._api("report.style_list", {})]
+        findings = findings_of(self.report.text)
+        llm = {k: v for k, v in self.llm.items() if v}
+
+        def call(params: dict[str, Any]) -> Any:
+            return self._api("report.impression", {**llm, **params})
+
+        self.app.call_from_thread(self.app.push_screen, ImpressionDialog(call, rads, findings))
+
     # --- help, quit, errors -------------------------------------------------------------------
     def action_toggle_help(self) -> None:
         from textual.widgets import HelpPanel
