@@ -564,3 +564,21 @@ async def test_impression_dialog_from_the_drafted_findings(
         assert ("labels equal" in checks) == res["labels_equal"]
         prompts = [json.dumps(r) for r in canned.requests]
         assert any("The lungs are clear." in p and "1. No acute." in p for p in prompts)
+
+
+@pytest.mark.anyio
+async def test_reading_and_training_keys_rebound_from_the_config(
+    pngs: Path, tmp_path: Path, canned: Canned
+) -> None:
+    from tui.keymap import load_keymap
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[keymap]\n"reading.next" = "j"\n"training.cancel" = "c"\n"nope" = "z"\n')
+    assert load_keymap(cfg) == {"reading.next": "j", "training.cancel": "c"}
+    app = _app([str(pngs)], tmp_path, canned, [tmp_path], keymap={"reading.next": "j"})
+    async with app.run_test(size=SIZE) as pilot:
+        s = await _loaded(app, pilot)
+        assert s.index == 0
+        await pilot.press("j")
+        await _until(pilot, lambda: s.index == 1, what="j moves to the next image")
+        assert app.effective_keys["reading.next"] == "j"

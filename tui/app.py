@@ -26,7 +26,7 @@ from tui.commands import ReviewCommands
 from tui.components.preview import probe_graphics
 from tui.components.training_widgets import OpenTraining
 from tui.engine_link import TuiClient, describe_error, event_message
-from tui.keymap import KEYS, bindings, load_keymap
+from tui.keymap import all_keys, bindings, load_keymap
 from tui.screens.main import REPORT_LINES, MainScreen
 
 HEURISTIC = "heuristic.py"
@@ -79,7 +79,7 @@ class LlmhApp(App[int]):
         self.model = model
         self.dicom_dir = dicom_dir
         self.user_keymap = load_keymap() if keymap is None else keymap
-        self.effective_keys = {k.id: self.user_keymap.get(k.id, k.key) for k in KEYS}
+        self.effective_keys = {k.id: self.user_keymap.get(k.id, k.key) for k in all_keys()}
         self.engine_lost = ""
         self.running: Any = None  # the engine call that x cancels
         self.started = time.perf_counter()

@@ -96,6 +96,15 @@ def bindings(owner: str) -> list[Binding]:
     ]
 
 
+def all_keys() -> tuple[KeySpec, ...]:
+    """The review keys and those of the screens that keep their own tables (reading room,
+    training): every id a ``[keymap]`` entry may name."""
+    from tui.components.reading_keys import READING_KEYS
+    from tui.components.training_widgets import TRAINING_KEYS
+
+    return KEYS + READING_KEYS + TRAINING_KEYS
+
+
 def load_keymap(path: Path | None = None) -> dict[str, str]:
     """``{binding id: keys}`` from the ``[keymap]`` table; unknown ids are logged and dropped."""
     from engine.config import load_config_document
@@ -106,7 +115,7 @@ def load_keymap(path: Path | None = None) -> dict[str, str]:
     except UserError as exc:  # a broken config file must not stop the UI
         log.warning("%s (keymap ignored)", exc)
         return {}
-    known = {k.id for k in KEYS}
+    known = {k.id for k in all_keys()}
     out = {}
     for bid, keys in table.items() if isinstance(table, dict) else ():
         if bid in known and isinstance(keys, str):

@@ -12,7 +12,9 @@ from textual.worker import Worker, WorkerState
 
 from engine.rpc.client import EngineClient, make_launcher
 from tui.components.preview import probe_graphics
+from tui.components.reading_keys import READING_KEYS
 from tui.engine_link import TuiClient, describe_error
+from tui.keymap import load_keymap
 from tui.screens.reading_room import ReadingRoomScreen
 
 
@@ -29,6 +31,7 @@ class ReadingApp(App[int]):
         *,
         client: EngineClient | None = None,
         roots: list[str] | None = None,
+        keymap: dict[str, str] | None = None,
         **screen: Any,
     ) -> None:
         """``roots``: folders a local engine serves (``engine serve --root``): the images, the
@@ -39,6 +42,8 @@ class ReadingApp(App[int]):
         self.roots = roots
         self.client = client
         self.reading = ReadingRoomScreen(paths, **screen)
+        self.user_keymap = load_keymap() if keymap is None else keymap
+        self.effective_keys = {k.id: self.user_keymap.get(k.id, k.key) for k in READING_KEYS}
 
     def notify(self, message: str, *, markup: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
         """Plain text: file names may hold ``[...]``."""
@@ -48,6 +53,8 @@ class ReadingApp(App[int]):
         return self.reading
 
     def on_mount(self) -> None:
+        if self.user_keymap:
+            self.set_keymap(self.user_keymap)
         self.sub_title = ", ".join(self.reading.paths)[:80]
         self.call_after_refresh(self.connect)
 
