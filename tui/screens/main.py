@@ -28,6 +28,7 @@ from tui.components.tree import DicomTree
 from tui.keymap import bindings
 from tui.viewmodel import Workspace
 
+FULL_GC_EVERY = 1000  # generation-1 collections between two full ones (Python's default: 10)
 DELTA_INTERVAL = 0.1  # seconds between two redraws of a streaming rationale
 PANES = (DicomTree, GroupsPane, RationalePane, PreviewPane, HeuristicEditor, ReportsPane)
 
@@ -141,8 +142,11 @@ class MainScreen(Screen[None]):
             self.set_status(f"{text} {m.view.missing[0]}", error=True)
             self.notify("\n".join(m.view.missing), severity="warning", timeout=10)
         # a 10k-series workspace is ~10^6 objects that live until the next view: out of the
-        # cyclic collector's sight, or each full collection stalls the keys for 0.1-0.5 s
+        # cyclic collector's sight, or each full collection stalls the keys for 0.1-0.5 s; and
+        # full collections rare (rendering makes short-lived cycles only: gen0/1 take them)
         gc.freeze()
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, FULL_GC_EVERY)
         app: Any = self.app
         if app.ready_at is None:
             app.ready_at = time.perf_counter() - app.started
