@@ -127,3 +127,34 @@ def test_real_philips_b0_map_converts_to_fieldmap_and_magnitude(shared_data, tmp
     assert "renamed" in report and "_fieldmap2" in report
     if shutil.which("bids-validator"):
         assert "bids-validator: 0 error(s)" in report, report
+
+
+def test_a_bold_of_one_volume_is_set_aside_with_the_reason(tmp_path: Path) -> None:
+    """heudiconv_testdata's MOSAIC 'resting' says 2 volumes in its header and dcm2niix writes
+    one 3-D image: the validator's BOLD_NOT_4D. Set aside (kept), scans.tsv follows."""
+    from engine.heuristic.multifile import set_aside_3d_bold
+
+    out = tmp_path / "out"
+    sub = out / "bids" / "sub-01"
+    func = sub / "func"
+    _write(func, "sub-01_task-rest_bold", {"RepetitionTime": 2.0}, volumes=1)
+    _write(func, "sub-01_task-motor_bold", {"RepetitionTime": 2.0}, volumes=5)
+    _write(func, "sub-01_task-motor_sbref", {"RepetitionTime": 2.0}, volumes=1)
+    _scans(sub, ["func/sub-01_task-rest_bold", "func/sub-01_task-motor_bold"])
+    aside = set_aside_3d_bold(out / "bids", "01", "", out)
+    assert list(aside) == ["sub-01/func/sub-01_task-rest_bold.nii.gz"]
+    assert "one volume" in aside["sub-01/func/sub-01_task-rest_bold.nii.gz"]
+    kept = out / SET_ASIDE_DIR / "sub-01" / "func"
+    assert sorted(p.name for p in kept.iterdir()) == [
+        "sub-01_task-rest_bold.json",
+        "sub-01_task-rest_bold.nii.gz",
+    ]
+    assert sorted(p.name for p in func.iterdir()) == [
+        "sub-01_task-motor_bold.json",
+        "sub-01_task-motor_bold.nii.gz",
+        "sub-01_task-motor_sbref.json",
+        "sub-01_task-motor_sbref.nii.gz",
+    ]
+    scans = (sub / "sub-01_scans.tsv").read_text()
+    assert "rest" not in scans and "func/sub-01_task-motor_bold.nii.gz" in scans
+    assert set_aside_3d_bold(out / "bids", "01", "", out) == {}  # nothing left to move

@@ -19,7 +19,7 @@ from pathlib import Path
 from engine.atomic import write_text_atomic
 from engine.errors import UserError
 from engine.heuristic.b0fields import write_b0_fields
-from engine.heuristic.multifile import name_split_outputs
+from engine.heuristic.multifile import name_split_outputs, set_aside_3d_bold
 from engine.heuristic.outcome import ConversionResult, ValidatorResult
 from engine.heuristic.plan import Plan
 from engine.heuristic.sidecars import (
@@ -226,6 +226,7 @@ def convert(
             results.append(res)
             continue
         res.renamed, res.set_aside = name_split_outputs(bids, sub, ses, out)
+        res.set_aside.update(set_aside_3d_bold(bids, sub, ses, out))
         new_of = {new: old for old, new in res.renamed}
         res.intended_for = fix_intended_for(plan, bids, sub, ses)
         res.sidecars = complete_sidecars(
@@ -238,7 +239,7 @@ def convert(
         if not keep_identifiers:
             strip_identifiers(bids, sub, ses, identities)
         res.written = written_niftis(bids, sub, ses)
-        gone = res.left_out
+        gone = res.left_out + list(res.set_aside)
         for sid, stem in res.expected.items():
             if sid in res.failed or not stem:
                 continue

@@ -200,6 +200,42 @@ def name_split_outputs(
     return renamed, aside
 
 
+def set_aside_3d_bold(
+    bids_dir: Path, subject: str, session: str, out_dir: Path | None = None
+) -> dict[str, str]:
+    """Move ``func/*_bold`` images that dcm2niix wrote as one 3-D volume out of the dataset.
+
+    A BOLD run needs a time axis (BIDS: BOLD_NOT_4D). It happens when a run was stopped after
+    its first volume, or when the header counts volumes the files do not hold (a MOSAIC whose
+    second volume never arrived). The image is kept under ``bids_set_aside`` with the reason;
+    returns relpath -> why, and ``*_scans.tsv`` follows."""
+    import nibabel as nib
+
+    folder = bids_dir / f"sub-{subject}" / (f"ses-{session}" if session else "") / "func"
+    aside: dict[str, str] = {}
+    for nii in sorted(folder.glob("*_bold.nii*")) if folder.is_dir() else []:
+        try:
+            shape = nib.load(str(nii)).header.get_data_shape()
+        except Exception:  # noqa: BLE001 - unreadable: the validator will say why
+            continue
+        if len(shape) >= 4 and shape[3] > 1:
+            continue
+        rel = str(nii.relative_to(bids_dir))
+        aside[rel] = (
+            f"a BOLD run of one volume (image {'x'.join(map(str, shape))}): BIDS needs a time "
+            "axis; the run was stopped early or the files hold fewer volumes than the header says"
+        )
+        dest = (out_dir or bids_dir.parent) / SET_ASIDE_DIR / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        stem = nii.name.split(".nii")[0]
+        for p in (nii, nii.with_name(stem + ".json")):
+            if p.exists():
+                shutil.move(str(p), str(dest.parent / p.name))
+    if aside:
+        _update_scans(folder.parent, subject, session, [], set(aside))
+    return aside
+
+
 def _update_scans(
     folder: Path, subject: str, session: str, renamed: list[tuple[str, str]], gone: set[str]
 ) -> None:
