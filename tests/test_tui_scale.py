@@ -202,3 +202,24 @@ async def test_big_report_is_clipped_and_tokens_are_gathered(tmp_path: Path) -> 
         assert pane.live[gid] == "".join(tokens)
         assert "".join(tokens).strip() in str(pane.query_one("#rationale-text").render())
         assert 1 <= len(redraws) < len(tokens) / 4
+
+
+async def test_stream_ending_keeps_its_last_tokens(tmp_path: Path) -> None:
+    """Tokens still gathered when the stream ends (done or failed) go into its history; none
+    is left shown as streaming."""
+    from tui import messages as msg
+
+    out = build_workspace(tmp_path / "out")
+    app = LlmhApp(out, keymap={})
+    async with app.run_test(size=WIDE) as pilot:
+        await _ready(app, pilot)
+        screen = app.main_screen
+        gid = screen.groups.selected()
+        for t in ("a T1w ", "MPRAGE"):
+            screen.post_message(msg.EngineDelta(t, gid))
+        await pilot.pause(0)  # handled, not drawn yet
+        screen.finish_stream()
+        await pilot.pause(0.4)
+        assert screen.rationale.history[gid] == ["a T1w MPRAGE"]
+        assert gid not in screen.rationale.live
+        assert "streaming" not in str(screen.rationale.query_one("#rationale-text").render())

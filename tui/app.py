@@ -288,7 +288,7 @@ class LlmhApp(App[int]):
         err, name = event.worker.error, event.worker.name
         self.sub_title = self.out_dir
         if name == "remap":
-            self.main_screen.rationale.finish()
+            self.main_screen.finish_stream()
         if isinstance(err, EngineGone):
             self.engine_lost = err.message
             self.tell(msg.EngineLost(err.message))

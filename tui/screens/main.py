@@ -173,6 +173,11 @@ class MainScreen(Screen[None]):
             self.set_timer(DELTA_INTERVAL, self._flush_deltas)
         self._deltas.append((m.group_id, m.text))
 
+    def finish_stream(self) -> None:
+        """The stream ended (done or failed): its last tokens, then it is kept as history."""
+        self._flush_deltas()
+        self.rationale.finish()
+
     def _flush_deltas(self) -> None:
         pending, self._deltas = self._deltas, []
         joined: dict[str, str] = {}
@@ -225,8 +230,7 @@ class MainScreen(Screen[None]):
     def on_task_done(self, m: msg.TaskDone) -> None:
         self.app.sub_title = self.app.out_dir  # type: ignore[attr-defined]
         if m.name == "remap":
-            self._flush_deltas()  # the last tokens, then the stream is kept as history
-            self.rationale.finish()
+            self.finish_stream()
         if m.message:
             self.reports.log_line(f"{m.name}: {m.message}")
             self.notify(m.message, severity="information" if m.ok else "error", timeout=8)
