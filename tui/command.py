@@ -87,7 +87,12 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "reading_room", None):
         return _reading_room(args, out, local)
     app = LlmhApp(
-        out, args.engine, backend=backend, model=model, dicom_dir=args.dicom_dir, train=args.train
+        out,
+        args.engine,
+        backend=backend,
+        model=model,
+        dicom_dir=args.dicom_dir,
+        train=getattr(args, "train", None),
     )
     app.run()
     return int(app.return_code or 0)
