@@ -163,7 +163,7 @@ class PreemptionFlag:
                 sig = getattr(signal, name, None)
                 if sig is not None:
                     self._old[sig] = signal.signal(sig, self._handle)
-        if _early.is_set():
+        if _early.is_set() and threading.current_thread() is threading.main_thread():
             _early.clear()
             self.signal = "SIGUSR1"
             self.event.set()
