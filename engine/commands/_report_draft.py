@@ -168,19 +168,11 @@ def run_draft(args: argparse.Namespace) -> int:
         mode=mode,
         labels=args.labels,
         icd=args.icd,
-        backend=args.backend,
-        model=args.model,
-        host=args.host,
-        base_url=args.base_url,
-        seed=args.seed,
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
         output=args.output,
-        config=args.config,
         icd_codes=args.icd_codes,
         stream=stream,
         redo=args.redo,
-        quantization=args.quantization,
+        **_model_options(args),
     )
     with _events(args, stream):
         res = invoke(args, "report.draft", params)
@@ -193,6 +185,12 @@ def run_draft(args: argparse.Namespace) -> int:
         print(format_record(rec, full=not stream))
     print(res.message, file=sys.stderr)
     return 0
+
+
+def _model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The model, its sampling and the prompt config: the same for a draft and an A/B run."""
+    names = ("backend", "model", "host", "base_url", "seed", "temperature", "max_tokens")
+    return {n: getattr(args, n) for n in (*names, "config", "quantization")}
 
 
 def _p(text: str) -> str:
@@ -242,17 +240,9 @@ def run_ab(args: argparse.Namespace) -> int:
         refs=args.refs,
         output=args.output,
         mode=args.mode,
-        backend=args.backend,
-        model=args.model,
-        host=args.host,
-        base_url=args.base_url,
-        seed=args.seed,
-        temperature=args.temperature,
-        max_tokens=args.max_tokens,
-        config=args.config,
         metrics=metrics,
         n_boot=args.n_boot,
-        quantization=args.quantization,
+        **_model_options(args),
     )
     with _events(args, False):
         res = invoke(args, "report.ab", params)

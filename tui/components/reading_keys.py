@@ -6,12 +6,11 @@ Ids follow ``reading.*`` like the review keys of :mod:`tui.keymap`; the palette 
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from textual.binding import Binding
-from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from tui.commands import KeyCommands
 from tui.keymap import KeySpec
 
 READING_KEYS: tuple[KeySpec, ...] = (
@@ -41,33 +40,15 @@ def reading_bindings() -> list[Binding]:
     return [Binding(k.key, k.action, k.description, show=k.show, id=k.id) for k in READING_KEYS]
 
 
-class ReadingCommands(Provider):
+class ReadingCommands(KeyCommands):
     """Every reading room action in the command palette, with its key."""
 
-    def _target(self) -> Any:
+    KEY_TABLE = READING_KEYS
+
+    def _target(self, k: KeySpec) -> Any:
         from tui.screens.reading_room import ReadingRoomScreen
 
         for screen in reversed(self.app.screen_stack):
             if isinstance(screen, ReadingRoomScreen):
                 return screen
         return self.app.screen
-
-    async def _run(self, k: KeySpec) -> None:
-        await self.app.run_action(k.action, self._target())
-
-    def _commands(self) -> list[tuple[str, KeySpec, str]]:
-        keymap = getattr(self.app, "effective_keys", {})
-        return [(k.title, k, keymap.get(k.id, k.key)) for k in READING_KEYS]
-
-    async def discover(self) -> Hits:
-        for title, k, key in self._commands():
-            yield DiscoveryHit(title, partial(self._run, k), help=f"key: {key}")
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for title, k, key in self._commands():
-            score = matcher.match(title)
-            if score > 0:
-                yield Hit(
-                    score, matcher.highlight(title), partial(self._run, k), help=f"key: {key}"
-                )

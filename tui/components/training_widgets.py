@@ -8,7 +8,6 @@ app itself gets ("Training: open the training screen", which asks for a path).
 
 from __future__ import annotations
 
-from functools import partial
 from typing import Any
 
 from rich.text import Text
@@ -19,6 +18,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Input, Label, Static
 
+from tui.commands import KeyCommands
 from tui.components.training_metrics import eval_text, fmt
 from tui.keymap import KeySpec
 
@@ -40,27 +40,10 @@ def training_bindings(keymap: dict[str, str] | None = None) -> list[Binding]:
     ]
 
 
-class TrainingCommands(Provider):
+class TrainingCommands(KeyCommands):
     """The training screen's keys in the command palette (on that screen only)."""
 
-    def _items(self) -> list[tuple[str, KeySpec, str]]:
-        keys = getattr(self.app, "effective_keys", {})
-        return [(k.title, k, keys.get(k.id, k.key)) for k in TRAINING_KEYS]
-
-    async def _run(self, k: KeySpec) -> None:
-        await self.app.run_action(k.action, self.screen)
-
-    async def discover(self) -> Hits:
-        for title, k, key in self._items():
-            yield DiscoveryHit(title, partial(self._run, k), help=f"key: {key}")
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for title, k, key in self._items():
-            if (score := matcher.match(title)) > 0:
-                yield Hit(
-                    score, matcher.highlight(title), partial(self._run, k), help=f"key: {key}"
-                )
+    KEY_TABLE = TRAINING_KEYS
 
 
 class OpenTraining(Provider):
