@@ -9,7 +9,6 @@ from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Input
 
@@ -217,10 +216,7 @@ def fit_columns(table: DataTable[Any], rows: list[tuple[Any, ...]], cap: int = 6
 class GroupsPane(Vertical):
     BORDER_TITLE = "Sequence groups"
     ALLOW_MAXIMIZE = True
-    BINDINGS = [
-        *bindings("groups"),
-        Binding("b", "by_proposal", "group by proposal", show=False, id="view.by_proposal"),
-    ]
+    BINDINGS = bindings("groups")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
