@@ -21,6 +21,7 @@ from engine.errors import UserError
 from engine.heuristic.b0fields import write_b0_fields
 from engine.heuristic.multifile import name_split_outputs, set_aside_3d_bold
 from engine.heuristic.outcome import ConversionResult, ValidatorResult
+from engine.heuristic.participants import tidy_participants
 from engine.heuristic.plan import Plan
 from engine.heuristic.sidecars import (
     INCOMPLETE_DIR,
@@ -67,7 +68,8 @@ def fix_intended_for(
 
 
 def tidy_dataset(bids_dir: Path, title: str = "") -> None:
-    """Make heudiconv's top-level files validator-clean: a real Name/README, ignore .heudiconv."""
+    """Make heudiconv's top-level files validator-clean: a real Name/README, ages in years and
+    top-coded at 89, ignore .heudiconv."""
     dd = bids_dir / "dataset_description.json"
     meta = json.loads(dd.read_text()) if dd.exists() else {}
     if not meta.get("Name") or str(meta.get("Name", "")).startswith("TODO"):
@@ -81,6 +83,7 @@ def tidy_dataset(bids_dir: Path, title: str = "") -> None:
     ]:
         meta.pop(k)
     write_text_atomic(dd, json.dumps(meta, indent=2) + "\n")
+    tidy_participants(bids_dir)
     readme = bids_dir / "README"
     if not readme.exists() or "TODO" in readme.read_text(errors="replace")[:200]:
         write_text_atomic(
