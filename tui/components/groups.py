@@ -97,7 +97,7 @@ NAME_CAP = 96  # the name takes the room there is, up to this
 FLAGS_CAP = 24  # flags are short words; on a narrow pane they give up cells first
 GROUP_MIN = 12  # on a narrow pane the group id and the name are clipped further, down to
 NAME_MIN = 20  # these, so that the short key columns (src, conf, n) stay in view
-FLAGS_MIN = 8
+FLAGS_MIN = 11  # the first flag word stays whole ("image≠name…")
 Caps = tuple[int, int, int]  # group id, name, flags
 FULL: Caps = (GROUP_CAP, NAME_CAP, FLAGS_CAP)
 
@@ -146,8 +146,9 @@ def columns_for(image: bool) -> tuple[tuple[str, str], ...]:
 
 
 def _flags_cell(g: GroupView) -> str:
+    """Short flag words; the classifier's disagreement first, so clipping never hides it."""
     words = short_flags(g.group.flags)
-    return f"{words} image≠name".strip() if image_disagrees(g) else words
+    return f"image≠name {words}".strip() if image_disagrees(g) else words
 
 
 def _cells(
