@@ -58,9 +58,7 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("bulk.skip", "S", "bulk('skip')", "skip marked groups", "groups", show=False),
     KeySpec("view.filter", "slash", "focus_filter", "filter groups", "groups", show=False),
     KeySpec("view.sort", "o", "sort", "sort groups by next column", "groups", show=False),
-    KeySpec(
-        "view.by_proposal", "b", "by_proposal", "group rows by proposal", "groups", show=False
-    ),
+    KeySpec("view.by_proposal", "b", "by_proposal", "group rows by proposal", "groups", show=False),
     KeySpec("review.undo", "ctrl+z", "undo", "undo decision", "screen"),
     KeySpec("review.redo", "ctrl+y", "redo", "redo decision", "screen"),
     KeySpec("heuristic.generate", "g", "generate", "generate heuristic", "screen"),
