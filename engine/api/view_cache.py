@@ -12,7 +12,6 @@ undo and redo results: the workstation patches its rows instead of reloading eve
 
 from __future__ import annotations
 
-import copy
 import os
 import threading
 from collections import OrderedDict
@@ -22,7 +21,7 @@ from typing import Any, TypeVar
 
 from engine import review as journal
 from engine.api.types import GroupView
-from engine.model import Decision, Group, Mapping, SeriesInfo, apply_decision
+from engine.model import Decision, Group, Mapping, SeriesInfo
 from engine.workspace import GROUPS_TSV, SERIES_TSV, Workspace
 
 T = TypeVar("T")
@@ -100,25 +99,11 @@ def mappings(
     proposals_: list[Mapping],
     decisions: dict[str, Decision],
 ) -> dict[str, Mapping]:
-    """Every group's mapping with the person's decisions and IntendedFor applied: the part of
-    :func:`engine.mapping.effective.combine` a view shows (no run numbering, no report);
-    ``tests/test_review_bulk.py`` checks that the two agree."""
-    from engine.grouping import fill_subjects
-    from engine.mapping import validate_mapping
-    from engine.mapping.fieldmaps import assign_intended_for
+    """Every group's mapping with the person's decisions and IntendedFor applied (no run
+    numbering, no report); ``tests/test_review_bulk.py`` checks it agrees with ``combine``."""
+    from engine.mapping.effective import decided_mappings
 
-    fill_subjects(series_)
-    base = {m.group_id: m for m in proposals_}
-    by_id: dict[str, Mapping] = {}
-    for g in groups_:
-        m = copy.deepcopy(base.get(g.group_id) or Mapping(g.group_id, skip_reason="not mapped"))
-        d = decisions.get(g.group_id)
-        if d is not None:
-            m = validate_mapping(apply_decision(m, d))
-        by_id[g.group_id] = m
-    if any(m.datatype == "fmap" and not m.is_skip for m in by_id.values()):
-        assign_intended_for(groups_, by_id, series_)  # sets the field maps' IntendedFor only
-    return by_id
+    return decided_mappings(series_, groups_, proposals_, decisions)
 
 
 def group_views(

@@ -46,14 +46,16 @@ def series_flags(groups: list[Group], series: list[SeriesInfo]) -> dict[str, lis
     return group_series(series).series_flags
 
 
-def combine(
+def decided_mappings(
     series: list[SeriesInfo],
     groups: list[Group],
     proposals: list[Mapping],
     decisions: dict[str, Decision],
     policy: Policy | None = None,
-) -> Effective:
-    """Proposals + decisions (+ policy) -> mappings, IntendedFor, series assignments, report."""
+) -> dict[str, Mapping]:
+    """Each group's proposal with the person's decision (and the policy) applied, and the
+    field maps' IntendedFor: the part of :func:`combine` the review view also needs (it shows
+    neither run numbers nor the report)."""
     fill_subjects(series)
     base = {m.group_id: m for m in proposals}
     by_id: dict[str, Mapping] = {}
@@ -65,7 +67,21 @@ def combine(
         by_id[g.group_id] = m
     if policy is not None and not policy.is_default():
         by_id = {m.group_id: m for m in policy.apply([by_id[g.group_id] for g in groups])}
-    assign_intended_for(groups, by_id, series)
+    if any(m.datatype == "fmap" and not m.is_skip for m in by_id.values()):
+        assign_intended_for(groups, by_id, series)  # sets the field maps' IntendedFor only
+    return by_id
+
+
+def combine(
+    series: list[SeriesInfo],
+    groups: list[Group],
+    proposals: list[Mapping],
+    decisions: dict[str, Decision],
+    policy: Policy | None = None,
+) -> Effective:
+    """Proposals + decisions (+ policy) -> mappings, IntendedFor, series assignments, report."""
+    base = {m.group_id: m for m in proposals}
+    by_id = decided_mappings(series, groups, proposals, decisions, policy)
     series_group = {k: g.group_id for g in groups for k in g.series_keys}
     assignments = assign_series(series, series_group, by_id, series_flags(groups, series))
     mappings = [by_id[g.group_id] for g in groups]
