@@ -9,10 +9,7 @@ sees the draft streaming in.
 from __future__ import annotations
 
 import json
-import shlex
-import subprocess
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -118,48 +115,3 @@ class Canned:
     def close(self) -> None:
         self.gate.set()
         self.httpd.shutdown()
-
-
-class Tmux:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        cmd = " ".join(shlex.quote(a) for a in argv)
-        envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
-        subprocess.run(
-            ["tmux", "new-session", "-d", "-s", name, "-x", "140", "-y", "45"]
-            + [f"cd {ROOT} && env -u COLUMNS -u LINES {envs} {cmd}"],  # the pane's size
-            check=True,
-        )
-        # other tmux clients of the same server must not shrink this window
-        subprocess.run(["tmux", "set-option", "-t", name, "window-size", "manual"], check=False)
-        subprocess.run(
-            ["tmux", "resize-window", "-t", name, "-x", "140", "-y", "45"], capture_output=True
-        )
-
-    def keys(self, *keys: str) -> None:
-        for k in keys:
-            subprocess.run(["tmux", "send-keys", "-t", self.name, k], check=True)
-            time.sleep(0.3)
-
-    def type(self, text: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
-        time.sleep(0.3)
-
-    def screen(self) -> str:
-        res = subprocess.run(
-            ["tmux", "capture-pane", "-t", self.name, "-p"], capture_output=True, text=True
-        )
-        return res.stdout
-
-    def wait_for(self, text: str, timeout: float = 120) -> str:
-        end = time.time() + timeout
-        while time.time() < end:
-            s = self.screen()
-            if text in s:
-                return s
-            time.sleep(0.2)
-        raise AssertionError(f"{text!r} never appeared; screen:\n{self.screen()}")
-
-    def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)

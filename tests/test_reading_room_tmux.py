@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.reading_room_helpers import NIH, Canned, Tmux
+from tests.reading_room_helpers import NIH, Canned
+from tests.tmux_driver import Tmux
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,7 @@ def test_tmux_draft_edit_save_next(tmp_path: Path, canned: Canned) -> None:
     argv += ["--backend", "openai", "--model", "canned-cxr", "--base-url", canned.url]
     argv += ["--draft-mode", "cot"]
     env = {"LLMH_TUI_IMAGE": "halfcell", "TERM": "xterm-256color"}
-    t = Tmux(f"llmh-reading-{os.getpid()}", argv, env)
+    t = Tmux(f"llmh-reading-{os.getpid()}", argv, env, size=(140, 45))
     try:
         t.wait_for(f"1/{n} {first}")
         t.keys("d")

@@ -11,9 +11,7 @@ on the far side is this machine, so it reads the same GGUF path).
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ import pytest
 from engine import review
 from engine.atomic import read_tsv
 from engine.workspace import Workspace
+from tests.tmux_driver import Tmux
 
 pytestmark = pytest.mark.slow
 if shutil.which("tmux") is None:
@@ -43,68 +42,6 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert main(["group", str(out)]) == 0
     assert main(["map", str(out)]) == 0
     return out
-
-
-class Tmux:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
-        self.name = name
-        cmd = " ".join(shlex.quote(a) for a in argv)
-        envs = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items())
-        subprocess.run(["tmux", "kill-session", "-t", name], capture_output=True)
-        subprocess.run(
-            [
-                "tmux",
-                "new-session",
-                "-d",
-                "-s",
-                name,
-                "-x",
-                "120",
-                "-y",
-                "40",
-                f"cd {ROOT} && env {envs} {cmd}",
-            ],
-            check=True,
-        )
-        # a tmux server started by new-session may keep its default 80x24: insist on the size
-        subprocess.run(
-            ["tmux", "resize-window", "-t", name, "-x", "120", "-y", "40"], capture_output=True
-        )
-
-    def keys(self, *keys: str, pause: float = 0.3) -> None:
-        for k in keys:
-            subprocess.run(["tmux", "send-keys", "-t", self.name, k], check=True)
-            time.sleep(pause)
-
-    def type(self, text: str) -> None:
-        subprocess.run(["tmux", "send-keys", "-t", self.name, "-l", text], check=True)
-        time.sleep(0.3)
-
-    def screen(self) -> str:
-        return subprocess.run(
-            ["tmux", "capture-pane", "-t", self.name, "-p"], capture_output=True, text=True
-        ).stdout
-
-    def wait_for(self, text: str, timeout: float = 60) -> str:
-        end = time.time() + timeout
-        while time.time() < end:
-            s = self.screen()
-            if text in s:
-                return s
-            time.sleep(0.2)
-        raise AssertionError(f"{text!r} never appeared; screen:\n{self.screen()}")
-
-    def wait_gone(self, text: str, timeout: float = 60) -> str:
-        end = time.time() + timeout
-        while time.time() < end:
-            s = self.screen()
-            if text not in s:
-                return s
-            time.sleep(0.2)
-        raise AssertionError(f"{text!r} never went away; screen:\n{self.screen()}")
-
-    def kill(self) -> None:
-        subprocess.run(["tmux", "kill-session", "-t", self.name], capture_output=True)
 
 
 def _tiny_gguf(tmp_path: Path) -> Path | None:
