@@ -5,6 +5,7 @@ stated as it works, series named as on the scanner."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import os
 import shutil
@@ -117,23 +118,11 @@ def test_convert_help_states_the_left_out_rule_as_it_works():
 
 def test_grouping_report_names_series_as_on_the_scanner():
     from engine.grouping import group_series
+    from tests.test_grouping import _bold
 
     def bold(sub: str, num: int, nvol: int) -> SeriesInfo:
-        return SeriesInfo(
-            series_id=f"{num}-ep2d_bold_rest",
-            protocol_name="ep2d_bold_rest",
-            series_description="rest [b]bold[/b]",
-            image_type=("ORIGINAL", "PRIMARY", "M", "ND", "MOSAIC"),
-            dim1=64,
-            dim2=64,
-            dim3=36,
-            dim4=nvol,
-            TR=2.0,
-            TE=30.0,
-            subject=sub,
-            series_number=num,
-            series_uid=f"{sub}.{num}",
-        )
+        s = _bold(sub, num, "ep2d_bold_rest", nvol)
+        return dataclasses.replace(s, series_description="rest [b]bold[/b]")
 
     res = group_series([bold("01", 3, 200), bold("01", 4, 200), bold("01", 13, 12)])
     flags = res.report.split("Series flags:")[1].strip().splitlines()
