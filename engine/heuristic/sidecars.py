@@ -32,15 +32,46 @@ import fnmatch
 import json
 import re
 import shutil
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from engine.atomic import read_tsv, write_text_atomic, write_tsv_atomic
 from engine.errors import UserError
+from engine.heuristic.identifiers import IDENTIFYING_FIELDS, SCANS_COLUMNS, strip_identifiers
+from engine.heuristic.sidecar_schema import (
+    _bst_schema,
+    check_value,
+    metadata_definition,
+    placeholder,
+    required_fields,
+    selector_true,
+)
+
+__all__ = [
+    "ASLCONTEXT",
+    "IDENTIFYING_FIELDS",
+    "INCOMPLETE_DIR",
+    "LEAVE_OUT_DATATYPES",
+    "SCANS_COLUMNS",
+    "SIDECAR_METADATA_FILE",
+    "FileOutcome",
+    "SidecarOutcome",
+    "check_value",
+    "complete_sidecars",
+    "expand_aslcontext",
+    "fix_text",
+    "load_study_metadata",
+    "metadata_definition",
+    "metadata_for",
+    "parse_name",
+    "placeholder",
+    "required_fields",
+    "restore_previous",
+    "selector_true",
+    "strip_identifiers",
+]
 
 SIDECAR_METADATA_FILE = "sidecar_metadata.json"
 INCOMPLETE_DIR = "bids_incomplete"
@@ -88,157 +119,6 @@ def metadata_for(relstem: str, suffix: str, entries: list[tuple[str, dict]]) -> 
         if _is_glob(key) and fnmatch.fnmatchcase(relstem, key.removesuffix(".nii.gz")):
             out.update(fields)
     return out
-
-
-# --- the schema's sidecar rules --------------------------------------------------------------
-
-
-class _Obj:
-    """A schema-expression object: ``a.b`` is ``None`` when absent, ``"b" in a`` works."""
-
-    def __init__(self, d: dict[str, Any]) -> None:
-        self._d = d
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return self._d.get(name)
-
-    def __contains__(self, name: str) -> bool:
-        return name in self._d
-
-
-class _Unknown:
-    """Facts we do not have (``dataset.*``): any use makes the selector unknown."""
-
-    def __getattr__(self, name: str) -> Any:
-        raise LookupError(name)
-
-
-def _intersects(a: Any, b: Any) -> bool:
-    a = a if isinstance(a, list) else [a]
-    b = b if isinstance(b, list) else [b]
-    return any(x in b for x in a if x is not None)
-
-
-def _type(x: Any) -> str:
-    if x is None:
-        return "null"
-    if isinstance(x, bool):
-        return "boolean"
-    if isinstance(x, int | float):
-        return "number"
-    if isinstance(x, str):
-        return "string"
-    if isinstance(x, list):
-        return "array"
-    return "object"
-
-
-_FUNCS = {
-    "intersects": _intersects,
-    "match": lambda s, p: s is not None and re.search(p, str(s)) is not None,
-    "type": _type,
-    "length": lambda x: len(x) if x is not None else None,
-    "exists": lambda *a: 0,
-}
-
-
-@lru_cache(maxsize=512)
-def _compile(expr: str):
-    py = re.sub(r"!(?!=)", " not ", expr).strip().replace("&&", " and ").replace("||", " or ")
-    with warnings.catch_warnings():  # schema regexes ("\\.nii") are not Python escapes
-        warnings.simplefilter("ignore", (DeprecationWarning, SyntaxWarning))
-        return compile(py, "<schema selector>", "eval")
-
-
-def selector_true(expr: str, ctx: dict[str, Any]) -> bool | None:
-    """Evaluate one schema selector; ``None`` when it needs a fact we do not have."""
-    ns = dict(_FUNCS, true=True, false=False, null=None, **ctx)
-    try:
-        return bool(eval(_compile(expr), {"__builtins__": {}}, ns))  # noqa: S307 (schema text)
-    except (LookupError, SyntaxError, TypeError, NameError, re.error):
-        return None
-
-
-def _context(datatype: str, suffix: str, entities: dict[str, str], sidecar: dict, ext: str):
-    return {
-        "datatype": datatype,
-        "suffix": suffix,
-        "extension": ext,
-        "modality": "mri",
-        "entities": _Obj(entities),
-        "sidecar": _Obj(sidecar),
-        "dataset": _Unknown(),
-    }
-
-
-def required_fields(
-    datatype: str,
-    suffix: str,
-    entities: dict[str, str],
-    sidecar: dict[str, Any],
-    ext: str = ".nii.gz",
-) -> dict[str, str]:
-    """REQUIRED sidecar field -> the schema rule that requires it, for this file as it is now."""
-    raw = _bst_schema()
-    ctx = _context(datatype, suffix, entities, sidecar, ext)
-    out: dict[str, str] = {}
-    for group, rules in raw["rules"]["sidecars"].items():
-        for name, rule in rules.items():
-            sels = list(rule.get("selectors", []))
-            if not sels or not all(selector_true(s, ctx) for s in sels):
-                continue
-            for fname, level in rule.get("fields", {}).items():
-                lvl = level if isinstance(level, str) else level.get("level")
-                if lvl == "required":
-                    out.setdefault(fname, f"{group}.{name}")
-    return out
-
-
-@lru_cache(maxsize=1)
-def _bst_schema() -> Any:
-    from bidsschematools import schema as bst
-
-    return bst.load_schema()
-
-
-def metadata_definition(name: str) -> dict[str, Any]:
-    try:
-        return dict(_bst_schema()["objects"]["metadata"][name])
-    except KeyError:
-        return {}
-
-
-def check_value(name: str, value: Any) -> str:
-    """'' when ``value`` fits the schema's definition of ``name``, else why not."""
-    d = metadata_definition(name)
-    if not d:
-        return ""
-    if "enum" in d and value not in d["enum"]:
-        return f"{name} must be one of {', '.join(map(json.dumps, d['enum']))}, not {value!r}"
-    kinds = [d.get("type")] if d.get("type") else [a.get("type") for a in d.get("anyOf", [])]
-    kinds = [k for k in kinds if k]
-    if (
-        kinds
-        and _type(value) not in kinds
-        and not (_type(value) == "number" and "integer" in kinds)
-    ):
-        return f"{name} must be {' or '.join(kinds)}, not {value!r}"
-    return ""
-
-
-def placeholder(name: str) -> str:
-    """What to write for ``name`` in the fix, from the schema definition."""
-    d = metadata_definition(name)
-    if "enum" in d:
-        return '"' + "|".join(map(str, d["enum"])) + '"'
-    kinds = [d.get("type")] if d.get("type") else [a.get("type") for a in d.get("anyOf", [])]
-    if "boolean" in kinds:
-        return "true|false"
-    if "number" in kinds:
-        return "<number>"
-    return "<value>"
 
 
 # --- values the headers determine ------------------------------------------------------------
@@ -531,109 +411,3 @@ def fix_text(fo: FileOutcome, metadata_path: str, suffix: str) -> list[str]:
             "as a list or {head, repeat}; the example is Siemens ep2d_pcasl's order: check yours"
         )
     return lines
-
-
-# --- identifying fields ----------------------------------------------------------------------
-
-#: Sidecar fields (the DICOM keywords dcm2niix writes) that the de-identification profile of
-#: DICOM PS3.15 Annex E (Basic Profile, with Retain Device Identity / Longitudinal Temporal
-#: Information *not* applied) removes or replaces: the patient, the visit, the people, the
-#: place and the device. ``convert`` drops them unless ``--keep-identifiers``.
-IDENTIFYING_FIELDS: frozenset[str] = frozenset(
-    {
-        "PatientName",
-        "PatientID",
-        "OtherPatientIDs",
-        "PatientBirthDate",
-        "PatientBirthTime",
-        "PatientSex",
-        "PatientAge",
-        "PatientWeight",
-        "PatientSize",
-        "PatientAddress",
-        "PatientComments",
-        "AccessionNumber",
-        "StudyID",
-        "StudyInstanceUID",
-        "SeriesInstanceUID",
-        "StudyDate",
-        "SeriesDate",
-        "AcquisitionDate",
-        "ContentDate",
-        "AcquisitionDateTime",
-        "StudyTime",
-        "InstitutionName",
-        "InstitutionAddress",
-        "InstitutionalDepartmentName",
-        "StationName",
-        "DeviceSerialNumber",
-        "ReferringPhysicianName",
-        "PerformingPhysicianName",
-        "NameOfPhysiciansReadingStudy",
-        "OperatorsName",
-        "RequestingPhysician",
-        "RequestAttributesSequence",
-        "FrameOfReferenceUID",
-    }
-)
-#: The columns of ``*_scans.tsv`` kept by default (heudiconv also writes ``operator`` and
-#: ``randstr``).
-SCANS_COLUMNS = ("filename", "acq_time")
-
-
-def _redact_json(value: Any, redact_text: Callable[[str], str]) -> Any:
-    if isinstance(value, str):
-        return redact_text(value)
-    if isinstance(value, list):
-        return [_redact_json(v, redact_text) for v in value]
-    if isinstance(value, dict):
-        return {k: _redact_json(v, redact_text) for k, v in value.items()}
-    return value
-
-
-def strip_identifiers(
-    bids_dir: Path, subject: str, session: str, values: set[str] | frozenset[str] = frozenset()
-) -> list[str]:
-    """Take identities out of one subject/session of the BIDS dataset; returns the changed files.
-
-    Sidecars lose :data:`IDENTIFYING_FIELDS` and have the study's identity ``values`` (names,
-    IDs... from ``OUT/private``) redacted from every other string (a name typed into a
-    protocol name reaches ``ProtocolName``); ``*_scans.tsv`` keeps :data:`SCANS_COLUMNS`;
-    heudiconv's bookkeeping of the subject (``.heudiconv/<subject>``: the DICOM headers as a
-    table, file lists, a copy of the heuristic) is removed: ``convert`` re-creates it.
-    """
-    from engine.private import redact
-
-    base = bids_dir / f"sub-{subject}"
-    if session:
-        base = base / f"ses-{session}"
-    changed: list[str] = []
-    # heudiconv also writes the fields common to a task's runs into top-level task-*_bold.json
-    tops = sorted(bids_dir.glob("*.json"))
-    if base.is_dir() or tops:
-        for js in [*tops, *sorted(base.rglob("*.json"))]:
-            try:
-                meta = json.loads(js.read_text())
-            except (OSError, ValueError):
-                continue
-            if not isinstance(meta, dict):
-                continue
-            new = {
-                k: _redact_json(v, lambda t: redact(t, values))
-                for k, v in meta.items()
-                if k not in IDENTIFYING_FIELDS
-            }
-            if new != meta:
-                write_text_atomic(js, json.dumps(new, indent=2, sort_keys=True) + "\n")
-                changed.append(str(js.relative_to(bids_dir)))
-        for scans in sorted(base.rglob("*_scans.tsv")):
-            rows = read_tsv(scans)
-            cols = [c for c in SCANS_COLUMNS if not rows or c in rows[0]]
-            if rows and set(rows[0]) != set(cols):
-                write_tsv_atomic(scans, cols, [{c: r.get(c, "") for c in cols} for r in rows])
-                changed.append(str(scans.relative_to(bids_dir)))
-    book = bids_dir / ".heudiconv" / subject
-    if book.is_dir():
-        shutil.rmtree(book)
-        changed.append(str(book.relative_to(bids_dir)))
-    return changed
