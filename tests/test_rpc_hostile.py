@@ -26,13 +26,16 @@ import pytest
 
 from engine.rpc import protocol
 
+ROOT = Path(__file__).resolve().parents[1]
 ENGINE = [sys.executable, "-m", "engine", "engine", "serve"]
 SOCKET_MAX = 1 << 20  # the socket engine's --max-message (the stdio one keeps the 16 MiB default)
 WAIT = 30.0
 
 
 def _env(home: Path, debug: bool = False) -> dict[str, str]:
-    env = {**os.environ, "HOME": str(home)}
+    # engines run in a temp cwd: this checkout is importable even where no install points here
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": path}
     env.pop("LLMH_ENGINE_MAX_MESSAGE", None)
     if debug:
         env["LLMH_ENGINE_TEST_METHODS"] = "1"
@@ -680,6 +683,7 @@ def test_root_option_is_checked(tmp_path):
         text=True,
         timeout=60,
         stdin=subprocess.DEVNULL,
+        env=_env(tmp_path),
     )
     assert r.returncode == 2 and "not a directory" in r.stderr, r.stderr
 
