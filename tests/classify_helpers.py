@@ -52,6 +52,6 @@ def build_studies(root: Path) -> Studies:
     }
     items, _, _ = workspace_items(str(clean), "header", "suffix")
     bundle = root / "header.joblib"
-    s = pipeline.Settings(source="header", folds=0, cache=str(root / "cache"), progress=False)
+    s = pipeline.Settings(source="header", folds=2, cache=str(root / "cache"), progress=False)
     pipeline.train(items, str(bundle), s, "suffix")
     return Studies(clean, bad, bundle, uid_group[t2.series_uid])

@@ -111,3 +111,48 @@ async def test_flag_from_stored_opinions(opinion, monkeypatch) -> None:
 
     monkeypatch.setattr(viewmodel.Workspace, "build", classmethod(with_opinions))
     await _check_flag(opinion.mislabelled, opinion.bad_group)
+
+
+async def test_confusion_matrix_in_the_tui(opinion) -> None:
+    """``I`` shows the bundle's cross-validated confusion matrix: the picture (terminal graphics
+    or half-cell text) and the counts as a table; the PNG is saved in OUT."""
+    from textual.widgets import DataTable
+
+    from engine.classify.model import load_bundle
+    from tui.screens.confusion import ConfusionScreen
+
+    b = load_bundle(opinion.bundle)
+    assert b.cv["folds"] == 2 and Path(b.cv["confusion_png"]).read_bytes()[:4] == b"\x89PNG"
+    app = LlmhApp(opinion.mislabelled, keymap={})
+    async with app.run_test(size=(160, 45)) as pilot:
+        await _ready(app, pilot)
+        await pilot.press("I")
+        for _ in range(300):
+            screen = app.screen
+            if isinstance(screen, ConfusionScreen) and screen.result is not None:
+                break
+            await pilot.pause(0.05)
+        screen = app.screen
+        assert isinstance(screen, ConfusionScreen) and screen.result is not None
+        await pilot.pause()
+        table = screen.query_one("#confusion-table", DataTable)
+        assert [str(c.label) for c in table.ordered_columns][1:] == b.classes
+        counts = [[int(str(x)) for x in table.get_row_at(i)[1:]] for i in range(table.row_count)]
+        assert counts == b.cv["confusion"]
+        assert sum(map(sum, counts)) == b.data["n_images"]
+        assert screen.query(".confusion-image"), "the matrix picture is not drawn"
+        info = str(screen.query_one("#confusion-info").render())
+        assert "accuracy" in info and "macro-F1" in info
+        assert (opinion.mislabelled / "image_confusion.png").read_bytes()[:4] == b"\x89PNG"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfusionScreen)
+
+
+async def test_confusion_without_an_opinion_says_what_to_run(tmp_path) -> None:
+    """A workspace with no second opinion: the screen says which command makes one."""
+    from engine.api import classify as api
+    from engine.errors import UserError
+
+    with pytest.raises(UserError, match="second-opinion"):
+        api.classify_confusion(api.ConfusionParams(out_dir=str(tmp_path)))

@@ -65,6 +65,7 @@ class ClassifyTrainResult:
     n_rows: int = 0  # descriptions (rows of the training matrix)
     generated: int = 0  # descriptions the model wrote in this run (the rest came from cache)
     cv: ClassMetrics | None = None
+    confusion_png: str = ""  # the cross-validated confusion matrix (beside the bundle)
     message: str = ""
 
 
@@ -129,6 +130,27 @@ class SecondOpinionResult:
     opinions: list[GroupOpinion] = field(default_factory=list)
     path: str = ""  # OUT/image_opinion.json
     n_disagree: int = 0
+    message: str = ""
+
+
+@dataclass
+class ConfusionParams:
+    out_dir: str = ""  # a workspace with a second opinion: its bundle's matrix
+    model_path: str = ""  # or a bundle directly
+
+
+@dataclass
+class ConfusionResult:
+    """A bundle's cross-validated confusion matrix: the PNG (also saved) and its numbers."""
+
+    png_base64: str
+    png_path: str = ""
+    labels: list[str] = field(default_factory=list)
+    confusion: list[list[int]] = field(default_factory=list)  # rows: truth, columns: predicted
+    accuracy: float = 0.0
+    macro_f1: float = 0.0
+    folds: int = 0
+    bundle: str = ""
     message: str = ""
 
 
@@ -207,6 +229,7 @@ def classify_train(p: ClassifyTrainParams) -> ClassifyTrainResult:
         n_rows=int(bundle.data.get("rows", 0)),
         generated=int(bundle.data.get("generated", 0)),
         cv=_metrics(cv) if cv else None,
+        confusion_png=str(cv.get("confusion_png", "")) if cv else "",
     )
     parts = [
         f"trained {len(res.classes)} classes on {res.n_images} images "
@@ -215,7 +238,7 @@ def classify_train(p: ClassifyTrainParams) -> ClassifyTrainResult:
     if res.cv is not None:
         parts.append(
             f"grouped {res.cv.folds}-fold CV: accuracy {res.cv.accuracy:.3f}, "
-            f"macro-F1 {res.cv.macro_f1:.3f}"
+            f"macro-F1 {res.cv.macro_f1:.3f}; confusion matrix {res.confusion_png}"
         )
     res.message = "; ".join(parts) + f"; bundle {p.out_model}"
     return res
@@ -282,3 +305,51 @@ def classify_second_opinion(p: SecondOpinionParams) -> SecondOpinionResult:
     res.n_disagree = sum(o.disagrees for o in res.opinions)
     res.message = f"{len(res.opinions)} groups classified, {res.n_disagree} disagree with the name"
     return res
+
+
+def classify_confusion(p: ConfusionParams) -> ConfusionResult:
+    """The confusion matrix of a bundle's grouped cross-validation (a workspace's or a file)."""
+    import base64
+    import json
+
+    from engine.classify import model as M
+    from engine.classify.workspace import OPINION_FILE
+
+    path = p.model_path
+    if not path and p.out_dir:
+        op = Path(p.out_dir) / OPINION_FILE
+        try:
+            path = str(json.loads(op.read_text(encoding="utf-8")).get("bundle") or "")
+        except (OSError, ValueError, AttributeError):
+            path = ""
+        if not path:
+            raise UserError(
+                f"{p.out_dir}: no image classifier second opinion yet (run "
+                "`llm-heuristics classify second-opinion OUT MODEL`)"
+            )
+    if not path:
+        raise UserError("give OUT (a workspace with a second opinion) or the bundle")
+    b = M.load_bundle(path)
+    if not b.cv or not b.cv.get("confusion"):
+        raise UserError(
+            f"{path} was trained without cross-validation (--folds 0): no confusion matrix; "
+            "retrain with --folds 5 or run `classify evaluate` on labelled data"
+        )
+    from engine.classify.pipeline import cv_confusion_path
+
+    png = Path(p.out_dir) / "image_confusion.png" if p.out_dir else cv_confusion_path(path)
+    title = f"grouped {b.cv.get('folds', 0)}-fold CV: accuracy {b.cv['accuracy']:.3f}, "
+    title += f"macro-F1 {b.cv['macro_f1']:.3f}"
+    M.confusion_png(b.cv, png, title)
+    m = _metrics(b.cv)
+    return ConfusionResult(
+        png_base64=base64.b64encode(png.read_bytes()).decode("ascii"),
+        png_path=str(png),
+        labels=m.labels,
+        confusion=m.confusion,
+        accuracy=m.accuracy,
+        macro_f1=m.macro_f1,
+        folds=m.folds,
+        bundle=str(path),
+        message=f"{title} ({len(m.labels)} classes, bundle {path}); saved {png}",
+    )

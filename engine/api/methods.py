@@ -83,6 +83,7 @@ API: dict[str, ApiMethod] = {
         _m("classify.evaluate", classify.classify_evaluate, step=True),
         _m("classify.predict", classify.classify_predict, step=True),
         _m("classify.second_opinion", classify.classify_second_opinion, step=True),
+        _m("classify.confusion", classify.classify_confusion),
         _m("train.sft", train.train_sft, step=True, cooperative=True),
         _m("train.dpo", train.train_dpo, step=True, cooperative=True),
         _m("train.data", train.data_build),

@@ -292,6 +292,7 @@ def _more_results() -> None:
         ClassifyEvaluateResult,
         ClassifyPredictResult,
         ClassifyTrainResult,
+        ConfusionResult,
         SecondOpinionResult,
     )
     from engine.api.report_draft import ABResult, DraftResult
@@ -309,6 +310,7 @@ def _more_results() -> None:
             "classify.evaluate": ClassifyEvaluateResult,
             "classify.predict": ClassifyPredictResult,
             "classify.second_opinion": SecondOpinionResult,
+            "classify.confusion": ConfusionResult,
             "train.sft": TrainResult,
             "train.dpo": TrainResult,
             "train.data": DataSummaryResult,

@@ -30,7 +30,16 @@ from engine.classify.features import (
 )
 from engine.errors import UserError
 
-__all__ = ["Settings", "Prediction", "featurize", "train", "evaluate", "predict", "progress_bar"]
+__all__ = [
+    "Settings",
+    "Prediction",
+    "cv_confusion_path",
+    "featurize",
+    "train",
+    "evaluate",
+    "predict",
+    "progress_bar",
+]
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -173,6 +182,8 @@ def train(
         pred = [classes[i] for i in probs.argmax(axis=1)]
         cv = M.metrics(feats.labels, pred, classes)
         cv["folds"] = len(folds)
+        # saved beside the bundle: the matrix people look at (and the TUI shows) after training
+        cv["confusion_png"] = str(M.confusion_png(cv, cv_confusion_path(out_model)))
     pipe = M.fit(feats, C=s.C, seed=s.seed)
     bundle = M.Bundle(
         classes=[str(c) for c in pipe.classes_],
@@ -199,6 +210,12 @@ def train(
     M.save_bundle(bundle, out_model)
     cache.close()
     return bundle, cv
+
+
+def cv_confusion_path(bundle_path: str) -> Path:
+    """Where ``train`` saves the cross-validated confusion matrix of a bundle."""
+    b = Path(bundle_path)
+    return b.with_name(f"{b.stem}-cv-confusion.png")
 
 
 def _for_bundle(bundle_path: str, s: Settings) -> tuple[M.Bundle, Settings, Any]:

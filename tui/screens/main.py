@@ -135,6 +135,7 @@ class MainScreen(Screen[None]):
         self._show_selected()
         for line in m.view.missing:
             self.reports.log_line(line)
+        self._say_warnings(m.view.review.warnings)
         if m.view.missing and not self.ws.groups:
             # not a workspace (yet): say what to run, never leave the panes silently empty
             text = f"{self.app.out_dir} is not a review workspace yet:"  # type: ignore[attr-defined]
@@ -156,10 +157,23 @@ class MainScreen(Screen[None]):
             f"{n_user} decided by you"
         )
 
+    def _say_warnings(self, warnings: list[str]) -> None:
+        """Loudly, once each: decisions set aside (bad journal lines) are not in effect."""
+        said: set[str] = self.__dict__.setdefault("_warned", set())
+        new = [w for w in warnings if w not in said]
+        if not new:
+            return
+        said.update(new)
+        for w in new:
+            self.reports.log_line(f"WARNING: {w}")
+        self.set_status(f"WARNING: {new[0]}", error=True)
+        self.notify("\n".join(new), severity="error", timeout=20)
+
     def on_review_changed(self, m: msg.ReviewChanged) -> None:
         for gid in self.ws.set_review(m.review):
             self.groups.update_group(gid)
         self._show_selected()
+        self._say_warnings(m.review.warnings)
         if m.what:
             self.reports.log_line(m.what)
             self.notify(m.what, timeout=3)
@@ -338,6 +352,12 @@ class MainScreen(Screen[None]):
                 self.groups.select(gid)
 
         self.app.push_screen(MatrixScreen(self.ws), done)
+
+    def action_confusion(self) -> None:
+        """The image classifier's cross-validated confusion matrix (after a second opinion)."""
+        from tui.screens.confusion import ConfusionScreen
+
+        self.app.push_screen(ConfusionScreen(self.app.out_dir))  # type: ignore[attr-defined]
 
     def action_maximize(self) -> None:
         if self.maximized is not None:
