@@ -213,3 +213,86 @@ def test_maps_demo_study_groups_through_the_cli(tmp_path, monkeypatch):
     mapped = (out / "aggregated_dicominfo_mapped.tsv").read_text()
     assert all(gid in mapped for gid in groups)  # every group is in the table
     print(f"\nSmolLM2 mapped {len(asked)} groups in {seconds:.1f} s ({cpu:.1f} s CPU): {streams}")
+
+
+def test_sigsegv_mid_generation_in_the_worker_then_reload():
+    """The real model in its worker process (the engine's default): a native crash during a
+    generation is an error naming model, signal and the portable build; a reload answers."""
+    import os
+    import signal
+
+    from engine.llm.worker import WorkerBackend, WorkerDied
+
+    b = create_backend("llama-cpp", str(GGUF), isolate=True, n_gpu_layers=0, n_ctx=1024)
+    assert isinstance(b, WorkerBackend)
+    msgs = [Message("user", "Count from one to fifty in words, comma separated.")]
+    try:
+        b.load()
+        pid = b.pid
+        got: list[str] = []
+        with pytest.raises(WorkerDied) as ei:
+            for delta in b.stream_chat(msgs, GenerationOptions(max_tokens=200)):
+                got.append(delta)
+                if len(got) == 3:
+                    os.kill(pid, signal.SIGSEGV)
+        msg = str(ei.value)
+        assert ei.value.signal == signal.SIGSEGV, msg
+        assert GGUF_NAME in msg and "SIGSEGV (signal 11)" in msg, msg
+        assert "-DGGML_AMX_TILE=OFF" in msg, msg  # what to try: the portable build
+        assert not b.loaded and b.pid is None
+        b.load()
+        assert b.pid not in (None, pid)
+        again = b.chat(msgs, GenerationOptions(max_tokens=12))
+        assert len(re.findall(r"[A-Za-z]{3,}", again)) >= 2, again
+    finally:
+        b.unload()
+
+
+@pytest.mark.skipif(
+    not (Path(__file__).resolve().parents[2] / "shared/data/pairs/umn_eyegaze").is_dir(),
+    reason="shared study pairs not present (../shared/data/pairs)",
+)
+def test_maps_a_shared_real_study_in_the_model_worker(tmp_path, monkeypatch):
+    """A real study (../shared/data/pairs): ``map`` with SmolLM2 asks the groups the rules are
+    unsure of, in a worker process (the model is never loaded in this process)."""
+    from engine.bids_schema import get_schema
+    from engine.cli import main
+    from engine.llm.llamacpp import LlamaCppBackend
+    from engine.llm.mapper import DEFAULT_THRESHOLD, _safe, needs_llm
+    from engine.workspace import Workspace, read_series
+
+    pair = Path(__file__).resolve().parents[2] / "shared/data/pairs/umn_eyegaze"
+    monkeypatch.setenv("LLMH_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("LLMH_RATIONALE_TOKENS", "48")
+    monkeypatch.delenv("LLMH_MODEL_WORKERS", raising=False)
+
+    def not_here(self, progress):  # noqa: ANN001
+        raise AssertionError("the model was loaded in the engine's own process")
+
+    monkeypatch.setattr(LlamaCppBackend, "_load", not_here)
+    out = tmp_path / "out"
+    Workspace(out).write_series(read_series(pair / "dicominfo.tsv"))
+    assert main(["-q", "group", str(out)]) == 0
+    assert main(["-q", "map", str(out), "--backend", "rules"]) == 0
+    unsure = [
+        m.group_id
+        for m in Workspace(out).read_proposals()
+        if needs_llm(m, threshold=DEFAULT_THRESHOLD, llm_all=False)
+    ]
+    assert unsure, "the rules are sure of every group: nothing to ask"
+    assert main(["-q", "map", str(out), "--backend", "llama-cpp", "--model", str(GGUF)]) == 0
+    rows = [json.loads(x) for x in (out / "llm" / "answers.jsonl").read_text().splitlines()]
+    assert sorted(r["group_id"] for r in rows) == sorted(unsure)
+    for row in rows:
+        m = row["mapping"]
+        assert m["group_id"] == row["group_id"]
+        assert not row["error"].startswith("backend error"), row["error"]
+        if m["source"] == "llm":
+            assert (
+                validate_json(extract_json(row["answers"][-1]), answer_schema(m["group_id"])) == []
+            )
+            if not m["skip_reason"]:
+                assert get_schema().check(m["datatype"], m["suffix"], m["entities"]) == [], m
+        assert (out / "llm" / "rationales" / f"{_safe(row['group_id'])}.txt").read_text().strip()
+    assignments = Workspace(out).read_assignments()
+    assert len(assignments) == len(read_series(pair / "dicominfo.tsv"))

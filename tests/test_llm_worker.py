@@ -13,7 +13,7 @@ import pytest
 
 from engine.errors import NotAvailable, StepFailed
 from engine.llm.backend import BackendError, GenerationOptions, Message, create_backend
-from engine.llm.worker import WorkerBackend, WorkerDied, isolate_default
+from engine.llm.worker import WorkerBackend, WorkerDied, exit_description, isolate_default
 from engine.rpc import protocol
 from engine.rpc.client import EngineClient
 from tests.fixtures_models import make_tiny_gguf
@@ -226,3 +226,15 @@ def test_mapping_keeps_the_rules_after_the_worker_died_and_starts_no_new_one():
     for m in out:
         assert any("SIGSEGV (signal 11)" in e for e in m.evidence), m.evidence
     assert b.pid is None and len(pids) == 1  # no second worker for the second group
+
+
+def test_an_unloaded_worker_exits_cleanly():
+    """Unloading ends the worker with status 0: no SIGABRT from the interpreter's shutdown
+    (its stdin reader thread holds the buffer lock) and no "Fatal Python error" in the log."""
+    b = create_backend("echo", "e", isolate=True)
+    b.load()
+    assert b.chat([Message("user", "hi")]) == "hi"
+    proc = b._proc
+    b.unload()
+    assert proc is not None and proc.wait(10) == 0, exit_description(proc.returncode)
+    assert not [ln for ln in b._tail if "Fatal Python error" in ln], list(b._tail)

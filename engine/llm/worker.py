@@ -196,7 +196,7 @@ class WorkerBackend(Backend):
         root = str(Path(__file__).resolve().parents[2])
         boot = (
             f"import sys; sys.path.insert(0, {root!r}); "
-            "from engine.llm.worker_main import main; sys.exit(main())"
+            "from engine.llm.worker_main import serve; serve()"
         )
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"

@@ -141,9 +141,14 @@ def main() -> int:
     return code
 
 
-if __name__ == "__main__":
+def serve() -> None:
+    """Run :func:`main` and end the process without the interpreter's shutdown: the stdin
+    reader is a daemon thread blocked in a read, and a normal shutdown aborts (SIGABRT) on its
+    buffer lock ("could not acquire lock ... at interpreter shutdown")."""
     rc = main()
     sys.stderr.flush()
-    # the stdin reader is a daemon thread blocked in a read: a normal interpreter shutdown
-    # aborts on its buffer lock ("could not acquire lock ... at interpreter shutdown")
     os._exit(rc)
+
+
+if __name__ == "__main__":
+    serve()
