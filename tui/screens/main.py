@@ -56,6 +56,7 @@ class MainScreen(Screen[None]):
         self.ws = Workspace()
         self.reports_wanted = False  # the Reports tab was shown: keep its texts loaded
         self._deltas: list[tuple[str, str]] = []  # streamed tokens not shown yet
+        self._warned: set[str] = set()  # warnings already said (once each)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -159,11 +160,10 @@ class MainScreen(Screen[None]):
 
     def _say_warnings(self, warnings: list[str]) -> None:
         """Loudly, once each: decisions set aside (bad journal lines) are not in effect."""
-        said: set[str] = self.__dict__.setdefault("_warned", set())
-        new = [w for w in warnings if w not in said]
+        new = [w for w in warnings if w not in self._warned]
         if not new:
             return
-        said.update(new)
+        self._warned.update(new)
         for w in new:
             self.reports.log_line(f"WARNING: {w}")
         self.set_status(f"WARNING: {new[0]}", error=True)
