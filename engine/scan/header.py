@@ -124,7 +124,7 @@ class Reader:
     * only a prefix of each file is read (``os.read`` of the last header's size plus 4 KiB,
       16 KiB at first); the whole file only when the header did not fit;
     * the walk of a file of the same series as the previous one jumps over the runs of
-      elements that are byte-identical to that file's (:class:`~engine.scan.dcmparse.Layout`);
+      elements that are byte-identical to that file's (:class:`~engine.scan.dcmlayout.Layout`);
     * the items of a long sequence (per-frame functional groups) after the first are read
       against it (:class:`~engine.scan.dcmitems.ItemTemplate`);
     * a classic (single-frame) file of the current series template whose series-constant
