@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
 TARGET = 2000
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -76,6 +79,14 @@ class Counter:
         else:
             text = prompt_text(messages)
         return len(self._llm.tokenize(text.encode("utf-8"), add_bos=True, special=True))
+
+    def count_text(self, text: str) -> int:
+        """Tokens of generated text (no BOS, special tokens as text)."""
+        from engine.llm.prompt import estimate_tokens
+
+        if self._llm is None:
+            return estimate_tokens(text) if text else 0
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def filler(self, n: int) -> str:
         if self._llm is None:
