@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from engine.model import Decision, Group, Mapping
+from engine.model import UNSURE_THRESHOLD, Decision, Group, Mapping
 
 PROTOCOL_VERSION = 4  # bumped when a method's parameters or result shape change
 
@@ -236,7 +236,7 @@ class WorkspaceView:
     series: list[SeriesRow] = field(default_factory=list)
     groups: list[GroupView] = field(default_factory=list)
     review: ReviewView = field(default_factory=ReviewView)
-    unsure_threshold: float = 0.7
+    unsure_threshold: float = UNSURE_THRESHOLD  # the engine sends the configured value
     missing: list[str] = field(default_factory=list)  # steps not run yet, as messages
     has_heuristic: bool = False
     dicom_inputs: list[str] = field(default_factory=list)
