@@ -5,7 +5,10 @@ Unlike the tiny random GGUF of the other tests, a real quantised model reaches l
 optimised matrix kernels (a natively built wheel crashes there on CPUs that advertise AMX),
 its own chat template and a real vocabulary.  Streams a reply, gets a JSON-schema-constrained
 answer that parses, then maps a few groups of the synthetic demo study through the CLI
-(``demo-data`` -> ``analyze`` -> ``group`` -> ``map --backend llama-cpp --llm-all``).
+(``demo-data`` -> ``analyze`` -> ``group`` -> ``map --backend llama-cpp --llm-all``) and the
+unsure groups of a shared real study in the model worker, and kills that worker with SIGSEGV
+mid-generation.  ``.ci/run`` installs the model and sets ``LLMH_REQUIRE_REAL_MODELS=1``, so in CI
+a missing model fails tests/test_ci_portable_build.py instead of skipping silently.
 """
 
 from __future__ import annotations
