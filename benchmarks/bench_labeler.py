@@ -5,7 +5,12 @@ gold: ``../shared/data/cxr/openi_gold_labels_dev.csv`` (3,080 reports, ChestX-ra
 ``normal``). Scored: the seven findings both label sets share, positive = 1, and again with
 uncertain (-1) counted as positive; Open-i's ``normal`` against No Finding separately.
 
-    python benchmarks/bench_labeler.py [--gold CSV] [--reports TGZ] [--errors N] [--json]
+Tune the labeler's rules on the even-numbered reports only (CXR2, CXR4, ...; ``--errors``
+lists those); the odd-numbered half is printed separately as a held-out check, so rules fitted
+to particular reports show up as a gap between the halves.
+
+    python benchmarks/bench_labeler.py [--gold CSV] [--reports TGZ] [--errors N] [--half even]
+                                       [--json]
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.report.io import read_openi  # noqa: E402
+from engine.report.io import openi_number, read_openi  # noqa: E402
 from engine.report.sections import labelled_text  # noqa: E402
 
 SHARED = {  # Open-i column -> CheXpert label
@@ -72,12 +77,18 @@ def f1(tp: int, fp: int, fn: int) -> float:
     return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
-def score(gold: dict[str, dict[str, int]], pred: dict[str, dict[str, int | None]], unc_pos: bool):
+def score(
+    gold: dict[str, dict[str, int]],
+    pred: dict[str, dict[str, int | None]],
+    unc_pos: bool,
+    ids: list[str] | None = None,
+):
     per: dict[str, tuple[float, int, int, int]] = {}
     tot = [0, 0, 0]
     for col, lab in SHARED.items():
         tp = fp = fn = 0
-        for rid, g in gold.items():
+        for rid in gold if ids is None else ids:
+            g = gold[rid]
             v = pred[rid].get(lab)
             p = v == 1 or (unc_pos and v == -1)
             t = g[col] == 1
@@ -94,6 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gold", type=Path, default=DEFAULT_GOLD)
     ap.add_argument("--reports", type=Path, default=None, help="NLMCXR_reports.tgz (or folder)")
     ap.add_argument("--errors", type=int, default=0, help="print N errors per finding")
+    ap.add_argument(
+        "--half",
+        choices=("even", "odd"),
+        default="even",
+        help="which half --errors lists (tune on even; odd is the held-out half)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     tgz = args.reports or openi_tgz()
@@ -133,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
             "micro_f1": micro,
             "counts": {k: v[1:] for k, v in per.items()},
         }
+    halves = {h: [i for i in ids if openi_number(i) % 2 == r] for h, r in (("even", 0), ("odd", 1))}
+    for h, hids in halves.items():
+        out[h] = {"reports": len(hids)}
+        for name, unc in (("positive", False), ("uncertain_as_positive", True)):
+            per, micro = score(gold, pred, unc, hids)
+            out[h][name] = {"per_label": {k: v[0] for k, v in per.items()}, "micro_f1": micro}
+        out[h]["baseline_micro_f1"] = score(gold, base, False, hids)[1]
     bper, bmicro = score(gold, base, False)
     out["baseline"] = {"per_label": {k: v[0] for k, v in bper.items()}, "micro_f1": bmicro}
     nf = [(gold[i]["normal"] == 1, pred[i]["No Finding"] == 1) for i in ids]
@@ -166,6 +190,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{'micro-F1':<18}{out['positive']['micro_f1']:>11.3f}"
             f"{out['uncertain_as_positive']['micro_f1']:>13.3f}{bmicro:>10.3f}"
         )
+        for h in halves:
+            o = out[h]
+            print(
+                f"{h + ' ids (' + str(o['reports']) + ')':<18}"
+                f"{o['positive']['micro_f1']:>11.3f}{o['uncertain_as_positive']['micro_f1']:>13.3f}"
+                f"{o['baseline_micro_f1']:>10.3f}"
+                + ("   <- held out (tune rules on even ids only)" if h == "odd" else "")
+            )
         n = out["normal_vs_no_finding"]
         print(
             f"Open-i normal vs No Finding: agreement {n['agreement']:.3f}, F1 {n['f1']:.3f} "
@@ -175,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         for col, lab in SHARED.items():
             errs = [
                 (i, gold[i][col], pred[i][lab])
-                for i in ids
+                for i in halves[args.half]
                 if (gold[i][col] == 1) != (pred[i][lab] == 1)
             ]
             print(f"\n## {lab}: {len(errs)} errors")

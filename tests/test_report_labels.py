@@ -83,6 +83,13 @@ def labeler():
         ("INDICATION: evaluate for pneumonia. FINDINGS: Lungs are clear.", {"Pneumonia": None}),
         ("Interval resolution of the left pneumothorax.", {"Pneumothorax": 0}),
         ("1. Mild cardiomegaly. 2. No edema.", {"Cardiomegaly": 1, "Edema": 0}),
+        # Typing slips must not carry a negation into the next sentence.
+        (
+            "Lungs clear. No pneumothorax or pleural effusion.. Minimal left basilar "
+            "subsegmental atelectasis present. Heart normal.",
+            {"Pleural Effusion": 0, "Atelectasis": 1},
+        ),
+        ("No visible pneumothorax . XXXX right pleural effusion.", {"Pleural Effusion": 1}),
     ],
 )
 def test_hand_cases(labeler, text, expected):

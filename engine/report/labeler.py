@@ -33,6 +33,10 @@ _RANK = {1: 3, -1: 2, 0: 1}  # CheXpert: positive > uncertain > negative
 _QUALIFIERS = (NORMAL, ABNORMAL, BORDERLINE)
 _POLAR = (NEGATED, UNCERTAIN, BORDERLINE, HISTORICAL)
 _NUMBERED = re.compile(r"(?:(?<=\s)|^)(\d{1,2})[.)]\s+(?=[A-Za-z])")
+# Typing slips PyRuSH does not split on ("effusion .. Atelectasis", "pneumothorax . Small"):
+# left in, one sentence's negation would reach into the next.
+_SPACE_BEFORE_STOP = re.compile(r"[ \t]+(?=[.,;](?:\s|$))")
+_DOUBLE_STOP = re.compile(r"(?<!\.)\.\.(?!\.)")
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,10 @@ class LabelResult:
 
 
 def prepare(text: str) -> str:
-    """The text the pipeline sees: kept sections, numbered list items as their own sentences."""
+    """The text the pipeline sees: kept sections, numbered list items as their own sentences,
+    stray spaces before a full stop and doubled full stops removed (sentence ends stay ends)."""
     text = labelled_text(text or "")
+    text = _DOUBLE_STOP.sub(".", _SPACE_BEFORE_STOP.sub("", text))
     return _NUMBERED.sub(lambda m: "\n" if m.start() else "", text).strip()
 
 
