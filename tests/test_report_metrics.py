@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import socket
 
 import pytest
 
@@ -15,6 +16,14 @@ def _offline(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("LLMH_NLTK_DATA", str(tmp_path_factory.getbasetemp() / "nltk_data"))
+    real_connect = socket.socket.connect
+
+    def no_network(sock: socket.socket, address):  # every metric must work without a network
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            raise OSError(f"test_report_metrics: network access attempted ({address!r})")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
 
 
 def _metrics():
@@ -44,6 +53,17 @@ def test_bleu_identical_disjoint_and_hand_example():
     assert r["bleu2"] == pytest.approx(math.sqrt(5 / 6 * 3 / 5), abs=1e-6)
 
 
+def test_bleu_matches_sacrebleu_readme_example():
+    """sacrebleu's README example, pinned in its test/test_bleu.py: default BLEU 48.530827."""
+    pytest.importorskip("sacrebleu")
+    hyps = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
+    ref1 = ["The dog bit the man.", "It was not unexpected.", "The man bit him first."]
+    ref2 = ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."]
+    got = _metrics().bleu(hyps, ref1, extra_refs=[ref2])
+    assert got["bleu4"] == pytest.approx(0.48530827, abs=1e-8)
+    assert got["per_report_bleu4"][0] == pytest.approx(1.0)
+
+
 def test_rouge_l_lcs_and_stemming():
     pytest.importorskip("rouge_score")
     m = _metrics()
@@ -53,6 +73,7 @@ def test_rouge_l_lcs_and_stemming():
     ]
     assert m.rouge_l(["effusions"], ["effusion"]) == [pytest.approx(1.0)]
     assert m.rouge_l(["a b"], ["c d"]) == [0.0]
+    assert m.rouge_l(["No pleural effusion."], ["No pleural effusion."]) == [pytest.approx(1.0)]
 
 
 def test_meteor_exact_disjoint_and_wordnet_synonym():

@@ -47,17 +47,24 @@ def _version(dist: str) -> str:
 
 
 # ---------------------------------------------------------------- BLEU, ROUGE-L
-def bleu(preds: Sequence[str], refs: Sequence[str]) -> dict[str, Any]:
-    """Corpus BLEU-4 and BLEU-2 (0-1) and per-report sentence BLEU-4 (exponential smoothing)."""
+def bleu(
+    preds: Sequence[str], refs: Sequence[str], extra_refs: Sequence[Sequence[str]] = ()
+) -> dict[str, Any]:
+    """Corpus BLEU-4 and BLEU-2 (0-1) and per-report sentence BLEU-4 (exponential smoothing).
+
+    ``extra_refs``: further reference streams (one text per prediction each), as sacrebleu
+    takes them; report generation usually has one reference per report.
+    """
     sb = _need("sacrebleu")
+    streams = [list(refs), *(list(r) for r in extra_refs)]
     b4 = sb.metrics.BLEU(max_ngram_order=4)
     b2 = sb.metrics.BLEU(max_ngram_order=2)
     sent = sb.metrics.BLEU(max_ngram_order=4, effective_order=True)
     return {
-        "bleu4": b4.corpus_score(list(preds), [list(refs)]).score / 100,
-        "bleu2": b2.corpus_score(list(preds), [list(refs)]).score / 100,
+        "bleu4": b4.corpus_score(list(preds), streams).score / 100,
+        "bleu2": b2.corpus_score(list(preds), streams).score / 100,
         "per_report_bleu4": [
-            sent.sentence_score(p, [r]).score / 100 for p, r in zip(preds, refs, strict=True)
+            sent.sentence_score(p, [s[i] for s in streams]).score / 100 for i, p in enumerate(preds)
         ],
     }
 
