@@ -64,7 +64,8 @@ def cache_error(
     if folder is not None:
         path = folder
     folder = folder or os.path.dirname(os.fspath(path)) or "."
-    if "full" in low:
+    if "full" in low or ("i/o error" in low and _disk_full(folder)):
+        # on a full tmpfs or overlay SQLite says "disk I/O error": the disk is the cause
         fix = f"free some space on the disk of {folder} or choose another output folder"
     elif "readonly" in low or "read-only" in low or "unable to open" in low or "permission" in low:
         fix = f"make {folder} writable or choose another output folder"
@@ -73,6 +74,18 @@ def cache_error(
     else:
         fix = f"check {folder}"
     return OutputError(f"cannot write {what} {path}: {msg}; {fix}")
+
+
+def _disk_full(folder: str | os.PathLike[str], spare: int = 1 << 20) -> bool:
+    """Less than ``spare`` bytes left for us on the file system of ``folder`` (or above it)."""
+    p = Path(folder)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        st = os.statvfs(p)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < spare
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -9,6 +9,7 @@ number and the reason. Replaying the records into a history is :mod:`engine.revi
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -220,6 +221,7 @@ def _append(out_dir: Path, record: dict[str, Any]) -> None:
         fd = os.open(p, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
     except OSError as exc:
         raise output_error(p, exc) from exc
+    start = -1  # the journal's size before this record: a failed append is cut back to it
     try:
         size = os.fstat(fd).st_size
         if not new and size and os.pread(fd, 1, size - 1) != b"\n":
@@ -235,9 +237,17 @@ def _append(out_dir: Path, record: dict[str, Any]) -> None:
                 n = whole[:keep].count(b"\n") + 1
                 _quarantine(out_dir, [(n, last.strip(), TORN)], torn=True)
                 os.ftruncate(fd, keep)
-        os.write(fd, data)
+        start = os.fstat(fd).st_size
+        if os.write(fd, data) != len(data):  # a full disk may take part of it without an error
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(p))
         os.fsync(fd)
     except OSError as exc:
+        # never a torn record that a later append would set aside: the decision was not saved
+        with contextlib.suppress(OSError):
+            if start >= 0:
+                os.ftruncate(fd, start)
+            if new and os.fstat(fd).st_size == 0:
+                os.unlink(p)
         raise output_error(p, exc) from exc
     finally:
         os.close(fd)
