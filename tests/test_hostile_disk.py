@@ -117,3 +117,37 @@ def test_a_decision_the_full_disk_cuts_short_is_refused_not_torn(
     assert journal.read_bytes() == before
     st = review.load_state(out)
     assert list(st.effective()) == [gids[0]] and st.warnings == []
+
+
+def test_every_step_on_a_read_only_out_is_one_line_and_reading_still_works(
+    tiny: Path, tmp_path: Path, capsys
+) -> None:
+    """OUT on a file system remounted read-only (root writes through chmod, not through this)."""
+    from engine.api.review import workspace_view
+
+    src = _study(tmp_path / "in", n_series=3, n_files=2)
+    out = tiny / "out"
+    assert main(["analyze", str(src), str(out), "--no-progress", "--n-cpus", "1"]) == 0
+    for step in ("group", "map", "generate"):
+        assert main([step, str(out)]) == 0
+    before = _digest(out)
+    gid = Workspace(out).read_groups()[0].group_id
+    r = subprocess.run(["mount", "-o", "remount,ro", str(tiny)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot remount read-only: {r.stderr.strip()}")
+    capsys.readouterr()
+    for argv in (
+        ("analyze", src, out, "--no-progress", "--n-cpus", "1"),
+        ("group", out),
+        ("map", out),
+        ("generate", out),
+        ("decide", out, gid, "--skip", "--reason", "x"),
+        ("convert", out, "--subject", "1", "--dry-run"),
+    ):
+        assert main([str(a) for a in argv]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert "Traceback" not in err and len(err.splitlines()) == 1, err
+        assert "writable" in err and str(out) in err, err
+    assert _digest(out) == before
+    view = workspace_view(str(out))  # the review still opens, read-only
+    assert len(view.groups) == 3 and not view.missing
