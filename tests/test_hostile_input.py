@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -556,3 +557,27 @@ def test_nul_in_protocol_name_is_kept_as_heudiconv_sees_it(tmp_path: Path) -> No
     row = read_tsv(out / SERIES_TSV)[0]
     assert row["protocol_name"] == get_typed_attr(dcm, "ProtocolName", str, "") == "T1\x00MPRAGE"
     assert row["series_description"] == get_typed_attr(dcm, "SeriesDescription", str, "")
+
+
+@pytest.mark.skipif(
+    not (shutil.which("heudiconv") and shutil.which("dcm2niix")), reason="needs heudiconv+dcm2niix"
+)
+def test_nul_in_protocol_name_converts_where_validate_says(tmp_path: Path, capsys) -> None:
+    """validate's OK and convert's outcome agree (once: validate OK, convert MISSING)."""
+    src = tmp_path / "in"
+    for i in range(1, 4):
+        _dcm(src / "s1" / f"{i}.dcm", 1, i, protocol="T1\x00MPRAGE", desc="T1\x00MPRAGE")
+        _dcm(src / "s2" / f"{i}.dcm", 2, i, protocol="t2_spc\x00", desc="t2 spc")
+    out = tmp_path / "out"
+    assert _run("analyze", src, out, "--no-progress", "--n-cpus", "1") == 0
+    for step in ("group", "map", "generate", "validate"):
+        assert _run(step, out) == 0, step
+    capsys.readouterr()
+    assert _run("convert", out, "--subject", "01", "--no-validator") == 0
+    report = capsys.readouterr().out
+    assert "MISSING" not in report and "2 converted, 0 skipped, 0 failed" in report, report
+    anat = out / "bids" / "sub-01" / "anat"
+    assert sorted(p.name for p in anat.glob("*.nii.gz")) == [
+        "sub-01_T1w.nii.gz",
+        "sub-01_T2w.nii.gz",
+    ]
