@@ -52,6 +52,35 @@ def test_io_reads_headerless_and_id_formats(tmp_path):
     assert ids and reps[0].text == "Edema."
 
 
+@pytest.mark.parametrize(
+    ("name", "content", "says"),
+    [
+        ("latin1.csv", b"\xff\xfeNo effusion\n", "not UTF-8"),
+        ("broken.jsonl", b'{"id": "a", "text": "Edema."}\n{oops\n', "line 2 is not JSON"),
+        ("list.jsonl", b'["Edema."]\n', "record 1 is not an object"),
+        ("cols.csv", b"foo,bar\n1,2\n", "no text column"),
+    ],
+)
+def test_io_bad_files_name_the_file_and_fix(tmp_path, name, content, says):
+    from engine.errors import UserError
+    from engine.report.io import read_reports
+
+    bad = tmp_path / name
+    bad.write_bytes(content)
+    with pytest.raises(UserError) as err:
+        read_reports(bad)
+    assert str(bad) in str(err.value) and says in str(err.value)
+
+
+def test_io_reads_a_json_array(tmp_path):
+    from engine.report.io import read_reports
+
+    arr = tmp_path / "r.json"
+    arr.write_text(json.dumps([{"report_id": "x;1", "findings": "Cardiomegaly."}]))
+    reps, ids = read_reports(arr)
+    assert ids and reps == [type(reps[0])("x;1", "Cardiomegaly.")]
+
+
 # ------------------------------------------------------------ the labeler (medspaCy)
 @pytest.fixture(scope="module")
 def labeler():
@@ -143,6 +172,28 @@ def test_cli_label_jsonl_with_ids_and_explain(labeler, tmp_path):
     assert rec["id"] == "r1"
     assert rec["labels"]["Pleural Effusion"] == 0 and rec["labels"]["Pneumonia"] == -1
     assert "Possible" in rec["explain"]["Pneumonia"]
+
+
+def test_cli_label_csv_with_ids_keeps_them_and_explains(labeler, tmp_path, capsys):
+    from engine.cli import main
+
+    src = tmp_path / "in.csv"
+    odd = 'No effusion.\nPossible pneumonia; | [/] "quoted"'
+    with src.open("w", newline="") as fh:
+        csv.writer(fh).writerows([["study_id", "report"], ["s|1", odd], ["s2", "Clear lungs."]])
+    out = tmp_path / "out.csv"
+    assert main(["report", "label", str(src), "-o", str(out), "--explain"]) == 0
+    with out.open(newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["id", "Reports", *CHEXPERT_LABELS]
+    assert rows[1][:2] == ["s|1", odd] and rows[2][0] == "s2"
+    cell = dict(zip(rows[0], rows[1], strict=True))
+    assert cell["Pleural Effusion"] == "0.0" and cell["Pneumonia"] == "-1.0"
+    assert (
+        cell["No Finding"] == "" and dict(zip(rows[0], rows[2], strict=True))["No Finding"] == "1.0"
+    )
+    explained = capsys.readouterr().out
+    assert "# report s|1" in explained and 'POSSIBLE_EXISTENCE "Possible"' in explained
 
 
 def _openi_tgz() -> Path | None:

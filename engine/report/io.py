@@ -59,11 +59,12 @@ def read_reports(path: str | Path) -> tuple[list[Report], bool]:
         raise UserError(f"{p}: no such file or folder")
     if p.is_dir() or p.name.endswith((".tgz", ".tar.gz", ".xml")):
         return list(read_openi(p)), True
+    text = _read_text(p)
     if p.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        recs = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+        recs = _json_records(text, p)
         reports = _from_records(recs, str(p))
         return reports, bool(recs) and _pick(recs[0], ID_FIELDS) is not None
-    rows = list(csv.reader(io.StringIO(p.read_text(encoding="utf-8-sig"))))
+    rows = list(csv.reader(io.StringIO(text)))
     if not rows:
         return [], False
     header = [h.strip().lower() for h in rows[0]]
@@ -72,8 +73,46 @@ def read_reports(path: str | Path) -> tuple[list[Report], bool]:
         recs = [dict(zip(rows[0], r, strict=False)) for r in rows[1:]]
         reports = _from_records(recs, str(p))
         return reports, _pick(rows[0], ID_FIELDS) is not None
+    if len(rows[0]) > 1:  # neither CheXpert's one column nor a header we know
+        raise UserError(
+            f"{p}: {len(rows[0])} columns but no text column (one of {', '.join(TEXT_FIELDS)}); "
+            "a header-less file must have one column of report texts (quote texts with commas)"
+        )
     # CheXpert's input: no header, the report text in the first column.
     return [Report(str(i), r[0] if r else "") for i, r in enumerate(rows)], False
+
+
+def _read_text(p: Path) -> str:
+    try:
+        return p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"{p}: not UTF-8 text (byte {exc.start}); save the file as UTF-8 and try again"
+        ) from exc
+    except OSError as exc:
+        raise UserError(f"{p}: cannot read ({exc.strerror})") from exc
+
+
+def _json_records(text: str, p: Path) -> list[dict[str, Any]]:
+    """JSONL (one object a line) or one JSON array of objects."""
+    if text.lstrip().startswith("["):
+        try:
+            recs = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+        lines = list(enumerate(recs, 1))
+    else:
+        lines = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    lines.append((n, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"{p}: line {n} is not JSON ({exc.msg})") from exc
+    for n, rec in lines:
+        if not isinstance(rec, dict):
+            raise UserError(f"{p}: record {n} is not an object with an id and a text field")
+    return [rec for _, rec in lines]
 
 
 def _openi_text(xml_bytes: bytes) -> tuple[str, str]:
