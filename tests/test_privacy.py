@@ -133,3 +133,25 @@ def test_convert_leaves_no_identity(study) -> None:
     scans = (out / "bids" / "sub-01" / "sub-01_scans.tsv").read_text()
     assert scans.splitlines()[0] == "filename\tacq_time"
     assert not (out / "bids" / ".heudiconv" / "01").exists()
+
+
+@pytest.mark.skipif(
+    not (shutil.which("heudiconv") and shutil.which("dcm2niix")), reason="needs heudiconv+dcm2niix"
+)
+def test_keep_identifiers_keeps_them(study) -> None:
+    """``convert --keep-identifiers``: the sidecars and scans.tsv as heudiconv wrote them (runs
+    after the no-identity checks: it puts identities into the dataset on purpose)."""
+    import json
+
+    _m, out, values = study
+    res = steps.convert(
+        ConvertParams(out_dir=str(out), subject="02", validator=False, keep_identifiers=True)
+    )
+    assert res.written, res.report
+    sub = out / "bids" / "sub-02"
+    metas = [json.loads(p.read_text()) for p in sub.rglob("*.json")]
+    assert any("InstitutionName" in m and "StationName" in m for m in metas)
+    header = (sub / "sub-02_scans.tsv").read_text().splitlines()[0].split("\t")
+    assert "operator" in header
+    assert _leaks(sub, values)  # kept, as asked
+    assert _leaks(out / "bids" / "sub-01", values) == []  # the other subject is untouched
