@@ -31,12 +31,24 @@ from typing import IO, Any
 from engine import __version__
 from engine.errors import ProtocolMismatch
 from engine.rpc import protocol
+from engine.rpc.cli_support import EventCallback, print_event, print_progress, strip_engine_option
 from engine.rpc.launchers import Launcher, Transport, make_launcher
 from engine.rpc.protocol import EngineGone, RpcError
 
 log = logging.getLogger(__name__)
 
-EventCallback = Callable[[str, dict[str, Any]], None]
+__all__ = [
+    "Call",
+    "EngineClient",
+    "EngineGone",
+    "EventCallback",
+    "RpcError",
+    "call_api",
+    "call_json",
+    "print_event",
+    "print_progress",
+    "strip_engine_option",
+]
 
 
 class Call(concurrent.futures.Future):
@@ -418,42 +430,6 @@ class EngineClient:
 # --- helpers for the command line -------------------------------------------------------------------
 
 
-def print_event(stdout: IO[str], stderr: IO[str]) -> EventCallback:
-    """An ``on_event`` that writes a CLI step's output and logs as the step itself would."""
-
-    def on_event(method: str, params: dict[str, Any]) -> None:
-        if method == protocol.OUTPUT:
-            stream = stdout if params.get("stream") == "stdout" else stderr
-            stream.write(params.get("text", ""))
-            stream.flush()
-        elif method == protocol.LOG:
-            stderr.write(f"{params.get('level')} {params.get('logger')}: {params.get('message')}\n")
-            stderr.flush()
-
-    return on_event
-
-
-def print_progress(stderr: IO[str]) -> EventCallback:
-    """An ``on_event`` for the command line: output and logs as the step would print them,
-    streamed model text as it comes, progress as a line that rewrites itself on a terminal."""
-    base = print_event(stderr, stderr)
-    tty = stderr.isatty()
-
-    def on_event(method: str, params: dict[str, Any]) -> None:
-        if method == protocol.DELTA:
-            stderr.write(str(params.get("text", "")))
-            stderr.flush()
-        elif method == protocol.PROGRESS and tty:
-            frac = params.get("fraction")
-            pct = f"{100 * frac:5.1f}% " if isinstance(frac, int | float) else ""
-            stderr.write(f"\r{pct}{str(params.get('message', ''))[:70]:<70}")
-            stderr.flush()
-        else:
-            base(method, params)
-
-    return on_event
-
-
 def call_api(
     spec: str | Launcher, method: str, params: dict[str, Any], *, stderr: IO[str] | None = None
 ) -> Any:
@@ -473,21 +449,6 @@ def call_api(
             raise
     finally:
         client.close(shutdown=not client.launcher.can_resume)
-
-
-def strip_engine_option(argv: list[str]) -> tuple[str | None, list[str]]:
-    """Split ``--engine SPEC`` / ``--engine=SPEC`` out of an argv."""
-    spec = None
-    rest: list[str] = []
-    it = iter(argv)
-    for a in it:
-        if a == "--engine":
-            spec = next(it, None)
-        elif a.startswith("--engine="):
-            spec = a.split("=", 1)[1]
-        else:
-            rest.append(a)
-    return spec, rest
 
 
 def call_json(
