@@ -142,7 +142,7 @@ def test_every_step_on_a_read_only_out_is_one_line_and_reading_still_works(
         ("map", out),
         ("generate", out),
         ("decide", out, gid, "--skip", "--reason", "x"),
-        ("convert", out, "--subject", "1", "--dry-run"),
+        ("convert", out, "--subject", "01", "--dry-run"),
     ):
         assert main([str(a) for a in argv]) == 2, argv
         err = capsys.readouterr().err.strip()

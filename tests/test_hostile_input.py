@@ -253,7 +253,13 @@ def test_bad_journal_lines_are_quarantined_loudly_never_crash(tmp_path: Path, ca
     ]
     assert set(review.current_decisions(out)) == {gids[0], gids[1]}
     # every later step says so too, and none crashes
-    for argv in (("generate", out), ("group", out), ("map", out)):
+    for argv in (
+        ("generate", out),
+        ("validate", out),
+        ("convert", out, "--subject", "01", "--dry-run"),
+        ("group", out),
+        ("map", out),
+    ):
         rc = _run(*argv)
         assert rc in (0, 1), argv
         assert QUARANTINE_FILE in capsys.readouterr().err, argv

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from engine.commands._api import invoke
+from engine.text import printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,4 +25,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     res = invoke(args, "validate", {"out_dir": args.out, "heuristic": args.heuristic})
     print(res.diff)
+    for w in res.warnings:  # e.g. decisions set aside: not in effect, so not validated
+        print(f"WARNING: {printable(w)}", file=sys.stderr)
     return 0 if res.ok else 1
