@@ -119,6 +119,9 @@ def labeler():
             {"Pleural Effusion": 0, "Atelectasis": 1},
         ),
         ("No visible pneumothorax . XXXX right pleural effusion.", {"Pleural Effusion": 1}),
+        # A hedge ending in "with" is one cue: "with" alone would end its scope.
+        ("Basal opacity may be compatible with infection.", {"Pneumonia": -1}),
+        ("Small effusion with adjacent atelectasis.", {"Atelectasis": 1}),
     ],
 )
 def test_hand_cases(labeler, text, expected):

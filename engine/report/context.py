@@ -51,7 +51,8 @@ _NEGATION_BACKWARD = _words(
 )
 # "Effusion has resolved" / "resolved effusion": these negate either side.
 _NEGATION_BOTH_WAYS = _words("absent, resolved, unlikely, ruled out")
-# Weak hedges only. Strong ones ("probable", "likely", "suggestive of", "compatible with")
+# Weak hedges only ("may be compatible with" is written whole: "with" alone ends a scope).
+# Strong ones ("probable", "likely", "suggestive of", "compatible with")
 # commit the reader to the finding, so they leave it positive (radiology hedging scales put
 # them above ~75% likelihood); CheXpert's uncertain class is kept for real doubt.
 _UNCERTAINTY_FORWARD = _words(
@@ -60,8 +61,10 @@ _UNCERTAINTY_FORWARD = _words(
     suspicious for, suspicion for, suspected, concerning for, concern for, worrisome for, cannot
     exclude, can not exclude, cannot rule out, can not rule out, differential, differential
     diagnosis, equivocal, indeterminate, uncertain, consider, considered, perhaps, either, not
-    excluded, may represent, may reflect, could represent, raises the possibility of,
-    possibility of, correlate for, correlate clinically for, clinical correlation for, evaluate
+    excluded, may represent, may reflect, could represent, may be compatible with, may be
+    consistent with, could be compatible with, could be consistent with, might be compatible
+    with, might be consistent with, may be associated with, could be associated with, raises
+    the possibility of, possibility of, correlate for, correlate clinically for, clinical correlation for, evaluate
     for, evaluation for, assess for, to exclude, rule out, r / o, vs, vs., versus, ?, cannot be
     excluded, can not be excluded
     """
