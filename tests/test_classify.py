@@ -70,6 +70,7 @@ class _Canned(BaseHTTPRequestHandler):
     """Ollama's /api/chat with a canned description chosen by the image's brightness."""
 
     requests = 0
+    delay = 0.01  # seconds per answer (a slower server shows the in-flight limit)
     in_flight = 0
     max_in_flight = 0
     lock = threading.Lock()
@@ -101,7 +102,7 @@ class _Canned(BaseHTTPRequestHandler):
             cls.in_flight += 1
             cls.max_in_flight = max(cls.max_in_flight, cls.in_flight)
         try:
-            time.sleep(0.01)
+            time.sleep(cls.delay)
             msg = body["messages"][-1]
             img = Image.open(io.BytesIO(base64.b64decode(msg["images"][0]))).convert("L")
             bright = np.asarray(img).max() > 150
@@ -131,6 +132,7 @@ class _Canned(BaseHTTPRequestHandler):
 def ollama():
     pytest.importorskip("ollama")
     _Canned.requests = _Canned.in_flight = _Canned.max_in_flight = 0
+    _Canned.delay = 0.01
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}"

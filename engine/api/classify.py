@@ -44,6 +44,7 @@ class ClassifyTrainParams(ClassifyFeatureParams):
     label_kind: str = "suffix"  # workspace: suffix | datatype/suffix
     group_by: str = "subject"  # workspace: subject | series (CV groups)
     folds: int = 5  # grouped CV folds (0: none)
+    kernel: str = "linear"  # the SVC's: linear | rbf
 
 
 @dataclass
@@ -206,6 +207,7 @@ def classify_train(p: ClassifyTrainParams) -> ClassifyTrainResult:
     if not p.out_model:
         raise UserError("name the bundle to write (OUT_MODEL)")
     s = _settings(p, p.folds)
+    s.kernel = p.kernel or "linear"
     label_kind = "label"
     if p.workspace:
         from engine.classify.workspace import workspace_items
@@ -241,6 +243,8 @@ def classify_train(p: ClassifyTrainParams) -> ClassifyTrainResult:
             f"macro-F1 {res.cv.macro_f1:.3f}; confusion matrix {res.confusion_png}"
         )
     res.message = "; ".join(parts) + f"; bundle {p.out_model}"
+    for w in bundle.data.get("warnings") or []:
+        res.message += f"\nwarning: {w}"
     return res
 
 

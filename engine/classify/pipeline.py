@@ -58,6 +58,7 @@ class Settings:
     folds: int = 5
     seed: int = 0
     C: float = 1.0  # noqa: N815 - the SVC's name for it
+    kernel: str = "linear"  # linear | rbf (the SVC's)
     include_names: bool = False  # header text with the series/protocol names
     progress: bool = True  # a bar on stderr outside an engine
 
@@ -176,15 +177,18 @@ def train(
         feats = featurize(items, source, emb, cache, describer, True, s.include_names, report)
     finally:
         _close(describer)
+    warnings = few_rows_warning(feats)
+    for w in warnings:
+        context.log(w)
     cv: dict[str, Any] = {}
     if s.folds >= 2:
-        probs, classes, folds = M.cross_validate(feats, s.folds, s.seed, s.C, report)
+        probs, classes, folds = M.cross_validate(feats, s.folds, s.seed, s.C, report, s.kernel)
         pred = [classes[i] for i in probs.argmax(axis=1)]
         cv = M.metrics(feats.labels, pred, classes)
         cv["folds"] = len(folds)
         # saved beside the bundle: the matrix people look at (and the TUI shows) after training
         cv["confusion_png"] = str(M.confusion_png(cv, cv_confusion_path(out_model)))
-    pipe = M.fit(feats, C=s.C, seed=s.seed)
+    pipe = M.fit(feats, C=s.C, seed=s.seed, kernel=s.kernel)
     bundle = M.Bundle(
         classes=[str(c) for c in pipe.classes_],
         pipeline=pipe,
@@ -204,12 +208,34 @@ def train(
             "rows": int(len(feats.X)),
             "cache": str(cache.path),
             "generated": describer.generated if describer else 0,
+            "kernel": s.kernel,
+            "warnings": warnings,
+            "C": s.C,
         },
         cv=cv,
     )
     M.save_bundle(bundle, out_model)
     cache.close()
     return bundle, cv
+
+
+MIN_ROWS_PER_CLASS = 10
+
+
+def few_rows_warning(feats: M.Features) -> list[str]:
+    """SVC probabilities come from Platt scaling fitted by an internal 5-fold CV: with a few
+    rows per class they can contradict the SVC's own votes (seen here: separable header facts of
+    3 images a class scored 0.33 in CV). Say so rather than let the numbers mislead."""
+    rows: dict[str, int] = {}
+    for lab in feats.row_labels:
+        rows[str(lab)] = rows.get(str(lab), 0) + 1
+    few = sorted(c for c, n in rows.items() if n < MIN_ROWS_PER_CLASS)
+    if not few:
+        return []
+    return [
+        f"few training rows for {', '.join(few)} (under {MIN_ROWS_PER_CLASS} each): the class "
+        "probabilities (Platt scaling) are unreliable; add images, or descriptions (vlm source)"
+    ]
 
 
 def cv_confusion_path(bundle_path: str) -> Path:

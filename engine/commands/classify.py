@@ -116,6 +116,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="workspace CV groups (default subject)",
     )
     t.add_argument("--folds", type=int, default=5, help="grouped CV folds (0: none)")
+    t.add_argument(
+        "--kernel", choices=("linear", "rbf"), default="linear", help="the SVC's (default linear)"
+    )
     _features(t)
     t.set_defaults(func=run_train)
 
@@ -154,6 +157,7 @@ def run_train(args: argparse.Namespace) -> int:
         label_kind=args.label_kind,
         group_by=args.group_by,
         folds=args.folds,
+        kernel=args.kernel,
         **_common(args),
     )
     res = invoke(args, "classify.train", params)
