@@ -110,6 +110,11 @@ def labeler():
         ("Calcified sequelae of prior granulomatous infection.", {"Pneumonia": None}),
         ("Endotracheal tube in place. Lungs are clear.", {"Support Devices": 1, "No Finding": 1}),
         ("INDICATION: evaluate for pneumonia. FINDINGS: Lungs are clear.", {"Pneumonia": None}),
+        (
+            "CLINICAL HISTORY: left pneumothorax.\nCOMPARISON: effusion on the prior film.\n"
+            "IMPRESSION: No acute disease.",
+            {"Pneumothorax": None, "Pleural Effusion": None, "No Finding": 1},
+        ),
         ("Interval resolution of the left pneumothorax.", {"Pneumothorax": 0}),
         ("1. Mild cardiomegaly. 2. No edema.", {"Cardiomegaly": 1, "Edema": 0}),
         # Typing slips must not carry a negation into the next sentence.
