@@ -4,7 +4,8 @@ The app holds the connection, runs every engine call in a named thread worker
 (``@work(thread=True)``), and routes errors: one handler
 (:meth:`LlmhApp.on_worker_state_changed`) turns the engine's typed errors into notifications
 and a lost engine into a banner with a reconnect key. The panes own their keys and post
-requests (:mod:`tui.messages`); the workers post results to the main screen.
+requests (:mod:`tui.messages`); the workers post results to the main screen. The app-wide
+keys that are not engine calls (quit, help, cancel) are :mod:`tui.app_actions`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from engine.api import types as t
 from engine.errors import Cancelled, LlmhError, UserError
 from engine.rpc.client import EngineClient, EngineGone
 from tui import messages as msg
+from tui.app_actions import GENERATED, HEURISTIC, REPORT_FILES, AppActions, convert_summary
 from tui.commands import ReviewCommands
 from tui.components.preview import probe_graphics
 from tui.components.training_widgets import OpenTraining
@@ -29,27 +31,8 @@ from tui.engine_link import TuiClient, describe_error, event_message
 from tui.keymap import all_keys, bindings, load_keymap
 from tui.screens.main import REPORT_LINES, MainScreen
 
-HEURISTIC = "heuristic.py"
-GENERATED = "heuristic.generated.py"
-# the Reports tabs and the engine's names of their texts (``workspace.text``)
-REPORT_FILES = {"grouping": "grouping", "mapping": "mapping", "validation": "heuristic"}
-REPORT_FILES["conversion"] = "conversion"
 
-
-def convert_summary(m: msg.Convert, res: t.ConvertResult) -> str:
-    """One line for the notification: done, or failed WITH its cause (the first failed run or
-    series, the validator's verdict); the Conversion tab holds the whole report."""
-    what = f"{'dry run of ' if m.dry_run else ''}sub-{m.subject}"
-    if res.ok and not res.series_failed:
-        return f"{what} done"
-    causes = [*res.failed, *res.series_failed]
-    cause = causes[0] if causes else (res.verdict or "see the Conversion report")
-    more = f" (+{len(causes) - 1} more)" if len(causes) > 1 else ""
-    head = "failed" if not res.ok else f"{len(res.series_failed)} series failed"
-    return f"{what} {head}: {cause}{more}"
-
-
-class LlmhApp(App[int]):
+class LlmhApp(AppActions):
     """``LlmhApp(out_dir, engine="inprocess")``; ``client=`` injects a started EngineClient."""
 
     TITLE = "llm-heuristics"
@@ -81,16 +64,11 @@ class LlmhApp(App[int]):
         self.user_keymap = load_keymap() if keymap is None else keymap
         self.effective_keys = {k.id: self.user_keymap.get(k.id, k.key) for k in all_keys()}
         self.engine_lost = ""
-        self.running: Any = None  # the engine call that x cancels
+        self.running: Any = None  # the engine call that x cancels (tui.app_actions)
         self.started = time.perf_counter()
         self.ready_at: float | None = None  # seconds from construction to a loaded workspace
         self.quit_after_save = False  # the quit prompt's "save": exit once the engine saved
         self.train = train  # --train: a config to run or a run to follow (the training screen)
-
-    def notify(self, message: str, *, markup: bool = False, **kwargs: Any) -> None:  # type: ignore[override]
-        """Notifications are plain text: they quote group ids, names and engine messages,
-        which may hold ``[...]`` from DICOM headers (never parsed as markup)."""
-        super().notify(message, markup=False, **kwargs)
 
     def get_default_screen(self) -> MainScreen:
         return MainScreen()
@@ -104,10 +82,6 @@ class LlmhApp(App[int]):
             from tui.screens.training import TrainingScreen
 
             self.push_screen(TrainingScreen.for_path(self.train))
-
-    @property
-    def main_screen(self) -> MainScreen:
-        return self.screen_stack[0] if self.screen_stack else self.screen  # type: ignore[return-value]
 
     def tell(self, m: Message) -> None:
         """A result for the panes (thread-safe)."""
@@ -301,58 +275,6 @@ class LlmhApp(App[int]):
             )
         first = text.splitlines()[0] if text else "failed"
         self.notify(f"{name}: {first}", severity=severity, timeout=8)  # type: ignore[arg-type]
-
-    async def action_quit(self) -> None:
-        """Quit; with unsaved edits in the heuristic editor, ask: save, discard or cancel."""
-        from tui.screens.choice import ChoiceScreen
-
-        if isinstance(self.screen, ChoiceScreen):
-            return  # the question is on screen already
-        editor = self.main_screen.editor if self.screen_stack else None
-        if editor is None or not editor.dirty:
-            self.exit()
-            return
-
-        def answered(answer: str | None) -> None:
-            if answer == "discard":
-                self.exit()
-            elif answer == "save":
-                self.quit_after_save = True
-                if not editor.action_save():
-                    self.quit_after_save = False  # a syntax error: stay, it is shown
-
-        self.push_screen(
-            ChoiceScreen(
-                "Unsaved edits in heuristic.py",
-                ["Save them before quitting?"],
-                [
-                    ("save", "s", "Save"),
-                    ("discard", "d", "Discard"),
-                    ("cancel", "escape", "Cancel"),
-                ],
-            ),
-            answered,
-        )
-
-    def help_shown(self) -> bool:
-        from textual.widgets import HelpPanel
-
-        return bool(self.screen.query(HelpPanel))
-
-    def action_toggle_help(self) -> None:
-        """``?``/f1: the keys panel (every key of the focused pane and the screen)."""
-        if self.help_shown():
-            self.action_hide_help_panel()
-        else:
-            self.action_show_help_panel()
-
-    def action_cancel(self) -> None:
-        call = self.running
-        if call is not None:
-            call.cancel_request()
-            self.notify("cancel requested")
-        else:
-            self.notify("nothing is running")
 
     def action_reconnect(self) -> None:
         if self.client is not None and self.client.alive:
