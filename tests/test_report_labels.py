@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import io
 import json
 import sys
 from pathlib import Path
@@ -230,3 +231,40 @@ def test_openi_benchmark_micro_f1(labeler, capsys):
     assert res["odd"]["positive"]["micro_f1"] >= 0.92
     assert 0 < res["normal_vs_no_finding"]["agreement"] <= 1
     assert res["positive"]["micro_f1"] > res["baseline"]["micro_f1"]
+
+
+def test_label_and_evaluate_through_an_engine_process(labeler, tmp_path, capsys):
+    """``report label`` / ``report evaluate`` are API methods: ``--engine local`` (the server an
+    SSH or Slurm engine runs) gives the same file and the same scores as in this process."""
+    from engine.cli import main
+
+    src = tmp_path / "in;odd [x].jsonl"
+    texts = {
+        "a": "FINDINGS: No pleural effusion. IMPRESSION: Mild cardiomegaly.",
+        "b|1": "IMPRESSION: Possible right lower lobe pneumonia.\nNo pneumothorax.",
+    }
+    src.write_text("".join(json.dumps({"id": k, "text": v}) + "\n" for k, v in texts.items()))
+    here, there = tmp_path / "here.csv", tmp_path / "there.csv"
+    assert main(["report", "label", str(src), "-o", str(here)]) == 0
+    assert main(["report", "label", str(src), "-o", str(there), "--engine", "local"]) == 0
+    assert there.read_bytes() == here.read_bytes()
+    row = next(r for r in csv.DictReader(io.StringIO(here.read_text())) if r["id"] == "b|1")
+    assert row["Pneumonia"] == "-1.0" and row["Pneumothorax"] == "0.0"
+
+    ref = tmp_path / "ref.jsonl"
+    ref.write_text(
+        json.dumps({"id": "a", "text": "No effusion. Mild cardiomegaly."})
+        + "\n"
+        + json.dumps({"id": "zz", "text": "Normal chest."})
+        + "\n"
+    )
+    capsys.readouterr()
+    args = ["report", "evaluate", "--pred", str(src), "--ref", str(ref), "--json"]
+    args += ["--metrics", "bleu,rouge_l,label_f1"]
+    assert main(args) == 0
+    local = capsys.readouterr()
+    assert main([*args, "--engine", "local"]) == 0
+    remote = capsys.readouterr()
+    assert json.loads(remote.out) == json.loads(local.out)
+    assert json.loads(local.out)["n"] == 1
+    assert "1 reference report(s) have no prediction" in remote.err

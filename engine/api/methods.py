@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from engine.api import classify, reading, report_draft, report_style, review, steps, train
+from engine.api import (
+    classify,
+    reading,
+    report_draft,
+    report_labels,
+    report_style,
+    review,
+    steps,
+    train,
+)
 from engine.errors import InvalidParams
 from engine.serial import from_json, to_json
 
@@ -30,6 +39,7 @@ PATH_PARAMS = frozenset(
     | {"paths", "image"}
     | {"images", "ehr", "refs", "icd_codes"}
     | {"priors", "pairs", "data_dir"}
+    | {"reports", "pred", "ref", "plot"}
 )
 # Names of files inside OUT (resolved there by the workspace): no NUL character either.
 FILE_NAME_PARAMS = frozenset({"name"})
@@ -96,6 +106,8 @@ API: dict[str, ApiMethod] = {
         _m("report.impression_eval", report_style.impression_eval, step=True),
         _m("report.style_list", report_style.style_list),
         _m("report.style_corpus", report_style.style_corpus, step=True),
+        _m("report.label", report_labels.report_label, step=True),
+        _m("report.evaluate", report_labels.report_evaluate, step=True),
     )
 }
 

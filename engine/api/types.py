@@ -296,6 +296,7 @@ def _more_results() -> None:
         SecondOpinionResult,
     )
     from engine.api.report_draft import ABResult, DraftResult
+    from engine.api.report_labels import EvaluateResult, LabelResult
     from engine.api.report_style import (
         ImpressionEvalResult,
         ImpressionResult,
@@ -323,6 +324,8 @@ def _more_results() -> None:
             "report.impression_eval": ImpressionEvalResult,
             "report.style_list": list[str],
             "report.style_corpus": StyleCorpusResult,
+            "report.label": LabelResult,
+            "report.evaluate": EvaluateResult,
         }
     )
 

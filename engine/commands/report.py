@@ -12,12 +12,11 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from engine.commands import _report_style as _style
+from engine.commands._api import invoke
 from engine.commands._report_draft import register_draft as _register_draft
-from engine.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     subs = p.add_subparsers(dest="report_command", metavar="SUBCOMMAND", required=True)
     for reg in SUBCOMMANDS:
         reg(subs)
+
+
+def _engine_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engine", default=None, metavar="SPEC", help="run on this engine (local, ssh:, slurm:)"
+    )
 
 
 # ------------------------------------------------------------------------- label
@@ -46,28 +51,24 @@ def _register_label(subs: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--explain", action="store_true", help="say which phrase and modifier decided each label"
     )
+    _engine_option(p)
     p.set_defaults(func=_run_label)
 
 
 def _run_label(args: argparse.Namespace) -> int:
-    from engine.report.io import read_reports, write_labels
-    from engine.report.labeler import Labeler
+    from engine.api.report_labels import LabelParams
 
-    reports, with_ids = read_reports(args.reports)
-    results = list(Labeler().label_many(r.text for r in reports))
-    rows = [r.labels for r in results]
-    explain = [r.explain() for r in results] if args.explain else None
-    text = write_labels(args.out, reports, rows, with_ids, explain if args.out else None)
-    if args.out is None:
-        sys.stdout.write(text)
-    if explain is not None and (args.out is None or not str(args.out).endswith(".jsonl")):
-        stream = sys.stderr if args.out is None else sys.stdout
-        for rep, ex in zip(reports, explain, strict=True):
+    res = invoke(args, "report.label", LabelParams(args.reports, args.out or "", args.explain))
+    if not args.out:
+        sys.stdout.write(res.text)
+    if args.explain and not (args.out or "").endswith((".jsonl", ".ndjson")):
+        stream = sys.stderr if not args.out else sys.stdout
+        for rep in res.reports:
             print(f"# report {rep.id}", file=stream)
-            for label, why in ex.items():
+            for label, why in rep.explain.items():
                 print(f"  {label}: {why}", file=stream)
     if args.out:
-        print(f"{len(reports)} reports labelled -> {args.out}", file=sys.stderr)
+        print(f"{res.n} reports labelled -> {args.out}", file=sys.stderr)
     return 0
 
 
@@ -90,35 +91,19 @@ def _register_evaluate(subs: argparse._SubParsersAction) -> None:
         default="bleu,rouge_l,meteor,bertscore,label_f1",
         help="comma-separated subset of bleu,rouge_l,meteor,bertscore,label_f1",
     )
+    _engine_option(p)
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from engine.report.io import read_reports
-    from engine.report.metrics import ALL_METRICS, evaluate, plot_label_f1
+    from engine.api.report_labels import EvaluateParams
 
-    wanted = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    bad = [m for m in wanted if m not in ALL_METRICS]
-    if bad:
-        raise UserError(f"unknown metric(s) {', '.join(bad)}; choose from {', '.join(ALL_METRICS)}")
-    if args.plot and "label_f1" not in wanted:
-        raise UserError("--plot draws label F1: keep label_f1 in --metrics")
-    pred, _ = read_reports(args.pred)
-    ref, _ = read_reports(args.ref)
-    pmap, rmap = {r.id: r.text for r in pred}, {r.id: r.text for r in ref}
-    ids = [i for i in rmap if i in pmap]
-    if not ids:
-        raise UserError(f"no report id is in both {args.pred} and {args.ref}")
-    missing = len(rmap) - len(ids)
-    if missing:
-        print(
-            f"warning: {missing} reference report(s) have no prediction; skipped", file=sys.stderr
-        )
-    result = evaluate(ids, [pmap[i] for i in ids], [rmap[i] for i in ids], wanted)
-    if args.plot:
-        result["plot"] = str(plot_label_f1(result, args.plot))
-    if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    params = EvaluateParams(args.pred, args.ref, metrics, args.plot or "", args.out or "")
+    res = invoke(args, "report.evaluate", params)
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    result = res.as_dict()
     if args.json:
         print(json.dumps(result, indent=2))
     else:

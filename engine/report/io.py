@@ -154,9 +154,11 @@ def write_labels(
     rows: list[dict[str, int | None]],
     with_ids: bool,
     explanations: list[dict[str, str]] | None = None,
+    fmt: str = "",
 ) -> str:
-    """Write CheXpert CSV (``.csv``) or JSONL (``.jsonl``); return the text when path is None."""
-    fmt = "jsonl" if path is not None and str(path).endswith((".jsonl", ".ndjson")) else "csv"
+    """CheXpert CSV (``.csv``) or JSONL (``.jsonl``, or ``fmt``) text, written to ``path`` if given."""
+    if not fmt:
+        fmt = "jsonl" if path is not None and str(path).endswith((".jsonl", ".ndjson")) else "csv"
     buf = io.StringIO()
     if fmt == "jsonl":
         for i, (rep, labels) in enumerate(zip(reports, rows, strict=True)):
@@ -171,7 +173,9 @@ def write_labels(
             cells = [_cell(labels[k]) for k in CHEXPERT_LABELS]
             w.writerow(([rep.id] if with_ids else []) + [rep.text, *cells])
     if path is not None:
-        Path(path).write_text(buf.getvalue())
+        from engine.atomic import write_text_atomic
+
+        write_text_atomic(path, buf.getvalue())
     return buf.getvalue()
 
 
