@@ -79,7 +79,7 @@ def test_series_agree_with_dcm2niix_ref(name: str, scanned, shared_data: Path) -
         # dcm2niix leaves PE out for the XA30 3D T1w (tfl) although the headers give it.
         if s.pe_direction and ref_pe and s.pe_direction != ref_pe:
             problems.append(f"{where}: PE {s.pe_direction} vs {ref_pe}")
-        if ref_pe and not s.pe_direction and not s.manufacturer.upper().startswith("GE"):
+        if ref_pe and not s.pe_direction:  # GE too: its UserDefineData polarity is decoded
             problems.append(f"{where}: PE missing (Ref {ref_pe})")
         axis = (ref_pe or r.get("PhaseEncodingAxis", ""))[:1]
         if axis and s.pe_axis:

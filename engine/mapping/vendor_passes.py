@@ -5,8 +5,8 @@
   label/control series; the subtraction is a derived copy. The same holds on any vendor for two
   ASL groups of one acquisition where one holds a single volume and the other many.
 * Spin-echo EPI field maps (``fmap/_epi``, a b0 series beside a DWI) need ``dir-``. The name or
-  the header polarity (Siemens CSA/XA PhaseEncodingDirectionPositive) gives it; Philips and GE
-  DICOM hold only the axis (InPlanePhaseEncodingDirection). A b0 named as the reversed blip
+  the header polarity (Siemens CSA/XA PhaseEncodingDirectionPositive, GE UserDefineData) gives
+  it; Philips DICOM holds only the axis (InPlanePhaseEncodingDirection). A b0 named as the reversed blip
   (``rev``, ``rpe``, ``blip``, ``topup``) beside a DWI or EPI field map whose direction is known
   on the same axis takes the opposite direction; otherwise ``dir-unknown`` with a low
   confidence and a "set dir-" note, so the name stays valid and the person is asked.

@@ -60,6 +60,7 @@ def _pe_direction(pe_axis: str, positives: set[str], manufacturer: str, ge_view_
     """BIDS PhaseEncodingDirection in dcm2niix's convention (rows flipped: j- is A>P for COL).
 
     Siemens CSA / XA PhaseEncodingDirectionPositive: COL 1 -> ``j-``, 0 -> ``j``; ROW 1 -> ``i``, 0 -> ``i-``.
+    GE's UserDefineData polarity arrives in the same words (unflipped = 1).
     """
     axis = {"ROW": "i", "COL": "j", "COLUMN": "j"}.get(pe_axis.upper().strip(), "")
     if not axis:
@@ -72,8 +73,6 @@ def _pe_direction(pe_axis: str, positives: set[str], manufacturer: str, ge_view_
             return axis + ("-" if flip else "")
         if val == "0":
             return axis + ("" if flip else "-")
-    # GE keeps the polarity in the binary UserDefineData (0043,102A), whose layout depends on
-    # the software version; not decoded yet, so GE polarity stays unknown ("").
     return ""
 
 

@@ -20,7 +20,7 @@ from engine.scan.dcmtags import (
     T,
 )
 from engine.scan.dcmvalues import _as_heudiconv, _first_item, _multi, _num, _nums, _round, _s
-from engine.scan.dcmvendor import csa_image_facts, ge_view_order, vendor_complex
+from engine.scan.dcmvendor import csa_image_facts, ge_pe_positive, ge_view_order, vendor_complex
 from engine.scan.siemens_csa import phoenix_protocol_name
 
 # facts held as heudiconv holds them (the heuristic matches these very strings)
@@ -213,6 +213,8 @@ def facts_from_dataset(ds: Dataset, meta: dict[str, Any]) -> dict[str, Any]:
     img_raw = bytes(csa_img[1]) if isinstance(csa_img, tuple) else b""
     ser_raw = bytes(csa_ser[1]) if isinstance(csa_ser, tuple) else b""
     n_mosaic = csa_image_facts(img_raw, bvals, bdirs, pe_positive)
+    if not pe_positive and f["manufacturer"].upper().startswith("GE"):
+        pe_positive.update(filter(None, [ge_pe_positive(ds)]))
     f["is_mosaic"] = "MOSAIC" in [x.upper() for x in f["image_type"]] and n_mosaic > 0
     f["n_mosaic"] = n_mosaic
     f["csa_protocol_name"] = (

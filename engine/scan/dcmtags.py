@@ -90,7 +90,11 @@ TAGS: dict[str, tuple[int, bytes]] = {
     # GE
     "GEBValue": (T(0x0043, 0x1039), b"IS"),
     "GEProtocolDataBlock": (T(0x0025, 0x101B), b"OB"),
-    "GEImageType": (T(0x0043, 0x102F), b"SS"),  # GEMS_PARM_01: 0 mag, 1 phase, 2 real, 3 imag
+    "GEImageType": (T(0x0043, 0x102F), b"SS"),
+    "GEUserData": (
+        T(0x0043, 0x102A),
+        b"OB",
+    ),  # GEMS_PARM_01 UserDefineData (PE polarity)  # GEMS_PARM_01: 0 mag, 1 phase, 2 real, 3 imag
     # Philips
     "PhilipsBValue": (T(0x2001, 0x1003), b"FL"),
     "PhilipsImageTypeMR": (T(0x2005, 0x1011), b"CS"),  # Philips MR Imaging DD 001: M P R I

@@ -7,6 +7,7 @@ the private blocks, on their creator string); kept apart from the standard decod
 
 from __future__ import annotations
 
+import struct
 import zlib
 from typing import Any
 
@@ -79,6 +80,41 @@ def csa_image_facts(
     return n_mosaic
 
 
+def ge_pe_positive(ds: Dataset) -> str:
+    """GE's EPI phase-encoding polarity in Siemens' words (``'1'`` positive, ``'0'``; '' unknown).
+
+    GE keeps it in the binary UserDefineData (0043,102A) of the GEMS_PARM_01 block: a header
+    at the offset held in bytes 24-25, whose version (float at its start) moved the fields by
+    0x4c bytes from 25.002 on. In an EPI (bit 0x800 of the word at +0x3a) bit 0x4 of the word at
+    +0x30 means "flipped", and a bottom-up ky order (2 in the word at +0x394, 0x8c earlier from
+    25.002) flips it back. Unflipped is what dcm2niix writes as ``j-`` for a COL phase axis
+    (``i`` for ROW), i.e. Siemens' PhaseEncodingDirectionPositive 1 (checked against dcm2niix on
+    dcm_qa_nih's GE EPI with these bits set each way).
+    """
+    v = ds.get(TAGS["GEUserData"][0])
+    if not isinstance(v, tuple) or _creator(ds, GE_PARM_CREATOR) != "GEMS_PARM_01":
+        return ""
+    raw = bytes(v[1])
+    if len(raw) < 26:
+        return ""
+    (hdr,) = struct.unpack_from("<H", raw, 24)
+    if len(raw) < hdr + 916:
+        return ""
+    (version,) = struct.unpack_from("<f", raw, hdr)
+    if not 5.0 <= version <= 40.0:
+        return ""
+    ky_at = 0x394
+    if version >= 25.002:
+        hdr += 0x4C
+        ky_at -= 0x8C
+    if not struct.unpack_from("<H", raw, hdr + 0x3A)[0] & 0x800:
+        return ""  # not an EPI: the bits below mean something else
+    flipped = bool(struct.unpack_from("<H", raw, hdr + 0x30)[0] & 0x4)
+    if struct.unpack_from("<H", raw, hdr + ky_at)[0] == 2:  # bottom-up ky order
+        flipped = not flipped
+    return "0" if flipped else "1"
+
+
 def diffusion_and_pe(ds: Dataset, manufacturer: str) -> dict[str, Any]:
     """bvalues, bdirs and pe_positive of a classic file (XA tag, vendor b-values, CSA)."""
     pe_positive: set[str] = set()
@@ -100,6 +136,8 @@ def diffusion_and_pe(ds: Dataset, manufacturer: str) -> dict[str, Any]:
     csa_img = ds.get(CSA_IMAGE)
     img_raw = bytes(csa_img[1]) if isinstance(csa_img, tuple) else b""
     n_mosaic = csa_image_facts(img_raw, bvals, bdirs, pe_positive)
+    if not pe_positive and mu.startswith("GE"):
+        pe_positive.update(filter(None, [ge_pe_positive(ds)]))
     return {
         "bvalues": sorted(bvals),
         "bdirs": sorted(bdirs),

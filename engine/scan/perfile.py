@@ -69,6 +69,7 @@ _G_COMPLEX = (
 )
 _G_DIFF = (
     XA_PE_POSITIVE,
+    _TAG["GEUserData"],
     _TAG["DiffusionBValue"],
     _TAG["GEBValue"],
     _TAG["PhilipsBValue"],
