@@ -14,16 +14,22 @@ from engine.scan.dcmbase import Dataset
 from engine.scan.dcmtags import TAGS
 
 
-def _s(ds: Dataset, name: str) -> str:
+def _text(ds: Dataset, name: str) -> str | None:
+    """The element's bytes as text (UTF-8, else Latin-1: old scanners write 8-bit names); None
+    when absent."""
     v = ds.get(TAGS[name][0])
     if v is None:
-        return ""
+        return None
     raw = bytes(v[1])
     try:
-        text = raw.decode("utf-8")
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    return text.strip("\x00 ").replace("\x00", "")
+        return raw.decode("latin-1")
+
+
+def _s(ds: Dataset, name: str) -> str:
+    text = _text(ds, name)
+    return "" if text is None else text.strip("\x00 ").replace("\x00", "")
 
 
 def _as_heudiconv(ds: Dataset, name: str) -> str:
@@ -31,14 +37,9 @@ def _as_heudiconv(ds: Dataset, name: str) -> str:
     NULs and spaces dropped, leading ones and inner NULs kept, a multi-valued one as the
     ``str`` of a list.  The heuristic matches these strings on heudiconv's side, so the series
     table must hold the very same ones."""
-    v = ds.get(TAGS[name][0])
-    if v is None:
+    text = _text(ds, name)
+    if text is None:
         return ""
-    raw = bytes(v[1])
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
     parts = text.split("\\")
     if len(parts) == 1:
         return text.rstrip("\x00 ")
