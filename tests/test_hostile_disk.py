@@ -59,17 +59,23 @@ def _fill(mnt: Path) -> None:
     assert os.statvfs(mnt).f_bavail == 0
 
 
+def _steps(src: Path, out: Path, gid: str = "") -> list[tuple[object, ...]]:
+    """analyze, group, map, generate (and a decision on ``gid`` when given), as CLI argv."""
+    argv: list[tuple[object, ...]] = [
+        ("analyze", src, out, "--no-progress", "--n-cpus", "1"),
+        ("group", out),
+        ("map", out),
+        ("generate", out),
+    ]
+    return argv + ([("decide", out, gid, "--skip", "--reason", "x")] if gid else [])
+
+
 def test_every_step_on_a_full_disk_is_one_line_and_keeps_the_outputs(
     tiny: Path, tmp_path: Path, capsys
 ) -> None:
     src = _study(tmp_path / "in", n_series=3, n_files=4)
     out = tiny / "out"
-    for argv in (
-        ("analyze", src, out, "--no-progress", "--n-cpus", "1"),
-        ("group", out),
-        ("map", out),
-        ("generate", out),
-    ):
+    for argv in _steps(src, out):
         assert main([str(a) for a in argv]) == 0, argv
     before = _digest(out)
     assert set(STEPS_OUTPUTS) <= set(before)
@@ -78,13 +84,7 @@ def test_every_step_on_a_full_disk_is_one_line_and_keeps_the_outputs(
     (src / "s09" / "1.dcm").write_bytes((src / "s01" / "001.dcm").read_bytes())
     _fill(tiny)
     capsys.readouterr()
-    for argv in (
-        ("analyze", src, out, "--no-progress", "--n-cpus", "1"),
-        ("group", out),
-        ("map", out),
-        ("generate", out),
-        ("decide", out, gid, "--skip", "--reason", "x"),
-    ):
+    for argv in _steps(src, out, gid):
         assert main([str(a) for a in argv]) == 2, argv
         err = capsys.readouterr().err.strip()
         assert "Traceback" not in err and len(err.splitlines()) == 1, err
@@ -136,14 +136,7 @@ def test_every_step_on_a_read_only_out_is_one_line_and_reading_still_works(
     if r.returncode != 0:
         pytest.skip(f"cannot remount read-only: {r.stderr.strip()}")
     capsys.readouterr()
-    for argv in (
-        ("analyze", src, out, "--no-progress", "--n-cpus", "1"),
-        ("group", out),
-        ("map", out),
-        ("generate", out),
-        ("decide", out, gid, "--skip", "--reason", "x"),
-        ("convert", out, "--subject", "01", "--dry-run"),
-    ):
+    for argv in (*_steps(src, out, gid), ("convert", out, "--subject", "01", "--dry-run")):
         assert main([str(a) for a in argv]) == 2, argv
         err = capsys.readouterr().err.strip()
         assert "Traceback" not in err and len(err.splitlines()) == 1, err
