@@ -13,6 +13,16 @@ from typing import Any
 from engine.serial import from_json, to_json
 
 
+def say_warnings(warnings: list[str]) -> None:
+    """A result's warnings on stderr, one line each, control characters made visible."""
+    import sys
+
+    from engine.text import printable
+
+    for w in warnings:
+        print(f"WARNING: {printable(w)}", file=sys.stderr)
+
+
 def invoke(args: argparse.Namespace, method: str, params: Any) -> Any:
     """Run API ``method`` with ``params`` (its parameters dataclass, or a dict of arguments)."""
     from engine.api.methods import API, bind, result_type

@@ -12,8 +12,7 @@ import argparse
 import sys
 
 from engine.api.types import AnalyzeParams
-from engine.commands._api import invoke
-from engine.text import printable
+from engine.commands._api import invoke, say_warnings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -91,6 +90,5 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     print(res.message, file=sys.stderr)
-    for w in res.warnings:
-        print(f"WARNING: {printable(w)}", file=sys.stderr)
+    say_warnings(res.warnings)
     return 0

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from engine.api.types import ConvertParams
-from engine.commands._api import invoke
-from engine.text import printable
+from engine.commands._api import invoke, say_warnings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -69,6 +67,5 @@ def run(args: argparse.Namespace) -> int:
         ),
     )
     print(res.report, end="")
-    for w in res.warnings:  # e.g. decisions set aside: not in effect, so not converted
-        print(f"WARNING: {printable(w)}", file=sys.stderr)
+    say_warnings(res.warnings)
     return 0 if res.ok else 1

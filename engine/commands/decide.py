@@ -10,9 +10,8 @@ import argparse
 import sys
 
 from engine.api.types import DecideParams
-from engine.commands._api import invoke
+from engine.commands._api import invoke, say_warnings
 from engine.errors import UserError
-from engine.text import printable
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--undo/--redo/--list take no group")
         method = "undo" if args.undo else "redo" if args.redo else "decisions"
         view = invoke(args, method, {"out_dir": args.out})
-        for w in view.warnings:
-            print(f"WARNING: {printable(w)}", file=sys.stderr)
+        say_warnings(view.warnings)
         if args.list:
             for gid, d in view.decisions.items():
                 print(f"{gid}\t{d.describe()}")
@@ -67,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
         note="" if args.skip else args.reason,
     )
     view = invoke(args, "decide", params)
-    for w in view.warnings:
-        print(f"WARNING: {printable(w)}", file=sys.stderr)
+    say_warnings(view.warnings)
     d = view.changed
     print(f"{args.group}: {d.describe() if d else action} (journalled in user_decisions.jsonl)")
     return 0

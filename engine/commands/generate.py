@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from engine.api.types import GenerateParams
-from engine.commands._api import invoke
-from engine.text import printable
+from engine.commands._api import invoke, say_warnings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +47,5 @@ def run(args: argparse.Namespace) -> int:
     )
     print(res.report, end="")
     print(f"wrote {res.path}")
-    for w in res.warnings:
-        print(f"WARNING: {printable(w)}", file=sys.stderr)
+    say_warnings(res.warnings)
     return 0 if res.ok else 1

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from engine.commands._api import invoke
-from engine.text import printable
+from engine.commands._api import invoke, say_warnings
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,6 +21,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     res = invoke(args, "group", {"out_dir": args.out})
     print(res.message)
-    for w in res.warnings:
-        print(f"WARNING: {printable(w)}", file=sys.stderr)
+    say_warnings(res.warnings)
     return 0

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from engine.commands._api import invoke
+from engine.commands._api import invoke, say_warnings
 from engine.config import add_llm_arguments
 from engine.mapping import BACKENDS
-from engine.text import printable
 
 BACKEND_CHOICES = ("rules", "ollama", "llamacpp", "hf", "llama-cpp", "transformers", "openai")
 
@@ -63,6 +62,5 @@ def run(args: argparse.Namespace) -> int:
     with context.printing_deltas(stream):
         res = invoke(args, "map", params)
     print(res.message)
-    for w in res.warnings:
-        print(f"WARNING: {printable(w)}", file=sys.stderr)
+    say_warnings(res.warnings)
     return 0

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.commands import _report_style as _style
-from engine.commands._api import invoke
+from engine.commands._api import invoke, say_warnings
 from engine.commands._report_draft import register_draft as _register_draft
 
 
@@ -101,8 +101,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
     params = EvaluateParams(args.pred, args.ref, metrics, args.plot or "", args.out or "")
     res = invoke(args, "report.evaluate", params)
-    for w in res.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+    say_warnings(res.warnings)
     result = res.as_dict()
     if args.json:
         print(json.dumps(result, indent=2))

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from engine.commands._api import invoke
-from engine.text import printable
+from engine.commands._api import invoke, say_warnings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,6 +23,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     res = invoke(args, "validate", {"out_dir": args.out, "heuristic": args.heuristic})
     print(res.diff)
-    for w in res.warnings:  # e.g. decisions set aside: not in effect, so not validated
-        print(f"WARNING: {printable(w)}", file=sys.stderr)
+    say_warnings(res.warnings)
     return 0 if res.ok else 1
