@@ -26,7 +26,7 @@ def anyio_backend() -> str:
 
 
 async def test_bad_journal_lines_are_said_loudly_and_the_rest_applied(tmp_path: Path) -> None:
-    out = build_workspace(tmp_path / "out")
+    out = build_workspace(tmp_path / "out [/] [b]x")  # markup-like text in every warning
     gid = Workspace(out).read_groups()[0].group_id
     good = {"op": "decide", "group_id": gid, "action": "skip", "skip_reason": "x", "seq": 1}
     lines = [
@@ -49,8 +49,9 @@ async def test_bad_journal_lines_are_said_loudly_and_the_rest_applied(tmp_path: 
         assert list(screen.ws.review.decisions) == [gid]  # the good line is in effect
         said = [n for n in app._notifications if QUARANTINE_FILE in n.message]
         assert said and said[0].severity == "error", [n.message for n in app._notifications]
+        assert "[/] [b]x" in said[0].message and said[0].markup is False
         status = str(screen.query_one("#status").render())
-        assert QUARANTINE_FILE in status, status
+        assert QUARANTINE_FILE in status and "out [/] [b]x" in status, status
         log = " ".join(str(x) for x in screen.reports.pending_log)
         assert QUARANTINE_FILE in log, log
     assert (out / QUARANTINE_FILE).exists()
